@@ -1,0 +1,160 @@
+"""The load engine: runs Locust in its own process and journals latency windows.
+
+Run as ``python -m labcap.loadtests.engine CONFIG.json``. Locust (and with it
+gevent's monkey-patching) is imported only here, inside ``main``, so the rest
+of labcap stays clean. Secrets come through the environment, never the
+config file or argv.
+
+Exit codes: 0 the plan ran to its end, 130 interrupted (SIGINT/SIGTERM), 2 the
+configuration or locustfile is unusable (the journal holds an ``error`` line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from labcap.model import plan_from_dict
+
+PASSWORD_ENV = "LABCAP_HUB_PASSWORD"
+
+
+def _progress(msg: str) -> None:
+    print(f"labcap: {msg}", file=sys.stderr, flush=True)
+
+
+def load_user_classes(cfg: dict[str, Any]) -> list[type]:
+    """Built-in scenario classes (or a locustfile's), specialised for this run's hosts."""
+    import importlib
+
+    from locust import between
+
+    scenario = cfg["scenario"]
+    hosts: dict[str, str] = cfg.get("hosts", {})
+    if scenario.get("path"):
+        from locust.util.load_locustfile import load_locustfile
+
+        user_classes, _shapes = load_locustfile(scenario["path"])
+        if not user_classes:
+            raise ValueError(f"{scenario['path']} defines no Locust User class")
+        out = []
+        for name, cls in user_classes.items():
+            attrs: dict[str, Any] = {}
+            if not getattr(cls, "host", None):
+                attrs["host"] = hosts.get("default", "")
+            out.append(type(name, (cls,), attrs) if attrs else cls)
+        return out
+    module = importlib.import_module(scenario["module"])
+    password = os.environ.get(PASSWORD_ENV, "")
+    out = []
+    for class_name, weight in scenario["classes"]:
+        base = getattr(module, class_name)
+        target = getattr(base, "target", "default")
+        host = hosts.get(target) or hosts.get("default", "")
+        attrs = {"host": host, "weight": weight, "lab_password": password}
+        if cfg.get("wait_s"):
+            lo, hi = cfg["wait_s"]
+            attrs["wait_time"] = between(lo, hi)
+        out.append(type(class_name, (base,), attrs))
+    return out
+
+
+def run(cfg: dict[str, Any], journal_path: Path) -> int:
+    import gevent
+    from gevent.event import Event
+    from locust import events as locust_events
+    from locust.env import Environment
+    from locust.log import setup_logging
+
+    from labcap.loadtests.recorder import WindowRecorder
+
+    setup_logging(cfg.get("locust_log_level", "WARNING"))
+    plan = plan_from_dict(cfg["load"])
+    journal = open(journal_path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+
+    def fail(message: str) -> int:
+        journal.write(json.dumps({"kind": "error", "message": message}) + "\n")
+        journal.flush()
+        journal.close()
+        return 2
+
+    try:
+        user_classes = load_user_classes(cfg)
+    except Exception as e:  # a user's locustfile can raise anything on import
+        return fail(f"scenario failed to load: {type(e).__name__}: {e}")
+
+    env = Environment(user_classes=user_classes, events=locust_events)
+    env.stop_timeout = cfg.get("stop_timeout_s", 10)
+    runner = env.create_local_runner()
+    n_steps = len(plan.steps)
+
+    def step_done(i: int, s: dict[str, Any]) -> None:
+        p95 = "n/a" if s["p95_ms"] is None else f"{s['p95_ms']:.0f} ms"
+        _progress(
+            f"step {i + 1}/{n_steps} done: {s['requests']} requests, "
+            f"{s['failures']} failed, p95 {p95} (steady windows)"
+        )
+
+    recorder = WindowRecorder(
+        plan, journal, active_users=lambda: runner.user_count, on_step_done=step_done
+    )
+    env.events.request.add_listener(recorder.on_request)
+
+    def on_user_error(user_instance: Any, exception: BaseException, tb: Any) -> None:
+        recorder.on_request("ERROR", "(user error)", None, exception=exception)
+
+    env.events.user_error.add_listener(on_user_error)
+
+    stop = Event()
+    interrupted: list[str] = []
+
+    def on_signal(signame: str) -> None:
+        interrupted.append(signame)
+        stop.set()
+
+    gevent.signal_handler(signal.SIGINT, on_signal, "SIGINT")
+    gevent.signal_handler(signal.SIGTERM, on_signal, "SIGTERM")
+
+    def ticker() -> None:
+        while not stop.is_set():
+            recorder.advance()
+            if recorder.finished:
+                stop.set()
+                return
+            gevent.sleep(0.2)
+
+    recorder.start()
+    ticker_greenlet = gevent.spawn(ticker)
+    for step in plan.steps:
+        if stop.is_set():
+            break
+        recorder.advance()  # close the previous step's windows before users change
+        _progress(f"step {step.index + 1}/{n_steps}: {step.users} users for {step.duration_s:g}s")
+        runner.start(step.users, spawn_rate=plan.spawn_rate)
+        stop.wait(timeout=max(0.0, step.end_s - recorder.elapsed()))
+    stop.wait()  # the ticker sets it once the last window has closed
+    ticker_greenlet.kill()
+    if interrupted:
+        _progress(f"{interrupted[0]} received: stopping users and saving what was measured")
+    runner.quit()
+    status = "interrupted" if interrupted else "complete"
+    recorder.close(status, reason=f"{interrupted[0]} received" if interrupted else "")
+    journal.close()
+    return 130 if interrupted else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m labcap.loadtests.engine CONFIG.json JOURNAL.jsonl", file=sys.stderr)
+        return 2
+    cfg = json.loads(Path(argv[0]).read_text())
+    return run(cfg, Path(argv[1]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

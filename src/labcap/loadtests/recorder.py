@@ -1,0 +1,184 @@
+"""Per-endpoint, per-window HDR histograms fed by Locust's request event.
+
+No Locust import here: the recorder takes plain arguments so it can be
+tested on its own. Memory holds only the open window's histograms; closed
+windows go to the journal (one JSON line per endpoint) and are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import IO, Any
+
+from hdrh.histogram import HdrHistogram
+
+from labcap.model import LoadPlan
+
+# 1 µs .. 1 h at 3 significant digits: a spawn that takes minutes still fits.
+HDR_MIN_US, HDR_MAX_US, HDR_DIGITS = 1, 3_600_000_000, 3
+REASON_MAX_CHARS = 200
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(HDR_MIN_US, HDR_MAX_US, HDR_DIGITS)
+
+
+def histogram_summary(h: HdrHistogram) -> dict[str, float | None]:
+    """Mean and percentiles in µs (None when the histogram is empty)."""
+    if h.get_total_count() == 0:
+        return {k: None for k in ("mean_us", "p50_us", "p90_us", "p95_us", "p99_us", "max_us")}
+    return {
+        "mean_us": float(h.get_mean_value()),
+        "p50_us": float(h.get_value_at_percentile(50)),
+        "p90_us": float(h.get_value_at_percentile(90)),
+        "p95_us": float(h.get_value_at_percentile(95)),
+        "p99_us": float(h.get_value_at_percentile(99)),
+        "max_us": float(h.get_max_value()),
+    }
+
+
+class _Series:
+    __slots__ = ("hist", "requests", "failures")
+
+    def __init__(self) -> None:
+        self.hist = new_histogram()
+        self.requests = 0
+        self.failures = 0
+
+
+class WindowRecorder:
+    """Buckets request outcomes into the plan's windows and journals each closed window.
+
+    Latency histograms hold successful requests only; failures are counted
+    per endpoint with their reason, so a flood of fast errors cannot make a
+    step look quick.
+    """
+
+    def __init__(
+        self,
+        plan: LoadPlan,
+        journal: IO[str],
+        *,
+        active_users: Callable[[], int] = lambda: 0,
+        clock: Callable[[], float] = time.monotonic,
+        on_step_done: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.journal = journal
+        self.active_users = active_users
+        self.clock = clock
+        self.on_step_done = on_step_done
+        self.t0: float | None = None
+        self.window_pos = 0
+        self.series: dict[tuple[str, str], _Series] = {}
+        self.reasons: Counter[tuple[str, str, str]] = Counter()
+        self.late_requests = 0
+        self._step_hist = new_histogram()
+        self._step_counts = [0, 0]
+
+    def start(self) -> None:
+        self.t0 = self.clock()
+
+    def elapsed(self) -> float:
+        return 0.0 if self.t0 is None else self.clock() - self.t0
+
+    def on_request(
+        self,
+        request_type: str,
+        name: str,
+        response_time: float | None,
+        exception: BaseException | None = None,
+        **_: Any,
+    ) -> None:
+        """Locust ``request`` event listener (``response_time`` in ms, float)."""
+        if self.t0 is None:
+            return
+        self.advance()
+        if self.window_pos >= len(self.plan.windows):
+            self.late_requests += 1
+            return
+        s = self.series.get((name, request_type))
+        if s is None:
+            s = self.series[(name, request_type)] = _Series()
+        s.requests += 1
+        steady = not self.plan.windows[self.window_pos].settling
+        self._step_counts[0] += steady
+        if exception is not None:
+            s.failures += 1
+            self._step_counts[1] += steady
+            self.reasons[(name, request_type, _reason(exception))] += 1
+            return
+        us = min(max(int(round((response_time or 0.0) * 1000)), HDR_MIN_US), HDR_MAX_US)
+        s.hist.record_value(us)
+        if steady:
+            self._step_hist.record_value(us)
+
+    def advance(self) -> None:
+        """Close every window whose end has passed."""
+        t = self.elapsed()
+        windows = self.plan.windows
+        while self.window_pos < len(windows) and t >= windows[self.window_pos].end_s:
+            self._flush(self.window_pos)
+            self.window_pos += 1
+
+    @property
+    def finished(self) -> bool:
+        return self.window_pos >= len(self.plan.windows)
+
+    def close(self, status: str, reason: str = "") -> None:
+        """Flush the open window (cut short when interrupted) and journal the end."""
+        self.advance()
+        if self.window_pos < len(self.plan.windows):
+            self._flush(self.window_pos, cut_at=self.elapsed())
+            self.window_pos = len(self.plan.windows)
+        self._write({"kind": "end", "status": status, "reason": reason,
+                     "late_requests": self.late_requests, "elapsed_s": round(self.elapsed(), 3)})
+
+    def _flush(self, pos: int, cut_at: float | None = None) -> None:
+        w = self.plan.windows[pos]
+        step = self.plan.steps[w.step_index]
+        end_s = w.end_s if cut_at is None else min(w.end_s, max(cut_at, w.start_s))
+        users = self.active_users()
+        for (name, method), s in sorted(self.series.items()):
+            self._write({
+                "kind": "window", "window_index": w.index, "step_index": w.step_index,
+                "start_s": w.start_s, "end_s": round(end_s, 6), "settling": w.settling,
+                "target_users": step.users, "active_users": users, "endpoint": name,
+                "method": method, "requests": s.requests, "failures": s.failures,
+                **histogram_summary(s.hist),
+                "hdr": s.hist.encode().decode("ascii") if s.hist.get_total_count() else "",
+            })  # fmt: skip
+        for (name, method, reason), count in sorted(self.reasons.items()):
+            self._write({"kind": "failure", "window_index": w.index, "step_index": w.step_index,
+                         "endpoint": name, "method": method, "reason": reason, "count": count})
+        self.journal.flush()
+        os.fsync(self.journal.fileno())
+        self.series.clear()
+        self.reasons.clear()
+        last_of_step = pos + 1 >= len(self.plan.windows) or (
+            self.plan.windows[pos + 1].step_index != w.step_index
+        )
+        if last_of_step or cut_at is not None:
+            if self.on_step_done:
+                summary = histogram_summary(self._step_hist)
+                self.on_step_done(w.step_index, {
+                    "requests": self._step_counts[0], "failures": self._step_counts[1],
+                    "p95_ms": None if summary["p95_us"] is None else summary["p95_us"] / 1000,
+                    "users": users,
+                })  # fmt: skip
+            self._step_hist = new_histogram()
+            self._step_counts = [0, 0]
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.journal.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, stable failure reason: type and first line, no secrets from URLs' queries."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return reason[:REASON_MAX_CHARS]

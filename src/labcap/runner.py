@@ -1,0 +1,226 @@
+"""One capacity run, end to end: manifest, load engine subprocess, finalised tables.
+
+The load itself runs in ``labcap.loadtests.engine`` (a subprocess, because
+Locust monkey-patches the process it is imported in). This module prepares
+the run directory, supervises the engine, forwards interrupts, and turns the
+engine's journal into Parquet tables with a final status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from labcap import __version__
+from labcap.environment import fingerprint
+from labcap.errors import LabcapError
+from labcap.loadtests.catalog import get_scenario
+from labcap.model import SCHEMA_VERSION, LoadPlan, Slo, plan_to_dict
+from labcap.store import (
+    FAILURE_COLUMNS,
+    FAILURES,
+    JOURNAL,
+    WINDOW_COLUMNS,
+    WINDOWS,
+    RunDir,
+    atomic_write_json,
+    atomic_write_parquet,
+    prepare_run_dir,
+    read_journal,
+    run_lock,
+)
+
+ENGINE_CONFIG = ".engine.json"
+PASSWORD_ENV = "LABCAP_HUB_PASSWORD"
+
+Progress = Callable[[str], None]
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised by the CLI's SIGTERM handler so SIGTERM and Ctrl-C take one path."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    out: Path
+    scenario: str
+    hosts: dict[str, str]
+    plan: LoadPlan
+    slos: tuple[Slo, ...]
+    target: str = "remote"
+    overwrite: bool = False
+    # secrets handed to the engine through its environment, never written anywhere
+    hub_password: str = field(default="", repr=False)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunResult:
+    path: Path
+    status: str
+    reasons: tuple[str, ...]
+
+
+def redact_url(url: str) -> str:
+    """Drop credentials and query strings (tokens travel there) from a URL."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def resolve_scenario(scenario: str) -> dict[str, Any]:
+    """A built-in scenario's description, or a user locustfile's path."""
+    if scenario.endswith(".py") or os.sep in scenario:
+        path = Path(scenario)
+        if not path.is_file():
+            raise LabcapError(f"scenario file {scenario} does not exist")
+        return {"name": path.name, "path": str(path.resolve()), "needs": ["default"]}
+    info = get_scenario(scenario)
+    return {
+        "name": info.name,
+        "module": info.module,
+        "classes": [list(c) for c in info.classes],
+        "needs": list(info.needs),
+    }
+
+
+def execute_run(req: RunRequest, progress: Progress) -> RunResult:
+    """Run the step load described by ``req`` and leave a finalised run directory."""
+    scenario = resolve_scenario(req.scenario)
+    missing = [n for n in scenario["needs"] if not (req.hosts.get(n) or req.hosts.get("default"))]
+    if missing:
+        raise LabcapError(f"scenario {scenario['name']!r} needs a URL for {', '.join(missing)}")
+    prepare_run_dir(req.out, overwrite=req.overwrite)
+    with run_lock(req.out):
+        run = RunDir(req.out)
+        manifest = _initial_manifest(req, scenario)
+        run.write_manifest(manifest)
+        cfg = {"scenario": scenario, "hosts": req.hosts, "load": plan_to_dict(req.plan)}
+        atomic_write_json(req.out / ENGINE_CONFIG, cfg)
+        journal = req.out / JOURNAL
+        journal.touch()
+        rc = _supervise_engine(req, journal, progress)
+        return _finalise(run, manifest, rc, progress)
+
+
+def _initial_manifest(req: RunRequest, scenario: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "labcap", "version": __version__},
+        "status": "running",
+        "status_reasons": [],
+        "pid": os.getpid(),
+        "target": req.target,
+        "scenario": {k: v for k, v in scenario.items() if k != "classes"},
+        "hosts": {k: redact_url(v) for k, v in req.hosts.items()},
+        "load": plan_to_dict(req.plan),
+        "slos": [s.expression for s in req.slos],
+        "environment": fingerprint(),
+        "notes": list(req.notes),
+        "started_at": _now(),
+        "ended_at": None,
+    }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _supervise_engine(req: RunRequest, journal: Path, progress: Progress) -> int:
+    env = dict(os.environ)
+    if req.hub_password:
+        env[PASSWORD_ENV] = req.hub_password
+    cmd = [sys.executable, "-m", "labcap.loadtests.engine", str(req.out / ENGINE_CONFIG),
+           str(journal)]  # fmt: skip
+    progress(
+        f"load: {len(req.plan.steps)} steps of {req.plan.steps[0].duration_s:g}s "
+        f"(users {', '.join(str(s.users) for s in req.plan.steps)}), "
+        f"about {req.plan.duration_s:g}s"
+    )
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    deadline_s = req.plan.duration_s + 120  # the engine stops itself; this is the backstop
+    started = time.monotonic()
+    try:
+        while True:
+            try:
+                return proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                if time.monotonic() - started > deadline_s:
+                    progress("load engine overran its schedule: stopping it")
+                    return _stop_engine(proc, signal.SIGTERM)
+    except KeyboardInterrupt as e:
+        sig = signal.SIGTERM if isinstance(e, Interrupted) else signal.SIGINT
+        progress("interrupted: letting the load engine save what it measured")
+        return _stop_engine(proc, sig)
+
+
+def _stop_engine(proc: subprocess.Popen[bytes], sig: int) -> int:
+    """Ask the engine to stop (it journals the open window), then insist."""
+    import contextlib
+
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(sig)
+    for _ in range(2):
+        try:
+            return proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        except KeyboardInterrupt:
+            continue  # a second Ctrl-C while we wait: keep waiting, the data is nearly safe
+    return proc.wait()
+
+
+def _finalise(run: RunDir, manifest: dict[str, Any], rc: int, progress: Progress) -> RunResult:
+    import pandas as pd
+
+    records = read_journal(run.path / JOURNAL)
+    errors = [r["message"] for r in records if r.get("kind") == "error"]
+    ends = [r for r in records if r.get("kind") == "end"]
+    windows = [r for r in records if r.get("kind") == "window"]
+    failures = [r for r in records if r.get("kind") == "failure"]
+    reasons: list[str] = []
+    if errors:
+        status = "failed"
+        reasons = errors
+    elif ends and ends[-1]["status"] == "complete" and rc == 0:
+        status = "complete"
+    else:
+        status = "partial"
+        if ends and ends[-1].get("reason"):
+            reasons.append(f"interrupted: {ends[-1]['reason']}")
+        elif not ends:
+            reasons.append(f"the load engine stopped unexpectedly (exit code {rc})")
+    windows_df = pd.DataFrame([{c: r.get(c) for c in WINDOW_COLUMNS} for r in windows],
+                              columns=WINDOW_COLUMNS)
+    failures_df = pd.DataFrame([{c: r.get(c) for c in FAILURE_COLUMNS} for r in failures],
+                               columns=FAILURE_COLUMNS)
+    atomic_write_parquet(run.path / WINDOWS, windows_df)
+    atomic_write_parquet(run.path / FAILURES, failures_df)
+    manifest = dict(manifest, status=status, status_reasons=reasons, ended_at=_now())
+    if ends:
+        manifest["late_requests"] = ends[-1].get("late_requests", 0)
+    run.write_manifest(manifest)
+    # The tables now hold everything the journal did.
+    (run.path / JOURNAL).unlink(missing_ok=True)
+    (run.path / ENGINE_CONFIG).unlink(missing_ok=True)
+    progress(f"run {status}: {len(windows)} window records written to {run.path}")
+    if status == "failed":
+        raise LabcapError(reasons[0])
+    return RunResult(run.path, status, tuple(reasons))
+
+
+def summarise_json(result: RunResult) -> str:
+    return json.dumps({"run": str(result.path), "status": result.status,
+                       "reasons": list(result.reasons)})

@@ -1,0 +1,213 @@
+"""The run directory: written atomically, read back with validation.
+
+Layout of ``runs/<name>/``::
+
+    manifest.json      schema_version, status, target, scenario, load plan, SLOs, environment
+    journal.jsonl      append-only window records while the run is live (removed once
+                       the Parquet tables are written)
+    windows.parquet    one row per (window, endpoint, method): counts, percentiles, HDR histogram
+    failures.parquet   one row per (window, endpoint, method, reason): count
+    report.html        written by ``labcap report`` (and the demo)
+
+Every file is written to a temporary name in the same directory, fsynced and
+renamed, so a reader sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labcap.errors import LabcapError
+from labcap.model import RUN_STATUSES, SCHEMA_MAJOR, SCHEMA_VERSION
+
+MANIFEST = "manifest.json"
+JOURNAL = "journal.jsonl"
+WINDOWS = "windows.parquet"
+FAILURES = "failures.parquet"
+LOCK = ".lock"
+
+WINDOW_COLUMNS = [
+    "window_index", "step_index", "start_s", "end_s", "settling", "target_users",
+    "active_users", "endpoint", "method", "requests", "failures", "mean_us", "p50_us",
+    "p90_us", "p95_us", "p99_us", "max_us", "hdr",
+]  # fmt: skip
+FAILURE_COLUMNS = ["window_index", "step_index", "endpoint", "method", "reason", "count"]
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same directory and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any, *, mode: int = 0o644) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), mode=mode)
+
+
+def atomic_write_parquet(path: Path, frame: Any) -> None:
+    """Write a pandas DataFrame as Parquet, atomically."""
+    import io
+
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run directory: two runs never write the same one."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LabcapError(f"{run_dir}: another labcap run is writing this directory") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def prepare_run_dir(run_dir: Path, *, overwrite: bool = False) -> None:
+    """Refuse to mix two runs' results in one directory unless asked to."""
+    if run_dir.exists() and (run_dir / MANIFEST).exists() and not overwrite:
+        raise LabcapError(
+            f"{run_dir} already holds a run: choose another --out or pass --overwrite"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        for name in (MANIFEST, JOURNAL, WINDOWS, FAILURES, "report.html"):
+            with contextlib.suppress(FileNotFoundError):
+                (run_dir / name).unlink()
+
+
+def check_schema(version: Any, where: Path) -> None:
+    try:
+        major = int(str(version).split(".")[0])
+    except ValueError:
+        raise LabcapError(f"{where}: schema_version {version!r} is not a version") from None
+    if major > SCHEMA_MAJOR:
+        raise LabcapError(
+            f"{where}: written by a newer labcap (schema {version}, this one reads "
+            f"{SCHEMA_MAJOR}.x): upgrade labcap to read it"
+        )
+    if major < 1:
+        raise LabcapError(f"{where}: schema_version {version!r} is older than any labcap release")
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class RunDir:
+    """A run directory on disk, read lazily."""
+
+    path: Path
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> RunDir:
+        p = Path(path)
+        if not p.is_dir():
+            raise LabcapError(f"{p}: no such run directory")
+        if not (p / MANIFEST).is_file():
+            raise LabcapError(f"{p}: not a labcap run (no {MANIFEST})")
+        run = cls(p)
+        run.manifest  # validate eagerly: one clear error up front
+        return run
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        where = self.path / MANIFEST
+        try:
+            data = json.loads(where.read_text())
+        except json.JSONDecodeError as e:
+            raise LabcapError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        if not isinstance(data, dict) or "schema_version" not in data:
+            raise LabcapError(f"{where}: no schema_version; not a labcap manifest")
+        check_schema(data["schema_version"], where)
+        for key in ("status", "load", "slos", "scenario"):
+            if key not in data:
+                raise LabcapError(f"{where}: required field {key!r} is missing")
+        if data["status"] not in RUN_STATUSES:
+            raise LabcapError(f"{where}: unknown status {data['status']!r}")
+        if data["status"] == "running" and not _pid_alive(data.get("pid")):
+            # The writer died without finalising (SIGKILL, power loss): what it
+            # journaled is still there, so the run reads as partial.
+            data["status"] = "partial"
+            data.setdefault("status_reasons", []).append(
+                "the run process ended without finalising (killed?); results read from its journal"
+            )
+        return data
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        manifest = dict(manifest, schema_version=manifest.get("schema_version", SCHEMA_VERSION))
+        atomic_write_json(self.path / MANIFEST, manifest)
+
+    def windows(self) -> Any:
+        """Window rows as a DataFrame (from Parquet, or the journal of an unfinished run)."""
+        import pandas as pd
+
+        if (self.path / WINDOWS).exists():
+            return self._read_parquet(WINDOWS)
+        rows = [r for r in read_journal(self.path / JOURNAL) if r.get("kind") == "window"]
+        return pd.DataFrame([{c: r.get(c) for c in WINDOW_COLUMNS} for r in rows],
+                            columns=WINDOW_COLUMNS)
+
+    def failures(self) -> Any:
+        import pandas as pd
+
+        if (self.path / FAILURES).exists():
+            return self._read_parquet(FAILURES)
+        rows = [r for r in read_journal(self.path / JOURNAL) if r.get("kind") == "failure"]
+        return pd.DataFrame([{c: r.get(c) for c in FAILURE_COLUMNS} for r in rows],
+                            columns=FAILURE_COLUMNS)
+
+    def _read_parquet(self, name: str) -> Any:
+        import pandas as pd
+
+        try:
+            return pd.read_parquet(self.path / name)
+        except Exception as e:  # pyarrow raises several types for damaged files
+            raise LabcapError(f"{self.path / name}: unreadable Parquet ({e})") from None
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """Journal lines, skipping a torn last line (the writer died mid-write)."""
+    if not path.exists():
+        return []
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break  # torn write at the end: everything before it is whole
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
