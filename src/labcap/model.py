@@ -111,7 +111,9 @@ def parse_user_steps(text: str) -> tuple[int, ...]:
     return tuple(users)
 
 
-_SLO_RE = re.compile(r"^(?:(?P<endpoint>[^:=\s][^:=]*?)\s*:\s*)?(?P<metric>[a-z0-9_]+)\s*=\s*(?P<value>\S+)$")
+_SLO_RE = re.compile(
+    r"^(?:(?P<endpoint>[^:=\s][^:=]*?)\s*:\s*)?(?P<metric>[a-z0-9_]+)\s*=\s*(?P<value>\S+)$"
+)
 
 
 def parse_slo(text: str) -> Slo:

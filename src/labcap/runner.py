@@ -142,8 +142,13 @@ def _supervise_engine(req: RunRequest, journal: Path, progress: Progress) -> int
     env = dict(os.environ)
     if req.hub_password:
         env[PASSWORD_ENV] = req.hub_password
-    cmd = [sys.executable, "-m", "labcap.loadtests.engine", str(req.out / ENGINE_CONFIG),
-           str(journal)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "labcap.loadtests.engine",
+        str(req.out / ENGINE_CONFIG),
+        str(journal),
+    ]
     progress(
         f"load: {len(req.plan.steps)} steps of {req.plan.steps[0].duration_s:g}s "
         f"(users {', '.join(str(s.users) for s in req.plan.steps)}), "
@@ -202,10 +207,12 @@ def _finalise(run: RunDir, manifest: dict[str, Any], rc: int, progress: Progress
             reasons.append(f"interrupted: {ends[-1]['reason']}")
         elif not ends:
             reasons.append(f"the load engine stopped unexpectedly (exit code {rc})")
-    windows_df = pd.DataFrame([{c: r.get(c) for c in WINDOW_COLUMNS} for r in windows],
-                              columns=WINDOW_COLUMNS)
-    failures_df = pd.DataFrame([{c: r.get(c) for c in FAILURE_COLUMNS} for r in failures],
-                               columns=FAILURE_COLUMNS)
+    windows_df = pd.DataFrame(
+        [{c: r.get(c) for c in WINDOW_COLUMNS} for r in windows], columns=WINDOW_COLUMNS
+    )
+    failures_df = pd.DataFrame(
+        [{c: r.get(c) for c in FAILURE_COLUMNS} for r in failures], columns=FAILURE_COLUMNS
+    )
     atomic_write_parquet(run.path / WINDOWS, windows_df)
     atomic_write_parquet(run.path / FAILURES, failures_df)
     manifest = dict(manifest, status=status, status_reasons=reasons, ended_at=_now())
@@ -222,5 +229,6 @@ def _finalise(run: RunDir, manifest: dict[str, Any], rc: int, progress: Progress
 
 
 def summarise_json(result: RunResult) -> str:
-    return json.dumps({"run": str(result.path), "status": result.status,
-                       "reasons": list(result.reasons)})
+    return json.dumps(
+        {"run": str(result.path), "status": result.status, "reasons": list(result.reasons)}
+    )

@@ -35,10 +35,25 @@ FAILURES = "failures.parquet"
 LOCK = ".lock"
 
 WINDOW_COLUMNS = [
-    "window_index", "step_index", "start_s", "end_s", "settling", "target_users",
-    "active_users", "endpoint", "method", "requests", "failures", "mean_us", "p50_us",
-    "p90_us", "p95_us", "p99_us", "max_us", "hdr",
-]  # fmt: skip
+    "window_index",
+    "step_index",
+    "start_s",
+    "end_s",
+    "settling",
+    "target_users",
+    "active_users",
+    "endpoint",
+    "method",
+    "requests",
+    "failures",
+    "mean_us",
+    "p50_us",
+    "p90_us",
+    "p95_us",
+    "p99_us",
+    "max_us",
+    "hdr",
+]
 FAILURE_COLUMNS = ["window_index", "step_index", "endpoint", "method", "reason", "count"]
 
 
@@ -138,7 +153,7 @@ class RunDir:
         if not (p / MANIFEST).is_file():
             raise LabcapError(f"{p}: not a labcap run (no {MANIFEST})")
         run = cls(p)
-        run.manifest  # validate eagerly: one clear error up front
+        _ = run.manifest  # validate eagerly: one clear error up front
         return run
 
     @property
@@ -176,8 +191,9 @@ class RunDir:
         if (self.path / WINDOWS).exists():
             return self._read_parquet(WINDOWS)
         rows = [r for r in read_journal(self.path / JOURNAL) if r.get("kind") == "window"]
-        return pd.DataFrame([{c: r.get(c) for c in WINDOW_COLUMNS} for r in rows],
-                            columns=WINDOW_COLUMNS)
+        return pd.DataFrame(
+            [{c: r.get(c) for c in WINDOW_COLUMNS} for r in rows], columns=WINDOW_COLUMNS
+        )
 
     def failures(self) -> Any:
         import pandas as pd
@@ -185,8 +201,9 @@ class RunDir:
         if (self.path / FAILURES).exists():
             return self._read_parquet(FAILURES)
         rows = [r for r in read_journal(self.path / JOURNAL) if r.get("kind") == "failure"]
-        return pd.DataFrame([{c: r.get(c) for c in FAILURE_COLUMNS} for r in rows],
-                            columns=FAILURE_COLUMNS)
+        return pd.DataFrame(
+            [{c: r.get(c) for c in FAILURE_COLUMNS} for r in rows], columns=FAILURE_COLUMNS
+        )
 
     def _read_parquet(self, name: str) -> Any:
         import pandas as pd

@@ -135,8 +135,15 @@ class WindowRecorder:
         if self.window_pos < len(self.plan.windows):
             self._flush(self.window_pos, cut_at=self.elapsed())
             self.window_pos = len(self.plan.windows)
-        self._write({"kind": "end", "status": status, "reason": reason,
-                     "late_requests": self.late_requests, "elapsed_s": round(self.elapsed(), 3)})
+        self._write(
+            {
+                "kind": "end",
+                "status": status,
+                "reason": reason,
+                "late_requests": self.late_requests,
+                "elapsed_s": round(self.elapsed(), 3),
+            }
+        )
 
     def _flush(self, pos: int, cut_at: float | None = None) -> None:
         w = self.plan.windows[pos]
@@ -144,17 +151,36 @@ class WindowRecorder:
         end_s = w.end_s if cut_at is None else min(w.end_s, max(cut_at, w.start_s))
         users = self.active_users()
         for (name, method), s in sorted(self.series.items()):
-            self._write({
-                "kind": "window", "window_index": w.index, "step_index": w.step_index,
-                "start_s": w.start_s, "end_s": round(end_s, 6), "settling": w.settling,
-                "target_users": step.users, "active_users": users, "endpoint": name,
-                "method": method, "requests": s.requests, "failures": s.failures,
-                **histogram_summary(s.hist),
-                "hdr": s.hist.encode().decode("ascii") if s.hist.get_total_count() else "",
-            })  # fmt: skip
+            self._write(
+                {
+                    "kind": "window",
+                    "window_index": w.index,
+                    "step_index": w.step_index,
+                    "start_s": w.start_s,
+                    "end_s": round(end_s, 6),
+                    "settling": w.settling,
+                    "target_users": step.users,
+                    "active_users": users,
+                    "endpoint": name,
+                    "method": method,
+                    "requests": s.requests,
+                    "failures": s.failures,
+                    **histogram_summary(s.hist),
+                    "hdr": s.hist.encode().decode("ascii") if s.hist.get_total_count() else "",
+                }
+            )
         for (name, method, reason), count in sorted(self.reasons.items()):
-            self._write({"kind": "failure", "window_index": w.index, "step_index": w.step_index,
-                         "endpoint": name, "method": method, "reason": reason, "count": count})
+            self._write(
+                {
+                    "kind": "failure",
+                    "window_index": w.index,
+                    "step_index": w.step_index,
+                    "endpoint": name,
+                    "method": method,
+                    "reason": reason,
+                    "count": count,
+                }
+            )
         self.journal.flush()
         os.fsync(self.journal.fileno())
         self.series.clear()
@@ -165,11 +191,15 @@ class WindowRecorder:
         if last_of_step or cut_at is not None:
             if self.on_step_done:
                 summary = histogram_summary(self._step_hist)
-                self.on_step_done(w.step_index, {
-                    "requests": self._step_counts[0], "failures": self._step_counts[1],
-                    "p95_ms": None if summary["p95_us"] is None else summary["p95_us"] / 1000,
-                    "users": users,
-                })  # fmt: skip
+                self.on_step_done(
+                    w.step_index,
+                    {
+                        "requests": self._step_counts[0],
+                        "failures": self._step_counts[1],
+                        "p95_ms": None if summary["p95_us"] is None else summary["p95_us"] / 1000,
+                        "users": users,
+                    },
+                )
             self._step_hist = new_histogram()
             self._step_counts = [0, 0]
 

@@ -1,0 +1,434 @@
+"""The ``labcap`` command. Thin: each command parses, calls one library function, prints.
+
+Data goes to stdout, progress and logs to stderr. Errors the user can fix
+are ``LabcapError``s, turned into one stderr line and an exit code here and
+nowhere else: 2 for bad input or an unreachable target, 1 for a failed run,
+130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from labcap import __version__
+from labcap.errors import LabcapError
+
+DEFAULT_STEPS = "5,10,20"
+
+
+def _progress(msg: str) -> None:
+    click.echo(f"labcap: {msg}", err=True)
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    from labcap.runner import Interrupted
+
+    raise Interrupted()
+
+
+class _Group(click.Group):
+    """Turns LabcapError into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LabcapError as e:
+            click.echo(f"labcap: error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("labcap: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="labcap")
+def cli() -> None:
+    """Measure how many concurrent users your AI lab (JupyterHub + MLflow) holds
+    within its latency objectives, and decide: stay on Docker Compose or move to K3s.
+
+    \b
+    Start here:
+      labcap demo                      # reference lab + short step load + report
+      labcap run --host URL --scenario mlflow --users 10,25,50
+      labcap plan runs/NAME --json     # capacity, per-step verdicts
+      labcap report runs/NAME          # self-contained HTML
+
+    Exit codes: 0 ok, 1 run failed, 2 bad input or unreachable target, 130 interrupted.
+    """
+
+
+def _load_options(f: Any) -> Any:
+    options = [
+        click.option(
+            "--slo",
+            "slos",
+            multiple=True,
+            metavar="EXPR",
+            help="Objective, repeatable: p95_ms=500, error_pct=1, or per endpoint "
+            "hub.spawn_ready:p95_ms=15000. Default: the scenario's own.",
+        ),
+        click.option(
+            "--step-duration",
+            default="60s",
+            show_default=True,
+            help="How long each user count is held (e.g. 30s, 2m).",
+        ),
+        click.option(
+            "--settle",
+            default=None,
+            help="Start of each step excluded from its statistics "
+            "[default: a quarter of the step].",
+        ),
+        click.option(
+            "--window",
+            default="5s",
+            show_default=True,
+            help="Aggregation window for latency histograms.",
+        ),
+        click.option(
+            "--spawn-rate",
+            default=5.0,
+            show_default=True,
+            type=float,
+            help="Users started per second when a step begins.",
+        ),
+        click.option(
+            "--out",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Run directory [default: runs/<scenario>-<timestamp>].",
+        ),
+        click.option("--overwrite", is_flag=True, help="Replace a run already in --out."),
+        click.option(
+            "--json", "as_json", is_flag=True, help="Print the capacity plan as JSON on stdout."
+        ),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+@cli.command()
+@click.option(
+    "--host",
+    default=None,
+    metavar="URL",
+    help="Base URL of the deployment (JupyterHub's public URL, or MLflow's).",
+)
+@click.option(
+    "--mlflow-url",
+    default=None,
+    metavar="URL",
+    help="MLflow's URL when it differs from --host (scenario lab).",
+)
+@click.option(
+    "--scenario",
+    default="lab",
+    show_default=True,
+    help="jupyterhub, mlflow, lab (both), or a path to your own locustfile.py.",
+)
+@click.option(
+    "--target",
+    type=click.Choice(["remote", "local"]),
+    default="remote",
+    show_default=True,
+    help="local: start the embedded reference lab and measure it.",
+)
+@click.option(
+    "--users",
+    default=DEFAULT_STEPS,
+    show_default=True,
+    help="Concurrent users per step, comma separated.",
+)
+@click.option(
+    "--hub-password-env",
+    default="LABCAP_HUB_PASSWORD",
+    show_default=True,
+    help="Environment variable holding the JupyterHub password for the test users.",
+)
+@_load_options
+def run(
+    host: str | None,
+    mlflow_url: str | None,
+    scenario: str,
+    target: str,
+    users: str,
+    hub_password_env: str,
+    **opts: Any,
+) -> None:
+    """Run a step-load capacity test and write a run directory.
+
+    Users grow through --users, each count held for --step-duration. Every
+    request lands in per-endpoint, per-window latency histograms; the run
+    directory (manifest.json + Parquet tables) is what plan and report read.
+
+    \b
+    Examples:
+      labcap run --target local --users 5,10,20 --step-duration 30s
+      LABCAP_HUB_PASSWORD=... labcap run --host http://127.0.0.1:8000 \\
+          --scenario jupyterhub --users 10,25,50 --slo p95_ms=800
+    """
+    import os
+
+    if target == "remote" and not host:
+        raise LabcapError("--host URL is required (or --target local for the reference lab)")
+    hosts = {}
+    if host:
+        hosts = {"default": host, "jupyterhub": host, "mlflow": mlflow_url or host}
+    password = os.environ.get(hub_password_env, "")
+    _run_and_print(scenario, target, users, hosts, password, opts)
+
+
+@cli.command()
+@click.option(
+    "--steps", default=DEFAULT_STEPS, show_default=True, help="Concurrent users per step."
+)
+@click.option(
+    "--step-duration", default="20s", show_default=True, help="How long each step is held."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run directory [default: runs/demo-<timestamp>].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the capacity plan as JSON.")
+def demo(steps: str, step_duration: str, out: Path | None, as_json: bool) -> None:
+    """Start the embedded reference lab, run a short step load, write the report.
+
+    The lab is real: JupyterHub (with its proxy and single-user servers) and an
+    MLflow tracking server, on loopback ports. The figure describes this
+    machine, where the load generator shares the CPU with the lab.
+    """
+    opts = {
+        "slos": (),
+        "step_duration": step_duration,
+        "settle": None,
+        "window": "5s",
+        "spawn_rate": 5.0,
+        "out": out,
+        "overwrite": False,
+        "as_json": as_json,
+    }
+    result = _run_and_print("lab", "local", steps, {}, "", opts, prefix="demo")
+    from labcap.reports.html import write_run_report
+
+    report = write_run_report(result.path)
+    _progress(f"report: {report}")
+
+
+def _run_and_print(
+    scenario: str,
+    target: str,
+    users: str,
+    hosts: dict[str, str],
+    password: str,
+    opts: dict[str, Any],
+    prefix: str | None = None,
+) -> Any:
+    from labcap.loadtests.catalog import SCENARIOS
+    from labcap.model import build_plan, parse_duration, parse_slo, parse_user_steps
+    from labcap.planner.capacity import plan_run
+    from labcap.runner import RunRequest, execute_run, resolve_scenario
+
+    info = resolve_scenario(scenario)  # fail fast on a bad name, before starting anything
+    step_s = parse_duration(opts["step_duration"], what="--step-duration")
+    settle_s = (
+        parse_duration(opts["settle"], what="--settle") if opts["settle"] else round(step_s / 4, 3)
+    )
+    plan = build_plan(
+        parse_user_steps(users),
+        step_s,
+        settle_s=settle_s,
+        window_s=parse_duration(opts["window"], what="--window"),
+        spawn_rate=_positive(opts["spawn_rate"], "--spawn-rate"),
+    )
+    slo_text = opts["slos"] or (
+        SCENARIOS[info["name"]].default_slos
+        if info["name"] in SCENARIOS
+        else ("p95_ms=1000", "error_pct=1")
+    )
+    slos = tuple(parse_slo(s) for s in slo_text)
+    out = opts["out"] or _default_out(prefix or info["name"].removesuffix(".py"))
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    if target == "local":
+        result = _run_on_reference_lab(out, scenario, plan, slos, opts)
+    else:
+        req = RunRequest(
+            out=out,
+            scenario=scenario,
+            hosts=hosts,
+            plan=plan,
+            slos=slos,
+            target=target,
+            overwrite=opts["overwrite"],
+            hub_password=password,
+        )
+        result = execute_run(req, _progress)
+    plan_result = plan_run(str(result.path))
+    if opts["as_json"]:
+        click.echo(json.dumps(plan_result.to_dict(), indent=2))
+    else:
+        click.echo(plan_result.verdict)
+        click.echo(f"run directory: {result.path}")
+    return result
+
+
+def _run_on_reference_lab(
+    out: Path, scenario: str, plan: Any, slos: Any, opts: dict[str, Any]
+) -> Any:
+    from labcap.lab import ReferenceLab
+    from labcap.runner import RunRequest, execute_run
+
+    workdir = Path(tempfile.mkdtemp(prefix="labcap-lab-"))
+    _progress(f"starting the reference lab in {workdir}")
+    with ReferenceLab(workdir, progress=_progress) as lab:
+        req = RunRequest(
+            out=out,
+            scenario=scenario,
+            hosts={"jupyterhub": lab.hub_url, "mlflow": lab.mlflow_url, "default": lab.hub_url},
+            plan=plan,
+            slos=slos,
+            target="local",
+            overwrite=opts["overwrite"],
+            hub_password=lab.hub_password,
+            notes=("load generator and reference lab share this machine's CPU cores",),
+        )
+        result = execute_run(req, _progress)
+        _progress("stopping the reference lab")
+    return result
+
+
+def _positive(value: float, name: str) -> float:
+    if not value > 0:
+        raise LabcapError(f"{name} must be greater than zero")
+    return value
+
+
+def _default_out(prefix: str) -> Path:
+    import datetime as dt
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{prefix}-{stamp}"
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(run_dir: Path, as_json: bool) -> None:
+    """Capacity of a run: per-step SLO verdicts and max_users_at_slo.
+
+    Reads a run directory (complete or partial). The JSON output has
+    capacity.max_users_at_slo, capacity.band, capacity.binding and steps[].
+    """
+    from labcap.planner.capacity import plan_run
+
+    result = plan_run(str(run_dir))
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    click.echo(result.verdict)
+    for s in result.steps:
+        p95 = "–" if s.p95_ms is None else f"{s.p95_ms:.1f} ms"
+        click.echo(
+            f"  step {s.index + 1}: {s.users:>4} users  {s.verdict:<8} "
+            f"{s.requests:>7} req  {s.error_pct:6.2f}% failed  p95 {p95}"
+        )
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="HTML file to write [default: RUN_DIR/report.html].",
+)
+def report(run_dir: Path, output: Path | None) -> None:
+    """Write a self-contained HTML report (opens offline; plotly inlined)."""
+    from labcap.reports.html import write_run_report
+
+    click.echo(str(write_run_report(run_dir, output)))
+
+
+@cli.group()
+def lab() -> None:
+    """The embedded reference lab: real JupyterHub + MLflow on loopback ports."""
+
+
+DEFAULT_LAB_DIR = Path(".labcap/lab")
+
+
+@lab.command("up")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_LAB_DIR,
+    show_default=True,
+    help="Where the lab keeps its state, logs and databases.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the endpoints as JSON.")
+def lab_up(workdir: Path, as_json: bool) -> None:
+    """Start the lab in the background; `labcap lab down` stops it.
+
+    The generated JupyterHub password and API token are kept in
+    WORKDIR/lab.json (readable by you only), never printed.
+    """
+    from labcap.lab import ReferenceLab, lab_status
+
+    if lab_status(workdir):
+        raise LabcapError(f"a lab is already running from {workdir}: labcap lab down first")
+    workdir.mkdir(parents=True, exist_ok=True)
+    endpoints = ReferenceLab(workdir, progress=_progress, detach=True).start()
+    info = endpoints.redacted()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            click.echo(f"{k}: {v}")
+        _progress(f"credentials: {workdir / 'lab.json'} (mode 0600)")
+
+
+@lab.command("down")
+@click.option(
+    "--workdir", type=click.Path(path_type=Path), default=DEFAULT_LAB_DIR, show_default=True
+)
+def lab_down_cmd(workdir: Path) -> None:
+    """Stop a lab started with `labcap lab up`, leaving no process behind."""
+    from labcap.lab import lab_down
+
+    if lab_down(workdir):
+        _progress("lab stopped")
+    else:
+        _progress(f"no lab running from {workdir}")
+
+
+@lab.command("status")
+@click.option(
+    "--workdir", type=click.Path(path_type=Path), default=DEFAULT_LAB_DIR, show_default=True
+)
+def lab_status_cmd(workdir: Path) -> None:
+    """Print the running lab's endpoints and processes as JSON (exit 1 if none)."""
+    from labcap.lab import lab_status
+
+    status = lab_status(workdir)
+    if not status:
+        _progress(f"no lab running from {workdir}")
+        sys.exit(1)
+    click.echo(json.dumps(status, indent=2))
+
+
+def main() -> None:
+    cli(prog_name="labcap")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""One self-contained HTML report per run: plotly.js inlined once, no network to view it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from labcap.errors import LabcapError
+from labcap.model import ALL_ENDPOINTS
+from labcap.planner.capacity import CapacityPlan, plan_capacity
+from labcap.store import RunDir, atomic_write_bytes
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+
+def _figures(plan: CapacityPlan, windows: Any) -> list[tuple[str, str, Any]]:
+    import plotly.graph_objects as go
+
+    figs: list[tuple[str, str, Any]] = []
+    endpoints = sorted({e.endpoint for e in plan.endpoints if e.endpoint != ALL_ENDPOINTS})
+    lat = go.Figure()
+    for ep in endpoints:
+        rows = [e for e in plan.endpoints if e.endpoint == ep]
+        lat.add_scatter(
+            x=[r.users for r in rows], y=[r.p95_ms for r in rows], mode="lines+markers", name=ep
+        )
+    lat.update_layout(
+        xaxis_title="concurrent users (step)", yaxis_title="p95 latency (ms)", yaxis_type="log"
+    )
+    figs.append(("latency", "p95 latency per endpoint vs users", lat))
+
+    overall = [e for e in plan.endpoints if e.endpoint == ALL_ENDPOINTS]
+    pct = go.Figure()
+    for q in ("p50_ms", "p95_ms", "p99_ms"):
+        pct.add_scatter(
+            x=[r.users for r in overall],
+            y=[getattr(r, q) for r in overall],
+            mode="lines+markers",
+            name=q.replace("_ms", ""),
+        )
+    pct.update_layout(
+        xaxis_title="concurrent users (step)", yaxis_title="latency (ms)", yaxis_type="log"
+    )
+    figs.append(("percentiles", "Latency percentiles, all endpoints", pct))
+
+    thr = go.Figure()
+    thr.add_bar(x=[str(r.users) for r in overall], y=[r.rps for r in overall], name="req/s")
+    thr.add_bar(
+        x=[str(r.users) for r in overall],
+        y=[r.rps * r.error_pct / 100 for r in overall],
+        name="failed req/s",
+    )
+    thr.update_layout(
+        xaxis_title="concurrent users (step)", yaxis_title="requests per second", barmode="overlay"
+    )
+    figs.append(("throughput", "Throughput per step", thr))
+
+    if len(windows):
+        per_window = windows.groupby("window_index").agg(
+            start_s=("start_s", "first"),
+            end_s=("end_s", "first"),
+            active=("active_users", "max"),
+            requests=("requests", "sum"),
+            p95=("p95_us", "max"),
+        )
+        tl = go.Figure()
+        dur = (per_window["end_s"] - per_window["start_s"]).clip(lower=1e-9)
+        tl.add_scatter(x=per_window["end_s"], y=per_window["requests"] / dur, name="req/s")
+        tl.add_scatter(
+            x=per_window["end_s"],
+            y=per_window["active"],
+            name="active users",
+            yaxis="y2",
+            line={"dash": "dot"},
+        )
+        tl.update_layout(
+            xaxis_title="seconds since start",
+            yaxis_title="requests per second",
+            yaxis2={"title": "users", "overlaying": "y", "side": "right"},
+        )
+        figs.append(("timeline", "Timeline: throughput and users per window", tl))
+    return figs
+
+
+def render_run_report(run: RunDir, plan: CapacityPlan | None = None) -> str:
+    import jinja2
+    import plotly.io as pio
+
+    plan = plan or plan_capacity(run)
+    windows = run.windows()
+    failures = run.failures()
+    charts = []
+    for i, (anchor, title, fig) in enumerate(_figures(plan, windows)):
+        fig.update_layout(
+            margin={"l": 60, "r": 40, "t": 30, "b": 50}, height=360, template="plotly_white"
+        )
+        html = pio.to_html(
+            fig,
+            full_html=False,
+            include_plotlyjs=(i == 0),
+            config={"displaylogo": False, "responsive": True},
+        )
+        charts.append({"anchor": anchor, "title": title, "html": html})
+    top_failures = []
+    if len(failures):
+        agg = failures.groupby(["endpoint", "reason"], as_index=False)["count"].sum()
+        top_failures = agg.sort_values("count", ascending=False).head(25).to_dict("records")
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return env.get_template("run.html.j2").render(
+        plan=plan,
+        manifest=run.manifest,
+        charts=charts,
+        failures=top_failures,
+        endpoints=[e for e in plan.endpoints if e.endpoint != ALL_ENDPOINTS],
+    )
+
+
+def write_run_report(run_path: str | Path, out: str | Path | None = None) -> Path:
+    """Render a run's report to ``out`` (default: ``report.html`` in the run directory)."""
+    run = RunDir.open(run_path)
+    target = Path(out) if out else run.path / "report.html"
+    if target.is_dir():
+        raise LabcapError(f"{target} is a directory: give a file name such as report.html")
+    if not target.parent.exists():
+        raise LabcapError(f"{target.parent}: no such directory")
+    atomic_write_bytes(target, render_run_report(run).encode("utf-8"))
+    return target
