@@ -278,6 +278,9 @@ def _run_and_print(
     else:
         click.echo(plan_result.verdict)
         click.echo(f"run directory: {result.path}")
+    if result.interrupted:
+        _progress(f"interrupted: the {result.status} run in {result.path} keeps what was measured")
+        sys.exit(130)
     return result
 
 

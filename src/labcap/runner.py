@@ -69,6 +69,7 @@ class RunResult:
     path: Path
     status: str
     reasons: tuple[str, ...]
+    interrupted: bool = False
 
 
 def redact_url(url: str) -> str:
@@ -111,8 +112,9 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
         atomic_write_json(req.out / ENGINE_CONFIG, cfg)
         journal = req.out / JOURNAL
         journal.touch()
-        rc = _supervise_engine(req, journal, progress)
-        return _finalise(run, manifest, rc, progress)
+        rc, interrupted = _supervise_engine(req, journal, progress)
+        result = _finalise(run, manifest, rc, progress)
+        return RunResult(result.path, result.status, result.reasons, interrupted)
 
 
 def _initial_manifest(req: RunRequest, scenario: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +140,8 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _supervise_engine(req: RunRequest, journal: Path, progress: Progress) -> int:
+def _supervise_engine(req: RunRequest, journal: Path, progress: Progress) -> tuple[int, bool]:
+    """Run the engine to its end; returns (exit code, whether we were interrupted)."""
     env = dict(os.environ)
     if req.hub_password:
         env[PASSWORD_ENV] = req.hub_password
@@ -160,15 +163,15 @@ def _supervise_engine(req: RunRequest, journal: Path, progress: Progress) -> int
     try:
         while True:
             try:
-                return proc.wait(timeout=1.0)
+                return proc.wait(timeout=1.0), False
             except subprocess.TimeoutExpired:
                 if time.monotonic() - started > deadline_s:
                     progress("load engine overran its schedule: stopping it")
-                    return _stop_engine(proc, signal.SIGTERM)
+                    return _stop_engine(proc, signal.SIGTERM), False
     except KeyboardInterrupt as e:
         sig = signal.SIGTERM if isinstance(e, Interrupted) else signal.SIGINT
         progress("interrupted: letting the load engine save what it measured")
-        return _stop_engine(proc, sig)
+        return _stop_engine(proc, sig), True
 
 
 def _stop_engine(proc: subprocess.Popen[bytes], sig: int) -> int:

@@ -1,0 +1,37 @@
+# Two entry points on a fresh machine: `make demo` and `make test`.
+# Both create .venv, install labcap with its extras and the JupyterHub proxy.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CHP := $(VENV)/lib/node/node_modules/.bin/configurable-http-proxy
+
+.PHONY: install demo test lint bench clean
+
+install: $(VENV)/.installed $(CHP)
+
+$(VENV)/.installed: pyproject.toml
+	@scripts/bootstrap.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[lab,dev]'
+	touch $@
+
+$(CHP):
+	@scripts/bootstrap.sh
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/lib/node configurable-http-proxy@5
+
+demo: install
+	$(VENV)/bin/labcap demo
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+test: lint
+	$(VENV)/bin/pytest -q -rs
+
+bench: install
+	$(PY) bench/memory_flat.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Make sure the system tools labcap's set-up needs are present (Node.js + npm
+# for JupyterHub's configurable-http-proxy). Installs them from Debian's
+# archive when missing; does nothing when they are there.
+set -euo pipefail
+missing=()
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "labcap: please install: ${missing[*]} (apt-get install -y ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "labcap: installing ${missing[*]} from Debian's archive" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi

@@ -1,0 +1,13 @@
+"""A user locustfile as a lab administrator would write one (used by the tests)."""
+
+import os
+
+from locust import HttpUser, between, task
+
+
+class TargetUser(HttpUser):
+    wait_time = between(0.02, 0.08)
+
+    @task
+    def get(self):
+        self.client.get(os.environ.get("LABCAP_TEST_PATH", "/fast"), name="target.get")

@@ -1,0 +1,341 @@
+"""`labcap run` end to end: a real Locust run against a real loopback HTTP server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SUPPORT = Path(__file__).parent / "support"
+LOCUSTFILE = SUPPORT / "locustfile_target.py"
+
+
+def labcap(
+    *args: str, env: dict | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "labcap.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def target():
+    proc = subprocess.Popen(
+        [sys.executable, str(SUPPORT / "target_server.py")], stdout=subprocess.PIPE, text=True
+    )
+    port = int(proc.stdout.readline())
+    yield f"http://127.0.0.1:{port}"
+    proc.kill()
+    proc.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_run_writes_a_complete_run_directory(tmp_path, target):
+    out = tmp_path / "run"
+    r = labcap(
+        "run",
+        "--host",
+        target,
+        "--scenario",
+        str(LOCUSTFILE),
+        "--users",
+        "1,3",
+        "--step-duration",
+        "4s",
+        "--settle",
+        "1s",
+        "--window",
+        "1s",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)  # stdout is JSON only; progress went to stderr
+    assert "step 2/2" in r.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["schema_version"].startswith("1.")
+    assert [s["users"] for s in manifest["load"]["steps"]] == [1, 3]
+    assert (
+        manifest["environment"]["cpu_count"] >= 1
+        and "locust" in manifest["environment"]["packages"]
+    )
+    assert not (out / "journal.jsonl").exists()  # folded into Parquet
+    windows = pd.read_parquet(out / "windows.parquet")
+    assert set(windows["endpoint"]) == {"target.get"}
+    assert sorted(windows["target_users"].unique()) == [1, 3]
+    steady = windows[~windows["settling"]]
+    assert steady.groupby("step_index")["active_users"].max().tolist() == [1, 3]
+    for step in plan["steps"]:
+        assert step["requests"] > 0 and step["failures"] == 0 and step["verdict"] == "pass"
+    for e in plan["endpoints"]:
+        assert 0 < e["p50_ms"] <= e["p90_ms"] <= e["p95_ms"] <= e["p99_ms"] <= e["max_ms"]
+    # more users, more throughput, against a target that is nowhere near its limit
+    rps = [s["rps"] for s in plan["steps"]]
+    assert rps[1] > rps[0]
+    assert plan["capacity"]["max_users_at_slo"] == 3 and plan["capacity"]["limit_reached"] is False
+
+    rep = labcap("report", str(out), "-o", str(tmp_path / "r.html"))
+    assert rep.returncode == 0, rep.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert "<script src=" not in html and "Plotly.newPlot" in html  # self-contained
+    assert "target.get" in html and "users at SLO" in html
+
+
+def test_capacity_knee_is_found(tmp_path, target):
+    out = tmp_path / "run"
+    r = labcap(
+        "run",
+        "--host",
+        target,
+        "--scenario",
+        str(LOCUSTFILE),
+        "--users",
+        "1,10",
+        "--step-duration",
+        "5s",
+        "--settle",
+        "1s",
+        "--window",
+        "1s",
+        "--spawn-rate",
+        "20",
+        "--slo",
+        "p95_ms=150",
+        "--slo",
+        "error_pct=1",
+        "--out",
+        str(out),
+        "--json",
+        env={"LABCAP_TEST_PATH": "/knee"},
+    )
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert [s["verdict"] for s in plan["steps"]] == ["pass", "fail"]
+    cap = plan["capacity"]
+    assert cap["max_users_at_slo"] == 1 and cap["band"] == [1, 10] and cap["limit_reached"]
+    assert cap["binding"][0]["endpoint"] == "target.get" and cap["binding"][0]["measured"] >= 150
+
+
+def test_unreachable_host_counts_every_request_as_failed(tmp_path):
+    out = tmp_path / "run"
+    r = labcap(
+        "run",
+        "--host",
+        f"http://127.0.0.1:{_free_port()}",
+        "--scenario",
+        str(LOCUSTFILE),
+        "--users",
+        "1,2",
+        "--step-duration",
+        "3s",
+        "--settle",
+        "1s",
+        "--window",
+        "1s",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert [s["verdict"] for s in plan["steps"]] == ["no-data", "no-data"]
+    assert all(s["requests"] == s["failures"] > 0 for s in plan["steps"])
+    assert plan["capacity"]["max_users_at_slo"] is None
+    assert "Every request failed" in plan["verdict"] and "ConnectionRefused" in plan["verdict"]
+
+
+def test_sigint_leaves_a_partial_run_that_plan_and_report_read(tmp_path, target):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labcap.cli",
+            "run",
+            "--host",
+            target,
+            "--scenario",
+            str(LOCUSTFILE),
+            "--users",
+            "1,2,3",
+            "--step-duration",
+            "6s",
+            "--settle",
+            "1s",
+            "--window",
+            "1s",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    journal = out / "journal.jsonl"
+    while time.monotonic() < deadline:  # wait for the first step to finish
+        if journal.exists() and '"step_index":1' in journal.read_text():
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "partial" and "SIGINT" in manifest["status_reasons"][0]
+    p = labcap("plan", str(out), "--json")
+    assert p.returncode == 0, p.stderr
+    plan = json.loads(p.stdout)
+    assert plan["steps"][0]["verdict"] == "pass" and plan["steps"][2]["verdict"] == "not-run"
+    assert "partial" in plan["verdict"]
+    assert labcap("report", str(out)).returncode == 0 and (out / "report.html").exists()
+
+
+def test_sigterm_also_leaves_a_partial_run(tmp_path, target):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labcap.cli",
+            "run",
+            "--host",
+            target,
+            "--scenario",
+            str(LOCUSTFILE),
+            "--users",
+            "1,2",
+            "--step-duration",
+            "20s",
+            "--window",
+            "1s",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (
+        (out / "journal.jsonl").exists()
+        and '"kind":"window"' in (out / "journal.jsonl").read_text()
+    ):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)  # only the parent: it must forward to the engine
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "partial" and "SIGTERM" in manifest["status_reasons"][0]
+    assert len(pd.read_parquet(out / "windows.parquet")) > 0
+
+
+def test_labcap_imports_and_helps_without_locust():
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "import labcap.cli, labcap.planner.capacity, labcap.reports.html, labcap.runner\n"
+        "r = CliRunner().invoke(labcap.cli.cli, ['--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "for cmd in ('run', 'plan', 'report', 'demo', 'lab'):\n"
+        "    assert CliRunner().invoke(labcap.cli.cli, [cmd, '--help']).exit_code == 0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent')))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (
+            ["run", "--host", "http://127.0.0.1:9", "--scenario", "nope"],
+            "valid scenarios are jupyterhub, lab, mlflow",
+        ),
+        (["run", "--host", "http://127.0.0.1:9", "--users", "5,x"], "not a positive whole number"),
+        (["run", "--host", "http://127.0.0.1:9", "--slo", "p97_ms=3"], "unknown metric"),
+        (["run", "--host", "http://127.0.0.1:9", "--step-duration", "soon"], "not a duration"),
+        (["run", "--scenario", "mlflow"], "--host URL is required"),
+        (
+            ["run", "--host", "http://127.0.0.1:9", "--scenario", "missing/locustfile.py"],
+            "does not exist",
+        ),
+        (["plan", "/nonexistent/run"], "no such run directory"),
+        (["report", "/nonexistent/run"], "no such run directory"),
+    ],
+)
+def test_bad_input_gets_one_clear_line_and_exit_2(args, fragment):
+    r = labcap(*args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("labcap: error:") and fragment in lines[0]
+
+
+def test_locustfile_that_fails_to_import(tmp_path):
+    out = tmp_path / "run"
+    r = labcap(
+        "run",
+        "--host",
+        "http://127.0.0.1:9",
+        "--scenario",
+        str(SUPPORT / "locustfile_broken.py"),
+        "--users",
+        "1",
+        "--step-duration",
+        "2s",
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert (
+        last.startswith("labcap: error: scenario failed to load")
+        and "this_module_does_not_exist" in last
+    )
+    assert json.loads((out / "manifest.json").read_text())["status"] == "failed"
+
+
+def test_existing_run_is_not_overwritten_by_accident(tmp_path, target):
+    out = tmp_path / "run"
+    args = [
+        "run",
+        "--host",
+        target,
+        "--scenario",
+        str(LOCUSTFILE),
+        "--users",
+        "1",
+        "--step-duration",
+        "2s",
+        "--settle",
+        "1s",
+        "--window",
+        "1s",
+        "--out",
+        str(out),
+    ]
+    assert labcap(*args).returncode == 0
+    before = (out / "manifest.json").read_text()
+    again = labcap(*args)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert (out / "manifest.json").read_text() == before
