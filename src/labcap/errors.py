@@ -19,6 +19,4 @@ class MissingExtraError(LabcapError):
     """An optional dependency is not installed; says which extra brings it."""
 
     def __init__(self, module: str, extra: str) -> None:
-        super().__init__(
-            f"{module} is not installed: pip install 'labcap[{extra}]' brings it"
-        )
+        super().__init__(f"{module} is not installed: pip install 'labcap[{extra}]' brings it")
