@@ -91,12 +91,19 @@ def test_run_writes_a_complete_run_directory(tmp_path, target):
     rps = [s["rps"] for s in plan["steps"]]
     assert rps[1] > rps[0]
     assert plan["capacity"]["max_users_at_slo"] == 3 and plan["capacity"]["limit_reached"] is False
+    # the host collector sampled alongside the load, and its samples sit on the plan's steps
+    host = pd.read_parquet(out / "host_samples.parquet")
+    assert len(host) >= 5 and set(host["step_index"]) >= {0, 1}
+    assert ((host["cpu_pct"] >= 0) & (host["cpu_pct"] <= 100)).all()
+    assert manifest["collectors"] == [
+        {"name": "host", "available": True, "reason": "", "warnings": []}
+    ]
 
     rep = labcap("report", str(out), "-o", str(tmp_path / "r.html"))
     assert rep.returncode == 0, rep.stderr
     html = (tmp_path / "r.html").read_text()
     assert "<script src=" not in html and "Plotly.newPlot" in html  # self-contained
-    assert "target.get" in html and "users at SLO" in html
+    assert "target.get" in html and "users at SLO" in html and "Host resources" in html
 
 
 def test_capacity_knee_is_found(tmp_path, target):

@@ -270,6 +270,7 @@ def _run_and_print(
             target=target,
             overwrite=opts["overwrite"],
             hub_password=password,
+            collectors=_default_collectors(),
         )
         result = execute_run(req, _progress)
     plan_result = plan_run(str(result.path))
@@ -302,11 +303,18 @@ def _run_on_reference_lab(
             target="local",
             overwrite=opts["overwrite"],
             hub_password=lab.hub_password,
+            collectors=_default_collectors(),
             notes=("load generator and reference lab share this machine's CPU cores",),
         )
         result = execute_run(req, _progress)
         _progress("stopping the reference lab")
     return result
+
+
+def _default_collectors() -> tuple[Any, ...]:
+    from labcap.collectors.host import HostCollector
+
+    return (HostCollector(),)
 
 
 def _positive(value: float, name: str) -> float:

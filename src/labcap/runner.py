@@ -8,6 +8,7 @@ engine's journal into Parquet tables with a final status.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 import os
@@ -16,12 +17,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from labcap import __version__
+from labcap.collectors.base import Collector, RunContext
 from labcap.environment import fingerprint
 from labcap.errors import LabcapError
 from labcap.loadtests.catalog import get_scenario
@@ -62,6 +64,8 @@ class RunRequest:
     # secrets handed to the engine through its environment, never written anywhere
     hub_password: str = field(default="", repr=False)
     notes: tuple[str, ...] = ()
+    # sampled while the load runs; their tables land in the run directory
+    collectors: tuple[Collector, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,9 +116,51 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
         atomic_write_json(req.out / ENGINE_CONFIG, cfg)
         journal = req.out / JOURNAL
         journal.touch()
-        rc, interrupted = _supervise_engine(req, journal, progress)
+        ctx = RunContext(run_dir=req.out, plan=req.plan, progress=progress)
+        started = _start_collectors(req.collectors, ctx, progress)
+        try:
+            rc, interrupted = _supervise_engine(req, journal, progress)
+        finally:
+            for c in started:
+                c.stop()
+        manifest["collectors"] = [asdict(c.status()) for c in req.collectors]
+        _write_collector_tables(run, req.collectors, req.plan, progress)
         result = _finalise(run, manifest, rc, progress)
         return RunResult(result.path, result.status, result.reasons, interrupted)
+
+
+def _start_collectors(
+    collectors: tuple[Collector, ...], ctx: RunContext, progress: Progress
+) -> list[Collector]:
+    started = []
+    for c in collectors:
+        c.start(ctx)
+        started.append(c)
+        st = c.status()
+        if st.available:
+            progress(f"collector {c.name}: sampling")
+        else:
+            progress(f"collector {c.name}: unavailable ({st.reason}); the run goes on without it")
+    return started
+
+
+def _write_collector_tables(
+    run: RunDir, collectors: tuple[Collector, ...], plan: LoadPlan, progress: Progress
+) -> None:
+    """Each collector's tables as Parquet, with ``t_s`` and ``step_index`` beside ``t_unix``."""
+    records = read_journal(run.path / JOURNAL)
+    t0 = next((r["t0_unix"] for r in records if r.get("kind") == "start"), None)
+    starts = [s.start_s for s in plan.steps]
+    for c in collectors:
+        for name, frame in c.tables().items():
+            if t0 is not None and "t_unix" in frame.columns and len(frame):
+                frame = frame.assign(t_s=frame["t_unix"] - t0)
+                frame["step_index"] = [
+                    max(0, bisect.bisect_right(starts, t) - 1) if t >= 0 else -1
+                    for t in frame["t_s"]
+                ]
+            atomic_write_parquet(run.path / f"{name}.parquet", frame)
+            progress(f"collector {c.name}: {len(frame)} rows in {name}.parquet")
 
 
 def _initial_manifest(req: RunRequest, scenario: dict[str, Any]) -> dict[str, Any]:

@@ -205,6 +205,12 @@ class RunDir:
             [{c: r.get(c) for c in FAILURE_COLUMNS} for r in rows], columns=FAILURE_COLUMNS
         )
 
+    def table(self, name: str) -> Any | None:
+        """An optional collector table (``host_samples`` ...), or None if the run has none."""
+        if not (self.path / f"{name}.parquet").exists():
+            return None
+        return self._read_parquet(f"{name}.parquet")
+
     def _read_parquet(self, name: str) -> Any:
         import pandas as pd
 

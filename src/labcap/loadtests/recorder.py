@@ -82,6 +82,8 @@ class WindowRecorder:
 
     def start(self) -> None:
         self.t0 = self.clock()
+        # Wall-clock start, so collectors' timestamps can be placed on the plan's steps.
+        self._write({"kind": "start", "t0_unix": time.time()})
 
     def elapsed(self) -> float:
         return 0.0 if self.t0 is None else self.clock() - self.t0

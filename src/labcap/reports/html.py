@@ -13,7 +13,7 @@ from labcap.store import RunDir, atomic_write_bytes
 TEMPLATES = Path(__file__).with_name("templates")
 
 
-def _figures(plan: CapacityPlan, windows: Any) -> list[tuple[str, str, Any]]:
+def _figures(plan: CapacityPlan, windows: Any, host: Any) -> list[tuple[str, str, Any]]:
     import plotly.graph_objects as go
 
     figs: list[tuple[str, str, Any]] = []
@@ -79,6 +79,19 @@ def _figures(plan: CapacityPlan, windows: Any) -> list[tuple[str, str, Any]]:
             yaxis2={"title": "users", "overlaying": "y", "side": "right"},
         )
         figs.append(("timeline", "Timeline: throughput and users per window", tl))
+    if host is not None and len(host) and "t_s" in host.columns:
+        res = go.Figure()
+        res.add_scatter(x=host["t_s"], y=host["cpu_pct"], name="CPU %")
+        res.add_scatter(x=host["t_s"], y=host["iowait_pct"], name="I/O wait %")
+        res.add_scatter(
+            x=host["t_s"],
+            y=100 * host["mem_used_bytes"] / host["mem_total_bytes"],
+            name="memory used %",
+        )
+        res.update_layout(
+            xaxis_title="seconds since start", yaxis_title="% of host", yaxis_range=[0, 100]
+        )
+        figs.append(("resources", "Host resources (the machine labcap ran on)", res))
     return figs
 
 
@@ -90,7 +103,7 @@ def render_run_report(run: RunDir, plan: CapacityPlan | None = None) -> str:
     windows = run.windows()
     failures = run.failures()
     charts = []
-    for i, (anchor, title, fig) in enumerate(_figures(plan, windows)):
+    for i, (anchor, title, fig) in enumerate(_figures(plan, windows, run.table("host_samples"))):
         fig.update_layout(
             margin={"l": 60, "r": 40, "t": 30, "b": 50}, height=360, template="plotly_white"
         )
