@@ -170,6 +170,7 @@ class ReferenceLab:
                 if importlib.util.find_spec(module) is None:
                     raise MissingExtraError(module, "lab")
         self._prepare_workdir()
+        self._ports = {}
         started = time.monotonic()
         try:
             launches = self._plan()
