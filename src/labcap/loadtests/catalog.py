@@ -25,6 +25,18 @@ class ScenarioInfo:
     default_slos: tuple[str, ...] = field(default=())
 
 
+# Interactive API calls should answer within a second; the server lifecycle calls
+# (the spawn POST waits up to the hub's slow_spawn_timeout, the stop waits for the
+# server to be gone) get their own bounds, and spawn-to-ready gets the guide's
+# "container startup 10-30 s".
+_HUB_SLOS = (
+    "p95_ms=1000",
+    "hub.spawn:p95_ms=15000",
+    "hub.spawn_ready:p95_ms=30000",
+    "hub.stop:p95_ms=15000",
+    "error_pct=1",
+)
+
 SCENARIOS: dict[str, ScenarioInfo] = {
     s.name: s
     for s in (
@@ -35,7 +47,7 @@ SCENARIOS: dict[str, ScenarioInfo] = {
             module="labcap.loadtests.scenarios.jupyterhub",
             classes=(("JupyterHubUser", 1),),
             needs=("jupyterhub",),
-            default_slos=("p95_ms=1000", "hub.spawn_ready:p95_ms=15000", "error_pct=1"),
+            default_slos=_HUB_SLOS,
         ),
         ScenarioInfo(
             name="mlflow",
@@ -52,7 +64,7 @@ SCENARIOS: dict[str, ScenarioInfo] = {
             module="labcap.loadtests.scenarios.lab",
             classes=(("JupyterHubUser", 1), ("MLflowUser", 2)),
             needs=("jupyterhub", "mlflow"),
-            default_slos=("p95_ms=1000", "hub.spawn_ready:p95_ms=15000", "error_pct=1"),
+            default_slos=_HUB_SLOS,
         ),
     )
 }
