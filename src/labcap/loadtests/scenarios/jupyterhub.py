@@ -1,0 +1,304 @@
+"""The JupyterHub journey: log in, spawn a server, run a cell on a kernel, stop everything.
+
+Imported only by the load engine subprocess (it imports Locust). The engine
+subclasses ``JupyterHubUser`` per run, setting ``host``, ``lab_password`` and
+sometimes ``wait_time``. Request names (stable; SLOs and reports key on them):
+
+``hub.login_page``, ``hub.login``, ``hub.token``, ``hub.spawn``,
+``hub.spawn_ready`` (SPAWN event: spawn POST until the hub says ready),
+``kernel.start``, ``kernel.execute`` (WS event: connect, execute, reply),
+``kernel.stop``, ``hub.stop``.
+
+Readiness polls go through a private session and are not reported: they would
+swamp the request counts and tell nothing that ``hub.spawn_ready`` does not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+import requests
+from locust import HttpUser, between, task
+
+from labcap.loadtests.scenarios._common import (
+    StepFailed,
+    describe,
+    fire,
+    redact,
+    unique_name,
+)
+from labcap.loadtests.scenarios._kernel_ws import kernel_channels_url, run_cell
+
+_XSRF_FIELD = re.compile(r'name="_xsrf"\s+value="([^"]*)"')
+
+
+@dataclass(frozen=True)
+class HubJourneySettings:
+    """Knobs of the JupyterHub journey; override with a subclass attribute ``settings``."""
+
+    spawn_ready_timeout_s: float = field(
+        default=120.0, metadata={"help": "a server not ready this long after the spawn fails"}
+    )
+    poll_interval_s: float = field(
+        default=0.3, metadata={"help": "how often to ask the hub whether the server is ready"}
+    )
+    execute_timeout_s: float = field(
+        default=30.0, metadata={"help": "connect + execute + reply must fit in this"}
+    )
+    stop_timeout_s: float = field(
+        default=60.0, metadata={"help": "how long to wait for a stopping server to be gone"}
+    )
+    request_timeout_s: float = field(
+        default=30.0, metadata={"help": "limit for any single HTTP request"}
+    )
+    code: str = field(default="sum(range(1000))", metadata={"help": "the cell that is executed"})
+    kernel_name: str = field(default="python3", metadata={"help": "kernelspec to start"})
+    initial_delay_max_s: float = field(
+        default=1.0, metadata={"help": "users wait uniform(0, this) before their first request"}
+    )
+
+
+class JupyterHubUser(HttpUser):
+    """One lab user: logs in once, then spawn → kernel → execute → stop, again and again."""
+
+    host = None
+    target = "jupyterhub"
+    lab_password: str = ""
+    username_prefix = "labcap"
+    wait_time = between(1, 3)
+    settings = HubJourneySettings()
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.username = unique_name(self.username_prefix)
+        self._token: str | None = None
+        self._server_maybe_running = False
+        # readiness/stop polls: not reported to Locust (see module docstring)
+        self._quiet = requests.Session()
+
+    # -- Locust hooks -------------------------------------------------------
+
+    def on_start(self) -> None:
+        gevent.sleep(random.uniform(0.0, self.settings.initial_delay_max_s))
+        with contextlib.suppress(StepFailed):  # reported; the task retries the login
+            self._login()
+
+    @task
+    def journey(self) -> None:
+        if self._token is None:
+            try:
+                self._login()
+            except StepFailed:
+                return
+        try:
+            self._spawn()
+            kernel_id = self._start_kernel()
+            self._execute(kernel_id)
+            self._stop_kernel(kernel_id)
+        except StepFailed:
+            pass  # reported already; the server is stopped below either way
+        finally:
+            self._stop_server_quietly()
+
+    def on_stop(self) -> None:
+        self._stop_server_quietly()
+        self._quiet.close()
+
+    # -- steps --------------------------------------------------------------
+
+    def _secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.lab_password, self._token) if s)
+
+    def _fail(self, response: Any, step: str) -> StepFailed:
+        """Mark ``response`` failed with a secret-free reason; return the exception to raise."""
+        if response.status_code == 0 and getattr(response, "error", None) is not None:
+            reason = f"{step}: {describe(response.error, self._secrets())}"
+        else:
+            reason = f"HTTP {response.status_code} on {step}"
+        response.failure(redact(reason, self._secrets()))
+        return StepFailed(reason)
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"token {self._token}"}
+
+    def _login(self) -> None:
+        timeout = self.settings.request_timeout_s
+        with self.client.get(
+            "/hub/login", name="hub.login_page", catch_response=True, timeout=timeout
+        ) as r:
+            if r.status_code != 200:
+                raise self._fail(r, "login page")
+            match = _XSRF_FIELD.search(r.text)
+            if match is None:
+                r.failure("no _xsrf field on the login page")
+                raise StepFailed("no _xsrf field")
+        form = {
+            "username": self.username,
+            "password": self.lab_password,
+            "_xsrf": html.unescape(match[1]),
+        }
+        # no redirects: following /hub/ → /hub/spawn would start a server implicitly
+        with self.client.post(
+            "/hub/login",
+            data=form,
+            name="hub.login",
+            catch_response=True,
+            allow_redirects=False,
+            timeout=timeout,
+        ) as r:
+            if r.status_code != 302:
+                raise self._fail(r, "login")
+        with self.client.post(
+            f"/hub/api/users/{self.username}/tokens",
+            json={"note": "labcap load test"},
+            headers={"X-XSRFToken": self._xsrf_cookie()},
+            name="hub.token",
+            catch_response=True,
+            timeout=timeout,
+        ) as r:
+            if r.status_code != 201:
+                raise self._fail(r, "token request")
+            try:
+                self._token = r.json()["token"]
+            except (ValueError, KeyError, TypeError):
+                r.failure("token response has no token")
+                raise StepFailed("no token") from None
+
+    def _xsrf_cookie(self) -> str:
+        jar = self.client.cookies
+        values = {c.path: c.value for c in jar if c.name == "_xsrf" and c.value}
+        return values.get("/hub/") or next(iter(values.values()), "")
+
+    def _spawn(self) -> None:
+        started = time.perf_counter()
+        self._server_maybe_running = True
+        with self.client.post(
+            f"/hub/api/users/{self.username}/server",
+            headers=self._auth(),
+            name="hub.spawn",
+            catch_response=True,
+            timeout=self.settings.request_timeout_s,
+        ) as r:
+            if r.status_code not in (201, 202):
+                raise self._fail(r, "spawn")  # counted once, under hub.spawn
+        error = self._wait_ready(started)
+        fire(self.environment.events, "SPAWN", "hub.spawn_ready", started, error)
+        if error is not None:
+            raise StepFailed(error)
+
+    def _server_state(self) -> dict[str, Any] | None:
+        """The default server's model from the hub, ``None`` when it has none."""
+        r = self._quiet.get(
+            f"{self.host}/hub/api/users/{self.username}",
+            headers=self._auth(),
+            timeout=self.settings.request_timeout_s,
+        )
+        r.raise_for_status()
+        servers = r.json().get("servers")
+        if servers is None:
+            raise PermissionError("the token may not read this user's servers")
+        return servers.get("")
+
+    def _wait_ready(self, started: float) -> str | None:
+        """Poll until ready; the failure reason, or ``None`` once the server is ready."""
+        limit_s = self.settings.spawn_ready_timeout_s
+        last_error = ""
+        while time.perf_counter() - started < limit_s:
+            try:
+                server = self._server_state()
+            except (requests.RequestException, ValueError, PermissionError) as e:
+                last_error = describe(e, self._secrets())
+            else:
+                if server is None:
+                    return "spawn failed: the hub dropped the pending server"
+                if server.get("ready"):
+                    return None
+            gevent.sleep(self.settings.poll_interval_s)
+        suffix = f" (last poll: {last_error})" if last_error else ""
+        return redact(f"spawn not ready after {limit_s:g} s{suffix}", self._secrets())
+
+    def _start_kernel(self) -> str:
+        with self.client.post(
+            f"/user/{self.username}/api/kernels",
+            json={"name": self.settings.kernel_name},
+            headers=self._auth(),
+            name="kernel.start",
+            catch_response=True,
+            timeout=self.settings.request_timeout_s,
+        ) as r:
+            if r.status_code != 201:
+                raise self._fail(r, "kernel start")
+            try:
+                return str(r.json()["id"])
+            except (ValueError, KeyError, TypeError):
+                r.failure("kernel start response has no id")
+                raise StepFailed("no kernel id") from None
+
+    def _execute(self, kernel_id: str) -> None:
+        session_id = random.randbytes(16).hex()
+        url = kernel_channels_url(
+            self.host, f"/user/{self.username}/api/kernels/{kernel_id}/channels", session_id
+        )
+        started = time.perf_counter()
+        try:
+            result = run_cell(
+                url, self._auth(), self.settings.code, self.settings.execute_timeout_s
+            )
+        except Exception as e:  # websocket-client raises many types; all mean a failed step
+            error: str | None = describe(e, self._secrets())
+        else:
+            error = None if result.status == "ok" else f"execute_reply status {result.status}"
+        fire(self.environment.events, "WS", "kernel.execute", started, error)
+        if error is not None:
+            raise StepFailed(error)
+
+    def _stop_kernel(self, kernel_id: str) -> None:
+        with self.client.delete(
+            f"/user/{self.username}/api/kernels/{kernel_id}",
+            headers=self._auth(),
+            name="kernel.stop",
+            catch_response=True,
+            timeout=self.settings.request_timeout_s,
+        ) as r:
+            if r.status_code != 204:
+                raise self._fail(r, "kernel stop")
+
+    def _stop_server(self) -> None:
+        """DELETE the server; on 202 wait (bounded) until the hub no longer lists it."""
+        with self.client.delete(
+            f"/hub/api/users/{self.username}/server",
+            headers=self._auth(),
+            name="hub.stop",
+            catch_response=True,
+            timeout=self.settings.request_timeout_s,
+        ) as r:
+            if r.status_code not in (202, 204):
+                raise self._fail(r, "server stop")
+            if r.status_code == 202 and not self._wait_gone():
+                r.failure(f"server still stopping after {self.settings.stop_timeout_s:g} s")
+                raise StepFailed("stop timed out")
+        self._server_maybe_running = False
+
+    def _wait_gone(self) -> bool:
+        deadline = time.perf_counter() + self.settings.stop_timeout_s
+        while time.perf_counter() < deadline:
+            try:
+                if self._server_state() is None:
+                    return True
+            except (requests.RequestException, ValueError, PermissionError):
+                pass  # keep polling until the deadline
+            gevent.sleep(self.settings.poll_interval_s)
+        return False
+
+    def _stop_server_quietly(self) -> None:
+        if not self._server_maybe_running or self._token is None:
+            return
+        with contextlib.suppress(StepFailed):  # reported; on_stop tries once more
+            self._stop_server()
