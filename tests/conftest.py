@@ -83,3 +83,14 @@ def record_run(
 @pytest.fixture
 def recorded_run():
     return record_run
+
+
+@pytest.fixture(scope="session")
+def reference_lab(tmp_path_factory):
+    """The embedded reference lab, started once per test session (real JupyterHub + MLflow)."""
+    from labcap.lab import ReferenceLab
+
+    lab = ReferenceLab(tmp_path_factory.mktemp("reference-lab"))
+    endpoints = lab.start()
+    yield endpoints
+    lab.stop()

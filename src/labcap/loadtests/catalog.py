@@ -34,6 +34,8 @@ _HUB_SLOS = (
     "hub.spawn:p95_ms=15000",
     "hub.spawn_ready:p95_ms=30000",
     "hub.stop:p95_ms=15000",
+    # the first cell on a fresh kernel waits for the kernel to finish booting
+    "kernel.execute:p95_ms=5000",
     "error_pct=1",
 )
 
