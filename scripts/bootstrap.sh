@@ -6,6 +6,13 @@ set -euo pipefail
 missing=()
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+# The docker tests and `labcap probe` use a real private engine (scripts/dockerd.sh) and a
+# busybox test image; installed when root, otherwise those tests skip and say why.
+if [ "$(id -u)" -eq 0 ]; then
+  command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+  dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "labcap: please install: ${missing[*]} (apt-get install -y ${missing[*]})" >&2
