@@ -136,10 +136,17 @@ def _load_options(f: Any) -> Any:
 )
 @click.option(
     "--target",
-    type=click.Choice(["remote", "local"]),
+    type=click.Choice(["remote", "local", "docker"]),
     default="remote",
     show_default=True,
-    help="local: start the embedded reference lab and measure it.",
+    help="local: start the embedded reference lab and measure it. docker: also record "
+    "container startups and resources from the Docker engine (DOCKER_HOST).",
+)
+@click.option(
+    "--compose-project",
+    default=None,
+    metavar="NAME",
+    help="With --target docker: watch this Compose project's containers (by label).",
 )
 @click.option(
     "--users",
@@ -159,6 +166,7 @@ def run(
     mlflow_url: str | None,
     scenario: str,
     target: str,
+    compose_project: str | None,
     users: str,
     hub_password_env: str,
     **opts: Any,
@@ -177,8 +185,11 @@ def run(
     """
     import os
 
-    if target == "remote" and not host:
+    if target in ("remote", "docker") and not host:
         raise LabcapError("--host URL is required (or --target local for the reference lab)")
+    if compose_project and target != "docker":
+        raise LabcapError("--compose-project needs --target docker")
+    opts["compose_project"] = compose_project
     hosts = {}
     if host:
         hosts = {"default": host, "jupyterhub": host, "mlflow": mlflow_url or host}
@@ -270,7 +281,7 @@ def _run_and_print(
             target=target,
             overwrite=opts["overwrite"],
             hub_password=password,
-            collectors=_default_collectors(),
+            collectors=_default_collectors() + _docker_collectors(target, opts),
         )
         result = execute_run(req, _progress)
     plan_result = plan_run(str(result.path))
@@ -315,6 +326,14 @@ def _default_collectors() -> tuple[Any, ...]:
     from labcap.collectors.host import HostCollector
 
     return (HostCollector(),)
+
+
+def _docker_collectors(target: str, opts: dict[str, Any]) -> tuple[Any, ...]:
+    if target != "docker":
+        return ()
+    from labcap.collectors.docker import DockerCollector, DockerSettings
+
+    return (DockerCollector(DockerSettings(compose_project=opts.get("compose_project"))),)
 
 
 def _positive(value: float, name: str) -> float:
@@ -368,6 +387,96 @@ def report(run_dir: Path, output: Path | None) -> None:
     from labcap.reports.html import write_run_report
 
     click.echo(str(write_run_report(run_dir, output)))
+
+
+@cli.group()
+def probe() -> None:
+    """Focused measurements of one part of the platform (container startup)."""
+
+
+@probe.command("startup")
+@click.option(
+    "--target",
+    type=click.Choice(["docker"]),
+    default="docker",
+    show_default=True,
+    help="Where containers are started: the Docker engine of DOCKER_HOST.",
+)
+@click.option("--image", required=True, help="Image to start; must be present locally.")
+@click.option(
+    "--command", "command", default=None, help="Command line; {port} becomes the container's port."
+)
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment, repeatable.")
+@click.option(
+    "--port",
+    default=None,
+    help="Ready when http://127.0.0.1:PORT/PATH answers: a number, or auto "
+    "(a free port per container, given to it as $PORT and {port}).",
+)
+@click.option("--path", default="/", show_default=True, help="HTTP path for --port.")
+@click.option(
+    "--concurrency",
+    default="1,4,8",
+    show_default=True,
+    help="Containers started at once, per step.",
+)
+@click.option("--repeat", default=1, show_default=True, type=int, help="Rounds per step.")
+@click.option("--timeout", default="60s", show_default=True, help="Not ready by then: timeout.")
+@click.option("--interval", default="1s", show_default=True, help="Resource sampling interval.")
+@click.option(
+    "--slo",
+    "slos",
+    multiple=True,
+    metavar="EXPR",
+    help="Startup objective, repeatable [default: startup.ready:p95_ms=30000, error_pct=0].",
+)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory.")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def probe_startup(target: str, **kw: Any) -> None:
+    """Spawn storms: start N containers at once and time every startup phase.
+
+    Phases come from the engine's own event timestamps (created, started,
+    running, healthy) and, with --port, the first HTTP answer. Every container
+    is removed afterwards, also on Ctrl-C. The run directory works with
+    `labcap plan` and `labcap report` (each concurrency level is a step).
+
+    \b
+    Example:
+      labcap probe startup --image my/app:1 --port auto --path /health \\
+          --concurrency 1,4,8,16 --repeat 3 --out runs/startup
+    """
+    import shlex
+
+    from labcap.model import parse_duration, parse_user_steps
+    from labcap.probe import DEFAULT_SLOS, StartupProbeSettings, format_table, run_startup_probe
+
+    settings = StartupProbeSettings(
+        image=kw["image"],
+        concurrency=parse_user_steps(kw["concurrency"]),
+        repeat=kw["repeat"],
+        command=tuple(shlex.split(kw["command"])) if kw["command"] else (),
+        env=tuple(kw["env"]),
+        port=kw["port"],
+        path=kw["path"],
+        timeout_s=parse_duration(kw["timeout"], what="--timeout"),
+        interval_s=parse_duration(kw["interval"], what="--interval"),
+        slos=tuple(kw["slos"]) or DEFAULT_SLOS,
+    )
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    out = kw["out"] or _default_out("probe-startup")
+    result = run_startup_probe(settings, out, overwrite=kw["overwrite"], progress=_progress)
+    if kw["as_json"]:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(format_table(result.rows))
+        click.echo(f"run directory: {result.path} ({result.status})")
+    for reason in result.reasons:
+        _progress(reason)
+    if result.interrupted:
+        sys.exit(130)
+    if result.status == "failed":
+        sys.exit(1)
 
 
 @cli.group()

@@ -92,6 +92,48 @@ def _figures(plan: CapacityPlan, windows: Any, host: Any) -> list[tuple[str, str
             xaxis_title="seconds since start", yaxis_title="% of host", yaxis_range=[0, 100]
         )
         figs.append(("resources", "Host resources (the machine labcap ran on)", res))
+    figs.extend(_docker_figures(plan))
+    return figs
+
+
+def _docker_figures(plan: CapacityPlan) -> list[tuple[str, str, Any]]:
+    """Startup phases per step and per-container resources, when the run has them."""
+    import plotly.graph_objects as go
+
+    run = RunDir(Path(plan.run))
+    figs: list[tuple[str, str, Any]] = []
+    recs = run.table("startup_records")
+    if recs is not None and len(recs) and "step_index" in recs.columns:
+        users = {s.index: s.users for s in plan.steps}
+        recs = recs[recs["step_index"] >= 0]
+        label = recs["step_index"].map(lambda i: str(users.get(int(i), i)))
+        box = go.Figure()
+        for phase in ("running", "healthy", "http_ready", "ready"):
+            ms = recs[f"{phase}_s"] * 1000
+            if ms.notna().any():
+                box.add_box(x=label[ms.notna()], y=ms.dropna(), name=phase, boxpoints="all")
+        box.update_layout(
+            boxmode="group",
+            xaxis_title="step (concurrent users, or containers started at once)",
+            yaxis_title="ms after the container was created",
+        )
+        figs.append(("startup", "Container startup phases per step (engine timestamps)", box))
+    samples = run.table("container_samples")
+    if samples is not None and len(samples):
+        t = samples["t_unix"]
+        x = samples["t_s"] if "t_s" in samples.columns else t - t.min()
+        top = samples.groupby("container")["cpu_pct"].max().nlargest(20).index
+        cpu, mem = go.Figure(), go.Figure()
+        for name in top:
+            rows = samples["container"] == name
+            cpu.add_scatter(x=x[rows], y=samples["cpu_pct"][rows], name=name, mode="lines")
+            mem.add_scatter(
+                x=x[rows], y=samples["mem_bytes"][rows] / 2**20, name=name, mode="lines"
+            )
+        cpu.update_layout(xaxis_title="seconds since start", yaxis_title="CPU % of one core")
+        mem.update_layout(xaxis_title="seconds since start", yaxis_title="memory (MiB)")
+        figs.append(("container-cpu", "Container CPU (cgroup counters)", cpu))
+        figs.append(("container-memory", "Container memory, without page cache", mem))
     return figs
 
 
