@@ -33,5 +33,14 @@ test: lint
 bench: install
 	$(PY) bench/memory_flat.py
 
+# Docker figures: phase agreement with engine timestamps, sampler CPU, spawn storms.
+# Each starts a private dockerd (root) unless DOCKER_HOST is set.
+.PHONY: bench-docker
+bench-docker: install
+	@scripts/bootstrap.sh
+	$(PY) bench/docker_phase_agreement.py
+	$(PY) bench/docker_overhead.py
+	$(PY) bench/docker_storm.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
