@@ -12,6 +12,8 @@
 set -euo pipefail
 cmd=${1:-}
 dir=${2:-/tmp/labcap-dockerd}
+dir=${dir%/}
+case "$dir" in /*/*) ;; *) echo "dockerd.sh: DIR must be an absolute path below /, got '$dir'" >&2; exit 2 ;; esac
 sock="$dir/docker.sock"
 pidfile="$dir/dockerd.pid"
 log="$dir/dockerd.log"
@@ -19,6 +21,15 @@ log="$dir/dockerd.log"
 answers() {
   # The engine's own health endpoint, over its socket only.
   [ -S "$sock" ] && curl -sf --max-time 2 --unix-socket "$sock" http://localhost/_ping >/dev/null 2>&1
+}
+
+unmount_leftovers() {
+  # dockerd leaves its default network namespace bind-mounted under the exec root;
+  # without this the directory cannot be removed. Only mounts under DIR are touched.
+  local m
+  for m in $(awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r); do
+    umount -l "$m" 2>/dev/null || true
+  done
 }
 
 running_pid() {
@@ -55,15 +66,16 @@ case "$cmd" in
     exit 1
     ;;
   stop)
-    pid=$(running_pid) || { rm -f "$sock"; exit 0; }
+    pid=$(running_pid) || { rm -f "$sock"; unmount_leftovers; exit 0; }
     kill -TERM "$pid"
-    for _ in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || { rm -f "$sock"; exit 0; }
+    for _ in $(seq 1 150); do
+      kill -0 "$pid" 2>/dev/null || { rm -f "$sock"; unmount_leftovers; exit 0; }
       sleep 0.2
     done
-    echo "dockerd.sh: dockerd $pid did not stop within 20 s; killing it" >&2
+    echo "dockerd.sh: dockerd $pid did not stop within 30 s; killing it" >&2
     kill -KILL "$pid" 2>/dev/null || true
     rm -f "$sock"
+    unmount_leftovers
     ;;
   status)
     answers
