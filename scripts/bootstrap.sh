@@ -12,6 +12,8 @@ if [ "$(id -u)" -eq 0 ]; then
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
+  # the report tests open the HTML in a real headless browser
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -1,0 +1,112 @@
+"""Reports opened in a real headless Chromium: they load offline, without errors, and plot."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.reports.browser import chromium_path, visit
+
+SUPPORT = Path(__file__).parent.parent / "support"
+PLOTS_RENDERED = (
+    "Array.from(document.querySelectorAll('.js-plotly-plot'))"
+    ".filter(d => d.querySelector('svg.main-svg .cartesianlayer .trace')).length"
+)
+
+pytestmark = pytest.mark.skipif(
+    chromium_path() is None,
+    reason="chromium not installed (scripts/bootstrap.sh installs it when run as root)",
+)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two short real runs against the loopback target; the second one saturates at 3 in flight."""
+    target = subprocess.Popen(
+        [sys.executable, str(SUPPORT / "target_server.py")], stdout=subprocess.PIPE, text=True
+    )
+    port = int(target.stdout.readline())
+    base = tmp_path_factory.mktemp("runs")
+    try:
+        paths = []
+        for name, path in (("before", "/fast"), ("after", "/knee")):
+            out = base / name
+            r = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "labcap.cli",
+                    "run",
+                    "--host",
+                    f"http://127.0.0.1:{port}",
+                    "--scenario",
+                    str(SUPPORT / "locustfile_target.py"),
+                    "--users",
+                    "1,10",
+                    "--spawn-rate",
+                    "20",
+                    "--slo",
+                    "p95_ms=150",
+                    "--step-duration",
+                    "3s",
+                    "--settle",
+                    "1s",
+                    "--window",
+                    "1s",
+                    "--out",
+                    str(out),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**__import__("os").environ, "LABCAP_TEST_PATH": path},
+            )
+            assert r.returncode == 0, r.stderr
+            paths.append(out)
+        yield paths
+    finally:
+        target.kill()
+        target.wait()
+
+
+def _only_local(requests: list[str]) -> list[str]:
+    return [u for u in requests if not u.startswith(("file://", "data:", "blob:", "about:"))]
+
+
+def test_run_report_loads_offline_and_plots(two_runs):
+    run = two_runs[0]
+    r = subprocess.run(
+        [sys.executable, "-m", "labcap.cli", "report", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    html = (run / "report.html").read_text()
+    n_charts = html.count('class="chart"')
+    page = visit((run / "report.html").as_uri(), PLOTS_RENDERED)
+    assert page.exceptions == [] and page.console_errors == []
+    assert _only_local(page.requests) == []  # nothing fetched from a network
+    assert n_charts >= 4 and page.value == n_charts  # every chart drew its SVG
+
+
+def test_comparison_report_loads_offline_and_plots(two_runs, tmp_path):
+    out = tmp_path / "compare.html"
+    r = subprocess.run(
+        [sys.executable, "-m", "labcap.cli", "report", *map(str, two_runs), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    page = visit(out.as_uri(), PLOTS_RENDERED)
+    assert page.exceptions == [] and page.console_errors == []
+    assert _only_local(page.requests) == []
+    assert page.value == 2
+    html = out.read_text()
+    assert "Max concurrent users at SLO" in html and "not comparable" not in html
+    # the run whose target saturates holds fewer users within SLO: a delta coloured worse
+    assert 'class="delta worse"' in html
