@@ -3,10 +3,15 @@
 Step statistics merge the step's steady windows (the settling period is
 excluded) by adding their HDR histograms, so percentiles are exact to 3
 significant digits whatever the number of windows.
+
+Beyond the one figure: the capacity under each SLO on its own (``per_slo``),
+the knee of the throughput curve (``knee``) and, given the users a lab
+expects, when demand outgrows the measured capacity (``project``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,6 +22,15 @@ from labcap.model import ALL_ENDPOINTS, LATENCY_METRICS, LoadPlan, Slo, parse_sl
 from labcap.store import RunDir
 
 BAND_METHOD = "between the last passing step and the first failing step"
+
+# Knee: the first step whose goodput gain per added user is below this share of the
+# initial slope ends the proportional part of the throughput curve.
+KNEE_GAIN_FRACTION = 0.5
+KNEE_METHOD = (
+    "marginal throughput: the knee is the last step before the first one whose goodput "
+    "gain per added user falls below {pct:g}% of the initial slope (goodput/users of the "
+    "first step)"
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,44 @@ class StepVerdict:
 
 
 @dataclass(frozen=True)
+class SloCapacity:
+    """The capacity under one SLO on one endpoint, as if it were the only objective.
+
+    ``max_users`` is the largest step meeting it with every smaller step that
+    judged it meeting it too; steps where the endpoint saw no request do not
+    judge it. ``first_failing_users`` is None when it never failed.
+    """
+
+    slo: str
+    endpoint: str
+    threshold: float
+    max_users: int | None
+    first_failing_users: int | None
+    measured_at_failure: float | None
+    limit_reached: bool
+
+
+@dataclass(frozen=True)
+class Knee:
+    """Where throughput stops growing in proportion to users (see ``KNEE_METHOD``).
+
+    The knee lies between ``users`` (still proportional) and ``next_users``
+    (not any more); ``found`` is False when every step kept growing, or there
+    are too few steps to tell.
+    """
+
+    method: str
+    found: bool
+    users: int | None
+    next_users: int | None
+    initial_rps_per_user: float | None
+    gain_ratio_after: float | None  # the gain per user at next_users over the initial slope
+    p95_ms_at_knee: float | None
+    p95_ms_after: float | None
+    note: str
+
+
+@dataclass(frozen=True)
 class CapacityPlan:
     run: str
     status: str
@@ -74,6 +126,8 @@ class CapacityPlan:
     steps: tuple[StepVerdict, ...]
     endpoints: tuple[EndpointStats, ...]
     verdict: str
+    per_slo: tuple[SloCapacity, ...] = field(default=())
+    knee: Knee | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -83,6 +137,8 @@ class CapacityPlan:
             "band_method": BAND_METHOD,
             "limit_reached": d.pop("limit_reached"),
             "binding": d.pop("binding"),
+            "per_slo": d.pop("per_slo"),
+            "knee": d.pop("knee"),
         }
         return d
 
@@ -262,6 +318,218 @@ def _conclude(
         steps=steps,
         endpoints=stats,
         verdict=text,
+        per_slo=per_slo_capacity(steps),
+        knee=find_knee(steps),
+    )
+
+
+def per_slo_capacity(steps: tuple[StepVerdict, ...]) -> tuple[SloCapacity, ...]:
+    """For every (SLO, endpoint) judged in the run, the capacity under it alone.
+
+    Steps are taken in run order, as for ``max_users_at_slo``: the first step
+    that misses the SLO (or was not run) ends the walk.
+    """
+    keys: dict[tuple[str, str], float] = {}
+    for s in steps:
+        for c in s.checks:
+            keys.setdefault((c.slo, c.endpoint), c.threshold)
+    out = []
+    for (slo, endpoint), threshold in keys.items():
+        best: int | None = None
+        failing: StepVerdict | None = None
+        measured: float | None = None
+        stopped = False
+        for s in steps:
+            if s.verdict == "not-run":
+                stopped = True
+                break
+            check = next((c for c in s.checks if (c.slo, c.endpoint) == (slo, endpoint)), None)
+            if check is None:
+                continue  # the endpoint saw no request in this step: no verdict either way
+            if not check.ok:
+                failing, measured = s, check.measured
+                break
+            best = s.users
+        limit = failing is not None and not stopped
+        if limit and best is None:
+            best = 0
+        out.append(
+            SloCapacity(
+                slo=slo,
+                endpoint=endpoint,
+                threshold=threshold,
+                max_users=best,
+                first_failing_users=failing.users if failing else None,
+                measured_at_failure=measured,
+                limit_reached=limit,
+            )
+        )
+    return tuple(sorted(out, key=_binds_first))
+
+
+def _binds_first(c: SloCapacity) -> tuple[int, float, str, str]:
+    # the SLO that fails at the smallest user count binds first; never-failing ones last
+    at = c.first_failing_users if c.first_failing_users is not None else math.inf
+    return (0 if c.limit_reached else 1, at, c.slo, c.endpoint)
+
+
+def find_knee(steps: tuple[StepVerdict, ...], fraction: float = KNEE_GAIN_FRACTION) -> Knee:
+    """The knee of the goodput-vs-users curve by the marginal-throughput method.
+
+    Goodput (successful requests per steady second) of a closed system grows
+    in proportion to users until a resource saturates; the initial slope is the
+    first step's goodput per user (zero users, zero throughput). The knee is the
+    last step before the first one whose gain per added user is below
+    ``fraction`` of that slope. Steps are taken by user count; steps without a
+    measurement are skipped.
+    """
+    method = KNEE_METHOD.format(pct=100 * fraction)
+    points: list[tuple[int, float, float | None]] = []
+    for s in sorted(steps, key=lambda s: s.users):
+        if s.verdict == "not-run" or s.steady_s <= 0 or (points and points[-1][0] == s.users):
+            continue
+        points.append((s.users, (s.requests - s.failures) / s.steady_s, s.p95_ms))
+    if len(points) < 2:
+        return Knee(method, False, None, None, None, None, None, None, "needs two steps or more")
+    slope0 = points[0][1] / points[0][0]
+    if slope0 <= 0:
+        return Knee(
+            method, False, None, None, 0.0, None, None, None, "the first step had no goodput"
+        )
+    for (u0, x0, p0), (u1, x1, p1) in zip(points, points[1:], strict=False):
+        ratio = (x1 - x0) / (u1 - u0) / slope0
+        if ratio < fraction:
+            note = (
+                "throughput had already stopped growing by the first step: the knee is at or "
+                "below it"
+                if u0 == points[0][0]
+                else f"goodput grew in proportion up to {u0} users and not beyond"
+            )
+            return Knee(method, True, u0, u1, round(slope0, 4), round(ratio, 3), p0, p1, note)
+    return Knee(
+        method,
+        False,
+        None,
+        None,
+        round(slope0, 4),
+        None,
+        None,
+        None,
+        f"goodput still grew in proportion at the largest step ({points[-1][0]} users): "
+        "the knee lies above it",
+    )
+
+
+@dataclass(frozen=True)
+class Projection:
+    """When expected demand outgrows the measured capacity.
+
+    Demand grows by ``growth_pct_per_month`` compounded monthly:
+    users(t) = expected_users * (1 + g)^t. ``months_until_exhausted`` is the t
+    at which users(t) first exceeds ``capacity_users`` (0 when it already
+    does; None with ``never`` when demand does not grow past it, or when
+    there is no capacity figure or no expected users). ``months_until_band_upper``
+    is when demand reaches the first failing step: the optimistic end.
+    """
+
+    available: bool
+    expected_users: int | None
+    growth_pct_per_month: float
+    capacity_users: int | None
+    capacity_is_lower_bound: bool
+    exhausted_now: bool | None
+    never: bool
+    months_until_exhausted: float | None
+    months_until_band_upper: float | None
+    users_in_12_months: float | None
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def months_until(capacity: float, expected: float, growth_pct: float) -> float:
+    """Months until expected*(1+g)^t exceeds capacity: 0 if it already does, inf if never."""
+    if expected > capacity:
+        return 0.0
+    if growth_pct <= 0 or expected <= 0:
+        return math.inf
+    return math.log(capacity / expected) / math.log1p(growth_pct / 100)
+
+
+def project(
+    plan: CapacityPlan, expected_users: int | None, growth_pct_per_month: float = 0.0
+) -> Projection:
+    """Project the expected users forward against ``max_users_at_slo`` (and the band's top)."""
+    g = float(growth_pct_per_month or 0.0)
+    cap = plan.max_users_at_slo
+    lower_bound = not plan.limit_reached
+    if expected_users is None or cap is None:
+        why = (
+            "pass --expected-users N (and --growth-per-month PCT) for a projection"
+            if expected_users is None
+            else "the run has no capacity figure to project against"
+        )
+        return Projection(
+            available=False,
+            expected_users=expected_users,
+            growth_pct_per_month=g,
+            capacity_users=cap,
+            capacity_is_lower_bound=lower_bound,
+            exhausted_now=None,
+            never=False,
+            months_until_exhausted=None,
+            months_until_band_upper=None,
+            users_in_12_months=None,
+            text=why,
+        )
+    months = months_until(cap, expected_users, g)
+    upper = plan.band[1] if plan.band and plan.band[1] is not None else None
+    # the first failing step did not hold: once demand reaches it, it is past the band too
+    m_upper = months_until(upper, expected_users, g) if upper else math.inf
+    in_12 = round(expected_users * (1 + g / 100) ** 12, 1)
+    never = math.isinf(months)
+    if lower_bound and months == 0:
+        text = (
+            f"{expected_users} expected users are more than the {cap} users the run reached "
+            "without finding the limit: how long capacity lasts is unknown."
+        )
+        return Projection(
+            available=False,
+            expected_users=expected_users,
+            growth_pct_per_month=g,
+            capacity_users=cap,
+            capacity_is_lower_bound=True,
+            exhausted_now=None,
+            never=False,
+            months_until_exhausted=None,
+            months_until_band_upper=None,
+            users_in_12_months=in_12,
+            text=text,
+        )
+    if months == 0:
+        text = f"{expected_users} expected users already exceed the measured capacity ({cap})."
+    elif never:
+        text = f"{expected_users} expected users fit the capacity ({cap}); demand is not growing."
+    else:
+        text = (
+            f"At {g:g}% growth a month, {expected_users} users outgrow the capacity ({cap}) in "
+            f"{months:.1f} months ({in_12:g} users in 12 months)."
+        )
+    if lower_bound and not never:
+        text += " The run did not reach the limit, so capacity lasts at least that long."
+    return Projection(
+        available=True,
+        expected_users=expected_users,
+        growth_pct_per_month=g,
+        capacity_users=cap,
+        capacity_is_lower_bound=lower_bound,
+        exhausted_now=months == 0,
+        never=never,
+        months_until_exhausted=None if never else round(months, 1),
+        months_until_band_upper=None if math.isinf(m_upper) else round(m_upper, 1),
+        users_in_12_months=in_12,
+        text=text,
     )
 
 
@@ -337,6 +605,12 @@ def plan_run(path: str) -> CapacityPlan:
 
 __all__ = [
     "CapacityPlan",
+    "Knee",
+    "Projection",
+    "SloCapacity",
+    "find_knee",
+    "per_slo_capacity",
+    "project",
     "plan_capacity",
     "plan_run",
     "step_statistics",
