@@ -351,19 +351,51 @@ def _default_out(prefix: str) -> Path:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="YAML policy merged over the default by rule id (change thresholds, disable or add "
+    "rules).",
+)
+@click.option(
+    "--expected-users", default=None, metavar="N", help="Concurrent users the lab expects."
+)
+@click.option(
+    "--growth-per-month",
+    default=None,
+    metavar="PCT",
+    help="Expected growth of those users, percent a month (for the projection).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(run_dir: Path, as_json: bool) -> None:
-    """Capacity of a run: per-step SLO verdicts and max_users_at_slo.
+def plan(
+    run_dir: Path,
+    policy_file: Path | None,
+    expected_users: str | None,
+    growth_per_month: str | None,
+    as_json: bool,
+) -> None:
+    """Capacity of a run, and what to do about it: stay on Compose, tune it, or move to K3s.
 
     Reads a run directory (complete or partial). The JSON output has
-    capacity.max_users_at_slo, capacity.band, capacity.binding and steps[].
+    capacity (max_users_at_slo, band, binding, per_slo, knee), steps[],
+    projection, and recommendation (action, reasons[], binding_constraint,
+    confidence). Without --expected-users the action is insufficient-data.
     """
-    from labcap.planner.capacity import plan_run
+    from labcap.planner.recommend import parse_expected_users, parse_growth, plan_and_recommend
 
-    result = plan_run(str(run_dir))
+    outcome = plan_and_recommend(
+        run_dir,
+        policy_file=policy_file,
+        expected_users=parse_expected_users(expected_users),
+        growth_pct_per_month=parse_growth(growth_per_month),
+    )
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(json.dumps(outcome.to_dict(), indent=2))
         return
+    result, rec = outcome.capacity, outcome.recommendation
     click.echo(result.verdict)
     for s in result.steps:
         p95 = "–" if s.p95_ms is None else f"{s.p95_ms:.1f} ms"
@@ -371,6 +403,15 @@ def plan(run_dir: Path, as_json: bool) -> None:
             f"  step {s.index + 1}: {s.users:>4} users  {s.verdict:<8} "
             f"{s.requests:>7} req  {s.error_pct:6.2f}% failed  p95 {p95}"
         )
+    click.echo(f"recommendation: {rec.action} ({rec.confidence.level} confidence)")
+    for r in rec.reasons:
+        click.echo(f"  - [{r.rule}] {r.message}")
+    if not rec.reasons:
+        click.echo(f"  {rec.summary}")
+    for why in rec.confidence.why:
+        click.echo(f"  confidence: {why}")
+    if outcome.projection.available:
+        click.echo(f"projection: {outcome.projection.text}")
 
 
 @cli.command()
