@@ -1,0 +1,37 @@
+"""Users of the queueing target: one GET, then exactly Z seconds of think time.
+
+Z comes from LABCAP_QUEUE_THINK_S. The wait is ``constant``: the closed-network
+model behind N* = k(S+Z)/S assumes a fixed think time.
+
+Locust starts a step's new users in one batch; left so, they would all arrive at
+the same instant, forever (constant think time keeps them in step). So each user
+first waits for its own phase of the cycle C = S + Z (LABCAP_QUEUE_CYCLE_S) on the
+wall clock: the i-th user takes phase frac(i * 0.618...) * C, the golden-ratio
+sequence, which spreads any number of users evenly and slots a step's new users
+into the gaps between the old ones. Below N* the users then rarely meet in the
+queue; the saturation point shows as sharply as the model says.
+"""
+
+import itertools
+import os
+import time
+
+import gevent
+from locust import HttpUser, constant, task
+
+THINK_S = float(os.environ.get("LABCAP_QUEUE_THINK_S", "0.9"))
+CYCLE_S = float(os.environ.get("LABCAP_QUEUE_CYCLE_S", "1.0"))
+GOLDEN = (5**0.5 - 1) / 2
+_next_user = itertools.count()
+
+
+class QueueUser(HttpUser):
+    wait_time = constant(THINK_S)
+
+    def on_start(self):
+        phase = (next(_next_user) * GOLDEN) % 1.0 * CYCLE_S
+        gevent.sleep((phase - time.time()) % CYCLE_S)
+
+    @task
+    def get(self):
+        self.client.get("/", name="queue.get")
