@@ -106,39 +106,32 @@ def test_run_writes_a_complete_run_directory(tmp_path, target):
     assert "target.get" in html and "users at SLO" in html and "Host resources" in html
 
 
-def test_capacity_knee_is_found(tmp_path, target):
-    out = tmp_path / "run"
-    r = labcap(
-        "run",
-        "--host",
-        target,
-        "--scenario",
-        str(LOCUSTFILE),
-        "--users",
-        "1,10",
-        "--step-duration",
-        "5s",
-        "--settle",
-        "1s",
-        "--window",
-        "1s",
-        "--spawn-rate",
-        "20",
-        "--slo",
-        "p95_ms=150",
-        "--slo",
-        "error_pct=1",
-        "--out",
-        str(out),
-        "--json",
-        env={"LABCAP_TEST_PATH": "/knee"},
+def test_capacity_knee_is_found(tmp_path):
+    # One worker with a 100 ms service time: alone a user waits ~100 ms; ten users with
+    # ~50 ms think time queue for it, ~0.95 s each (R = N*S/k - Z). The SLO breaks between.
+    server = subprocess.Popen(
+        [sys.executable, str(SUPPORT / "queue_server.py"), "1", "100"],
+        stdout=subprocess.PIPE,
+        text=True,
     )
+    try:
+        port = int(server.stdout.readline())
+        out = tmp_path / "run"
+        r = labcap(
+            "run", "--host", f"http://127.0.0.1:{port}", "--scenario", str(LOCUSTFILE),
+            "--users", "1,10", "--step-duration", "5s", "--settle", "1s", "--window", "1s",
+            "--spawn-rate", "20", "--slo", "p95_ms=300", "--slo", "error_pct=1",
+            "--out", str(out), "--json",
+        )  # fmt: skip
+    finally:
+        server.kill()
+        server.wait()
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
     assert [s["verdict"] for s in plan["steps"]] == ["pass", "fail"]
     cap = plan["capacity"]
     assert cap["max_users_at_slo"] == 1 and cap["band"] == [1, 10] and cap["limit_reached"]
-    assert cap["binding"][0]["endpoint"] == "target.get" and cap["binding"][0]["measured"] >= 150
+    assert cap["binding"][0]["endpoint"] == "target.get" and cap["binding"][0]["measured"] >= 300
 
 
 def test_unreachable_host_counts_every_request_as_failed(tmp_path):

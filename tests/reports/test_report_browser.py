@@ -24,15 +24,19 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    """Two short real runs against the loopback target; the second one saturates at 3 in flight."""
-    target = subprocess.Popen(
-        [sys.executable, str(SUPPORT / "target_server.py")], stdout=subprocess.PIPE, text=True
-    )
-    port = int(target.stdout.readline())
+    """Two short real runs: a fast target, then one worker with a 100 ms service time
+    (ten users queue for it, so it holds fewer users within the SLO)."""
+    servers = [
+        subprocess.Popen(
+            [sys.executable, str(SUPPORT / script), *args], stdout=subprocess.PIPE, text=True
+        )
+        for script, args in (("target_server.py", ()), ("queue_server.py", ("1", "100")))
+    ]
     base = tmp_path_factory.mktemp("runs")
     try:
         paths = []
-        for name, path in (("before", "/fast"), ("after", "/knee")):
+        for name, server in zip(("before", "after"), servers, strict=True):
+            port = int(server.stdout.readline())
             out = base / name
             r = subprocess.run(
                 [
@@ -49,7 +53,7 @@ def two_runs(tmp_path_factory):
                     "--spawn-rate",
                     "20",
                     "--slo",
-                    "p95_ms=150",
+                    "p95_ms=300",
                     "--step-duration",
                     "3s",
                     "--settle",
@@ -62,14 +66,14 @@ def two_runs(tmp_path_factory):
                 capture_output=True,
                 text=True,
                 timeout=120,
-                env={**__import__("os").environ, "LABCAP_TEST_PATH": path},
             )
             assert r.returncode == 0, r.stderr
             paths.append(out)
         yield paths
     finally:
-        target.kill()
-        target.wait()
+        for server in servers:
+            server.kill()
+            server.wait()
 
 
 def _only_local(requests: list[str]) -> list[str]:

@@ -99,8 +99,16 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
             f"{s['failures']} failed, p95 {p95} (steady windows)"
         )
 
+    def sync_off_loop(fd: int) -> None:
+        # A blocking fsync in the event loop would stall every user for its duration.
+        gevent.get_hub().threadpool.spawn(os.fsync, fd)
+
     recorder = WindowRecorder(
-        plan, journal, active_users=lambda: runner.user_count, on_step_done=step_done
+        plan,
+        journal,
+        active_users=lambda: runner.user_count,
+        on_step_done=step_done,
+        sync=sync_off_loop,
     )
     env.events.request.add_listener(recorder.on_request)
 
@@ -142,7 +150,10 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
         _progress(f"{interrupted[0]} received: stopping users and saving what was measured")
     runner.quit()
     status = "interrupted" if interrupted else "complete"
+    recorder.sync = os.fsync  # the last records: durable before we exit
     recorder.close(status, reason=f"{interrupted[0]} received" if interrupted else "")
+    journal.flush()
+    os.fsync(journal.fileno())
     journal.close()
     return 130 if interrupted else 0
 

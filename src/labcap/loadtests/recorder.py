@@ -66,12 +66,15 @@ class WindowRecorder:
         active_users: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.monotonic,
         on_step_done: Callable[[int, dict[str, Any]], None] | None = None,
+        sync: Callable[[int], Any] = os.fsync,
     ) -> None:
         self.plan = plan
         self.journal = journal
         self.active_users = active_users
         self.clock = clock
         self.on_step_done = on_step_done
+        # fsync blocks; the engine hands in one that runs off the event loop
+        self.sync = sync
         self.t0: float | None = None
         self.window_pos = 0
         self.series: dict[tuple[str, str], _Series] = {}
@@ -184,7 +187,7 @@ class WindowRecorder:
                 }
             )
         self.journal.flush()
-        os.fsync(self.journal.fileno())
+        self.sync(self.journal.fileno())
         self.series.clear()
         self.reasons.clear()
         last_of_step = pos + 1 >= len(self.plan.windows) or (
