@@ -28,15 +28,42 @@ def new_histogram() -> HdrHistogram:
 
 
 def histogram_summary(h: HdrHistogram) -> dict[str, float | None]:
-    """Mean and percentiles in µs (None when the histogram is empty)."""
+    """Mean and percentiles in µs (None when the histogram is empty).
+
+    Same values as hdrh's ``get_value_at_percentile`` / ``get_mean_value``, but
+    over the non-empty buckets with numpy: hdrh walks every one of the ~22k
+    buckets in Python per call, which stalled the load engine's event loop for
+    tens of milliseconds per endpoint and window.
+    """
+    import numpy as np
+
     if h.get_total_count() == 0:
         return {k: None for k in ("mean_us", "p50_us", "p90_us", "p95_us", "p99_us", "max_us")}
+    counts = np.ctypeslib.as_array(h.counts)
+    nonzero = np.flatnonzero(counts)
+    bucket_counts = counts[nonzero].astype(np.float64)
+    cumulative = np.cumsum(bucket_counts)
+    # hdrh's get_value_from_index, vectorised: the lowest value of each bucket...
+    bucket = (nonzero >> h.sub_bucket_half_count_magnitude) - 1
+    sub = (nonzero & (h.sub_bucket_half_count - 1)) + h.sub_bucket_half_count
+    first = bucket < 0
+    sub = np.where(first, sub - h.sub_bucket_half_count, sub)
+    bucket = np.where(first, 0, bucket)
+    lowest = sub.astype(np.float64) * np.exp2(bucket + h.unit_magnitude)
+    # ...and its median-equivalent value, which hdrh's mean weights by
+    medians = lowest + np.floor(np.exp2(bucket + h.unit_magnitude) / 2)
+
+    def at(percentile: float) -> float:
+        target = h.get_target_count_at_percentile(percentile)
+        pos = min(int(np.searchsorted(cumulative, target)), len(nonzero) - 1)
+        return float(h.get_highest_equivalent_value(int(lowest[pos])))
+
     return {
-        "mean_us": float(h.get_mean_value()),
-        "p50_us": float(h.get_value_at_percentile(50)),
-        "p90_us": float(h.get_value_at_percentile(90)),
-        "p95_us": float(h.get_value_at_percentile(95)),
-        "p99_us": float(h.get_value_at_percentile(99)),
+        "mean_us": float((medians * bucket_counts).sum() / h.get_total_count()),
+        "p50_us": at(50),
+        "p90_us": at(90),
+        "p95_us": at(95),
+        "p99_us": at(99),
         "max_us": float(h.get_max_value()),
     }
 
