@@ -91,6 +91,14 @@ def test_run_writes_a_complete_run_directory(tmp_path, target):
     rps = [s["rps"] for s in plan["steps"]]
     assert rps[1] > rps[0]
     assert plan["capacity"]["max_users_at_slo"] == 3 and plan["capacity"]["limit_reached"] is False
+    # step statistics were cached at finalise time, and equal a fresh merge of the windows
+    from labcap.model import plan_from_dict
+    from labcap.planner.capacity import cached_step_statistics, step_statistics
+    from labcap.store import RunDir
+
+    run = RunDir.open(out)
+    cached = cached_step_statistics(run)
+    assert cached and cached == step_statistics(run.windows(), plan_from_dict(manifest["load"]))
     # the host collector sampled alongside the load, and its samples sit on the plan's steps
     host = pd.read_parquet(out / "host_samples.parquet")
     assert len(host) >= 5 and set(host["step_index"]) >= {0, 1}

@@ -27,7 +27,8 @@ from labcap.collectors.base import Collector, RunContext
 from labcap.environment import fingerprint
 from labcap.errors import LabcapError
 from labcap.loadtests.catalog import get_scenario
-from labcap.model import SCHEMA_VERSION, LoadPlan, Slo, plan_to_dict
+from labcap.model import SCHEMA_VERSION, LoadPlan, Slo, plan_from_dict, plan_to_dict
+from labcap.planner.capacity import STEPS_TABLE, step_statistics, steps_frame
 from labcap.store import (
     FAILURE_COLUMNS,
     FAILURES,
@@ -264,6 +265,10 @@ def _finalise(run: RunDir, manifest: dict[str, Any], rc: int, progress: Progress
     )
     atomic_write_parquet(run.path / WINDOWS, windows_df)
     atomic_write_parquet(run.path / FAILURES, failures_df)
+    plan = plan_from_dict(manifest["load"])
+    atomic_write_parquet(
+        run.path / f"{STEPS_TABLE}.parquet", steps_frame(step_statistics(windows_df, plan))
+    )
     manifest = dict(manifest, status=status, status_reasons=reasons, ended_at=_now())
     if ends:
         manifest["late_requests"] = ends[-1].get("late_requests", 0)

@@ -110,9 +110,10 @@ def prepare_run_dir(run_dir: Path, *, overwrite: bool = False) -> None:
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     if overwrite:
-        for name in (MANIFEST, JOURNAL, WINDOWS, FAILURES, "report.html"):
+        stale = [run_dir / n for n in (MANIFEST, JOURNAL, "report.html")]
+        for path in stale + sorted(run_dir.glob("*.parquet")):  # every table of the old run
             with contextlib.suppress(FileNotFoundError):
-                (run_dir / name).unlink()
+                path.unlink()
 
 
 def check_schema(version: Any, where: Path) -> None:

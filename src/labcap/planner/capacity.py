@@ -166,6 +166,27 @@ def step_statistics(windows: Any, plan: LoadPlan) -> list[EndpointStats]:
     return out
 
 
+STEPS_TABLE = "steps"
+
+
+def steps_frame(stats: list[EndpointStats]) -> Any:
+    """Step statistics as a DataFrame, the run directory's ``steps.parquet``."""
+    import pandas as pd
+
+    columns = list(EndpointStats.__dataclass_fields__)
+    return pd.DataFrame([asdict(s) for s in stats], columns=columns)
+
+
+def cached_step_statistics(run: RunDir) -> list[EndpointStats] | None:
+    """The step statistics written when the run was finalised (merging every window's
+    histogram again is the slow part of planning a long run), or None."""
+    frame = run.table(STEPS_TABLE)
+    if frame is None or list(frame.columns) != list(EndpointStats.__dataclass_fields__):
+        return None
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return [EndpointStats(**r) for r in rows]
+
+
 def _merge(encoded: Any) -> HdrHistogram:
     h = new_histogram()
     for text in encoded:
@@ -233,7 +254,7 @@ def plan_capacity(run: RunDir) -> CapacityPlan:
     plan = plan_from_dict(manifest["load"])
     slos = tuple(parse_slo(s) for s in manifest["slos"])
     windows = run.windows()
-    stats = step_statistics(windows, plan)
+    stats = cached_step_statistics(run) or step_statistics(windows, plan)
     failures = run.failures()
     verdicts = []
     for step in plan.steps:

@@ -137,6 +137,31 @@ def _docker_figures(plan: CapacityPlan) -> list[tuple[str, str, Any]]:
     return figs
 
 
+_OPTIONAL_MANIFEST_FIELDS: dict[str, Any] = {
+    "tool": {"name": "labcap", "version": "unknown"},
+    "target": "unknown",
+    "started_at": "unknown",
+    "hosts": {},
+    "notes": [],
+    "environment": {},
+}
+_ENVIRONMENT_FIELDS: dict[str, Any] = {
+    "cpu_model": "unknown",
+    "cpu_count": "?",
+    "mem_total_bytes": 0,
+    "os": "unknown",
+    "python": "?",
+    "packages": {},
+}
+
+
+def _with_defaults(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Fields the report shows but a run can lack (older or hand-edited manifests)."""
+    out = {**_OPTIONAL_MANIFEST_FIELDS, **manifest}
+    out["environment"] = {**_ENVIRONMENT_FIELDS, **(out.get("environment") or {})}
+    return out
+
+
 def render_run_report(run: RunDir, plan: CapacityPlan | None = None) -> str:
     import jinja2
     import plotly.io as pio
@@ -167,7 +192,7 @@ def render_run_report(run: RunDir, plan: CapacityPlan | None = None) -> str:
     )
     return env.get_template("run.html.j2").render(
         plan=plan,
-        manifest=run.manifest,
+        manifest=_with_defaults(run.manifest),
         charts=charts,
         failures=top_failures,
         endpoints=[e for e in plan.endpoints if e.endpoint != ALL_ENDPOINTS],
