@@ -126,11 +126,29 @@ def test_capacity_knee_is_found(tmp_path):
         port = int(server.stdout.readline())
         out = tmp_path / "run"
         r = labcap(
-            "run", "--host", f"http://127.0.0.1:{port}", "--scenario", str(LOCUSTFILE),
-            "--users", "1,10", "--step-duration", "5s", "--settle", "1s", "--window", "1s",
-            "--spawn-rate", "20", "--slo", "p95_ms=300", "--slo", "error_pct=1",
-            "--out", str(out), "--json",
-        )  # fmt: skip
+            "run",
+            "--host",
+            f"http://127.0.0.1:{port}",
+            "--scenario",
+            str(LOCUSTFILE),
+            "--users",
+            "1,10",
+            "--step-duration",
+            "5s",
+            "--settle",
+            "1s",
+            "--window",
+            "1s",
+            "--spawn-rate",
+            "20",
+            "--slo",
+            "p95_ms=300",
+            "--slo",
+            "error_pct=1",
+            "--out",
+            str(out),
+            "--json",
+        )
     finally:
         server.kill()
         server.wait()
@@ -347,3 +365,42 @@ def test_existing_run_is_not_overwritten_by_accident(tmp_path, target):
     again = labcap(*args)
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert (out / "manifest.json").read_text() == before
+
+
+class _SourceLostCollector:
+    """A collector whose source went away mid-run (as the Docker one reports a lost engine)."""
+
+    name = "flaky"
+
+    def start(self, ctx):
+        pass
+
+    def stop(self):
+        pass
+
+    def tables(self):
+        return {}
+
+    def status(self):
+        from labcap.collectors.base import CollectorStatus
+
+        return CollectorStatus(self.name, True, "", ("lost its source 1.2 s into the run",))
+
+
+def test_a_collector_gap_makes_the_run_partial(tmp_path, target):
+    from labcap.model import build_plan, parse_slo
+    from labcap.runner import RunRequest, execute_run
+
+    plan = build_plan((1,), 2, settle_s=0.5, window_s=1, spawn_rate=5)
+    req = RunRequest(
+        out=tmp_path / "run",
+        scenario=str(LOCUSTFILE),
+        hosts={"default": target},
+        plan=plan,
+        slos=(parse_slo("p95_ms=500"),),
+        collectors=(_SourceLostCollector(),),
+    )
+    result = execute_run(req, lambda _msg: None)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert result.status == manifest["status"] == "partial"
+    assert manifest["status_reasons"] == ["collector flaky: lost its source 1.2 s into the run"]

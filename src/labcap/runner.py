@@ -257,6 +257,17 @@ def _finalise(run: RunDir, manifest: dict[str, Any], rc: int, progress: Progress
             reasons.append(f"interrupted: {ends[-1]['reason']}")
         elif not ends:
             reasons.append(f"the load engine stopped unexpectedly (exit code {rc})")
+    # A collector that lost its source mid-run (engine restarted, samples failing) leaves a
+    # gap in the evidence: the run keeps what it has but is not a complete measurement.
+    gaps = [
+        f"collector {c['name']}: {w}"
+        for c in manifest.get("collectors", [])
+        if c.get("available")
+        for w in c.get("warnings", [])
+    ]
+    if gaps and status == "complete":
+        status = "partial"
+    reasons.extend(gaps[:10])
     windows_df = pd.DataFrame(
         [{c: r.get(c) for c in WINDOW_COLUMNS} for r in windows], columns=WINDOW_COLUMNS
     )
