@@ -1,0 +1,38 @@
+"""Deployment profiles: the Compose or K3s deployment a measured capacity calls for.
+
+``build_profile(run_dir, ProfileSettings(platform=...), out)`` sizes the deployment
+from the run's capacity plan and the expected users, renders it from the jinja2
+templates under ``templates/``, validates every file, and only then writes them.
+"""
+
+from labcap.deploy_profiles.gpu import GPU_SHARING, MIG_MODELS, GpuPlan, plan_gpus
+from labcap.deploy_profiles.render import (
+    Profile,
+    RenderedFile,
+    build_profile,
+    random_secret,
+    render_profile,
+    write_profile,
+)
+from labcap.deploy_profiles.sizing import PLATFORMS, Decision, ProfileSettings, Sizing, size
+from labcap.deploy_profiles.validate import K8S_VERSION, ProfileValidationError
+
+__all__ = [
+    "GPU_SHARING",
+    "K8S_VERSION",
+    "MIG_MODELS",
+    "PLATFORMS",
+    "Decision",
+    "GpuPlan",
+    "Profile",
+    "ProfileSettings",
+    "ProfileValidationError",
+    "RenderedFile",
+    "Sizing",
+    "build_profile",
+    "plan_gpus",
+    "random_secret",
+    "render_profile",
+    "size",
+    "write_profile",
+]

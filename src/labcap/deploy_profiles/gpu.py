@@ -1,0 +1,294 @@
+"""GPU sharing plans (whole GPUs, time-slicing, MIG), checked for consistency before rendering.
+
+The MIG table lists, per GPU model, each profile's compute slices (of 7; 4 on
+A30), memory slices (of 8; 4 on A30) and the most instances of it one GPU
+holds. Source: NVIDIA's MIG User Guide, "Supported MIG Profiles", and the
+``all-<profile>`` configurations of NVIDIA mig-parted's default config. The fit
+check adds up compute and memory slices per GPU; it does not model the
+placement geometry, so a few sums that fit (rare mixes of 4g with 2g) may still
+be refused by the driver: ``nvidia-smi mig -lgipp`` on the node is the last word.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from labcap.errors import LabcapError
+
+GPU_SHARING = ("none", "time-slicing", "mig")
+
+
+@dataclass(frozen=True)
+class MigProfile:
+    name: str
+    compute_slices: int
+    memory_slices: int
+    max_instances: int
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    name: str
+    compute_slices: int
+    memory_slices: int
+    profiles: tuple[MigProfile, ...]
+
+    def profile(self, name: str) -> MigProfile | None:
+        return next((p for p in self.profiles if p.name == name), None)
+
+
+def _model(name: str, compute: int, memory: int, *rows: tuple[str, int, int, int]) -> GpuModel:
+    return GpuModel(name, compute, memory, tuple(MigProfile(*r) for r in rows))
+
+
+_SEVEN_WAY_80GB = (
+    ("1g.10gb", 1, 1, 7),
+    ("1g.20gb", 1, 2, 4),
+    ("2g.20gb", 2, 2, 3),
+    ("3g.40gb", 3, 4, 2),
+    ("4g.40gb", 4, 4, 1),
+    ("7g.80gb", 7, 8, 1),
+)
+
+MIG_MODELS: dict[str, GpuModel] = {
+    m.name: m
+    for m in (
+        _model(
+            "A100-40GB",
+            7,
+            8,
+            ("1g.5gb", 1, 1, 7),
+            ("1g.10gb", 1, 2, 4),
+            ("2g.10gb", 2, 2, 3),
+            ("3g.20gb", 3, 4, 2),
+            ("4g.20gb", 4, 4, 1),
+            ("7g.40gb", 7, 8, 1),
+        ),
+        _model("A100-80GB", 7, 8, *_SEVEN_WAY_80GB),
+        _model("H100-80GB", 7, 8, *_SEVEN_WAY_80GB),
+        _model("A30-24GB", 4, 4, ("1g.6gb", 1, 1, 4), ("2g.12gb", 2, 2, 2), ("4g.24gb", 4, 4, 1)),
+        _model(
+            "H200-141GB",
+            7,
+            8,
+            ("1g.18gb", 1, 1, 7),
+            ("1g.35gb", 1, 2, 4),
+            ("2g.35gb", 2, 2, 3),
+            ("3g.71gb", 3, 4, 2),
+            ("4g.71gb", 4, 4, 1),
+            ("7g.141gb", 7, 8, 1),
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    """How GPUs are shared among user servers, and how many GPU users that serves.
+
+    ``capacity`` is the number of concurrent GPU users the configuration can
+    place: whole GPUs, GPUs × time-slicing replicas, or GPUs × MIG devices per GPU.
+    ``mig_devices`` are (profile, instances per GPU).
+    """
+
+    gpus: int
+    sharing: str
+    gpu_users: int
+    capacity: int
+    gpu_model: str | None = None
+    replicas: int | None = None
+    mig_strategy: str | None = None
+    mig_devices: tuple[tuple[str, int], ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def enabled(self) -> bool:
+        return self.gpus > 0
+
+    @property
+    def resource_names(self) -> tuple[str, ...]:
+        """The extended resources user pods request (one per MIG profile in mixed mode)."""
+        if not self.enabled:
+            return ()
+        if self.mig_strategy == "mixed":
+            return tuple(f"nvidia.com/mig-{p}" for p, _ in self.mig_devices)
+        return ("nvidia.com/gpu",)
+
+    def resource_counts(self) -> tuple[tuple[str, int], ...]:
+        """Each resource and how many of it the node offers (for ResourceQuota)."""
+        if self.mig_strategy == "mixed":
+            return tuple((f"nvidia.com/mig-{p}", n * self.gpus) for p, n in self.mig_devices)
+        return (("nvidia.com/gpu", self.capacity),) if self.enabled else ()
+
+    def device_pool(self) -> tuple[str, ...]:
+        """Docker device ids, one entry per concurrent GPU user (for the Compose spawner hook).
+
+        A time-sliced GPU appears ``replicas`` times; a MIG device is ``GPU:INDEX``. The
+        pool goes round the GPUs, so that the first free entry spreads users over them.
+        """
+        if self.sharing == "mig":
+            per_gpu = sum(n for _, n in self.mig_devices)
+            return tuple(f"{g}:{i}" for i in range(per_gpu) for g in range(self.gpus))
+        copies = self.replicas if self.sharing == "time-slicing" else 1
+        return tuple(str(g) for _ in range(copies or 1) for g in range(self.gpus))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "gpus": self.gpus,
+            "sharing": self.sharing,
+            "gpu_users": self.gpu_users,
+            "capacity": self.capacity,
+            "gpu_model": self.gpu_model,
+            "time_slicing_replicas": self.replicas,
+            "mig_strategy": self.mig_strategy,
+            "mig_devices_per_gpu": dict(self.mig_devices),
+            "resources": list(self.resource_names),
+            "notes": list(self.notes),
+        }
+
+
+def parse_mig_profile(text: str) -> tuple[str, int | None]:
+    """'1g.10gb' -> ('1g.10gb', None); '1g.10gb=3' -> ('1g.10gb', 3) instances per GPU."""
+    name, _, count = str(text).strip().partition("=")
+    name = name.strip()
+    if not name:
+        raise LabcapError(f"--mig-profile {text!r} is empty: use e.g. 1g.10gb or 1g.10gb=3")
+    if not count:
+        return name, None
+    if not count.strip().isdigit() or int(count) <= 0:
+        raise LabcapError(
+            f"--mig-profile {text!r}: the count after '=' must be a positive whole number"
+        )
+    return name, int(count)
+
+
+def plan_gpus(
+    gpus: int,
+    sharing: str,
+    gpu_users: int,
+    *,
+    replicas: int | None = None,
+    gpu_model: str | None = None,
+    mig_profiles: tuple[str, ...] = (),
+) -> GpuPlan:
+    """Check a GPU sharing request and return its plan; refuse an inconsistent one."""
+    if sharing not in GPU_SHARING:
+        raise LabcapError(f"--gpu-sharing {sharing!r} is unknown; valid: {', '.join(GPU_SHARING)}")
+    if gpus < 0 or gpu_users < 0:
+        raise LabcapError("--gpus and --gpu-users must be zero or more")
+    if replicas is not None and sharing != "time-slicing":
+        raise LabcapError("--time-slicing-replicas needs --gpu-sharing time-slicing")
+    if mig_profiles and sharing != "mig":
+        raise LabcapError("--mig-profile needs --gpu-sharing mig")
+    if gpus == 0:
+        if sharing != "none":
+            raise LabcapError(f"--gpu-sharing {sharing} needs GPUs: pass --gpus N")
+        if gpu_users:
+            raise LabcapError(f"{gpu_users} GPU users were planned but --gpus is 0")
+        return GpuPlan(0, "none", 0, 0, gpu_model=gpu_model)
+    if sharing == "none":
+        if gpu_users > gpus:
+            raise LabcapError(
+                f"GPU sharing is inconsistent: {gpu_users} planned concurrent GPU users but "
+                f"only {gpus} whole GPU(s) without sharing; use --gpu-sharing time-slicing or "
+                f"mig, more --gpus, or fewer --gpu-users"
+            )
+        return GpuPlan(gpus, "none", gpu_users, gpus, gpu_model=gpu_model)
+    if sharing == "time-slicing":
+        return _time_slicing(gpus, gpu_users, replicas, gpu_model)
+    return _mig(gpus, gpu_users, gpu_model, mig_profiles)
+
+
+def _time_slicing(gpus: int, gpu_users: int, replicas: int | None, model: str | None) -> GpuPlan:
+    derived = replicas is None
+    if derived:
+        replicas = max(2, math.ceil(gpu_users / gpus))
+    assert replicas is not None
+    if replicas < 2:
+        raise LabcapError(
+            f"--time-slicing-replicas {replicas}: one replica per GPU is no sharing; "
+            "use --gpu-sharing none, or 2 or more replicas"
+        )
+    if replicas * gpus < gpu_users:
+        raise LabcapError(
+            f"GPU sharing is inconsistent: time-slicing replicas {replicas} × {gpus} GPU(s) = "
+            f"{replicas * gpus} GPU shares, fewer than the {gpu_users} planned concurrent GPU "
+            f"users; raise --time-slicing-replicas to {math.ceil(gpu_users / gpus)} or more, "
+            "add --gpus, or lower --gpu-users"
+        )
+    notes = [
+        "time-slicing shares a GPU's compute in turns and gives no memory isolation: one "
+        "user's process can exhaust the GPU memory of every user on that GPU"
+    ]
+    if derived:
+        notes.append(f"replicas derived as ceil({gpu_users} GPU users / {gpus} GPUs), at least 2")
+    return GpuPlan(
+        gpus,
+        "time-slicing",
+        gpu_users,
+        replicas * gpus,
+        gpu_model=model,
+        replicas=replicas,
+        notes=tuple(notes),
+    )
+
+
+def _mig(gpus: int, gpu_users: int, model_name: str | None, profiles: tuple[str, ...]) -> GpuPlan:
+    valid_models = ", ".join(MIG_MODELS)
+    if not model_name:
+        raise LabcapError(f"--gpu-sharing mig needs --gpu-model; MIG models: {valid_models}")
+    model = MIG_MODELS.get(model_name)
+    if model is None:
+        raise LabcapError(
+            f"--gpu-model {model_name!r} has no MIG profile table here; MIG models: {valid_models}"
+        )
+    valid = ", ".join(p.name for p in model.profiles)
+    if not profiles:
+        raise LabcapError(f"--gpu-sharing mig needs --mig-profile; {model.name} offers: {valid}")
+    counts: dict[str, int] = {}
+    for text in profiles:
+        name, count = parse_mig_profile(text)
+        prof = model.profile(name)
+        if prof is None:
+            raise LabcapError(
+                f"MIG profile {name!r} does not exist on {model.name}; valid profiles: {valid}"
+            )
+        counts[name] = counts.get(name, 0) + (count if count is not None else prof.max_instances)
+    for name, n in counts.items():
+        prof = model.profile(name)
+        assert prof is not None
+        if n > prof.max_instances:
+            raise LabcapError(
+                f"too many MIG slices: {n} × {name} per GPU, but a {model.name} holds at most "
+                f"{prof.max_instances} of them"
+            )
+    compute = sum(model.profile(p).compute_slices * n for p, n in counts.items())  # type: ignore[union-attr]
+    memory = sum(model.profile(p).memory_slices * n for p, n in counts.items())  # type: ignore[union-attr]
+    layout = " + ".join(f"{n} × {p}" for p, n in counts.items())
+    if compute > model.compute_slices or memory > model.memory_slices:
+        raise LabcapError(
+            f"too many MIG slices: {layout} per GPU needs {compute} compute and {memory} memory "
+            f"slices, but a {model.name} has {model.compute_slices} and {model.memory_slices}"
+        )
+    per_gpu = sum(counts.values())
+    if per_gpu * gpus < gpu_users:
+        raise LabcapError(
+            f"GPU sharing is inconsistent: {layout} per GPU × {gpus} GPU(s) = {per_gpu * gpus} "
+            f"MIG devices, fewer than the {gpu_users} planned concurrent GPU users"
+        )
+    strategy = "single" if len(counts) == 1 else "mixed"
+    notes = (
+        "fit checked by compute and memory slices; placement geometry is the driver's: "
+        "check with `nvidia-smi mig -lgipp` before applying",
+    )
+    return GpuPlan(
+        gpus,
+        "mig",
+        gpu_users,
+        per_gpu * gpus,
+        gpu_model=model.name,
+        mig_strategy=strategy,
+        mig_devices=tuple(counts.items()),
+        notes=notes,
+    )
