@@ -78,10 +78,7 @@ RULE_CASES: dict[str, tuple[list[dict], list[dict]]] = {
     "capacity-below-expected": ([{"capacity_ratio": 0.79}], [{"capacity_ratio": 0.8}]),
     "multi-node-needed": (
         [{"capacity_ratio": 0.49, "nodes_needed": 3}],
-        [
-            {"capacity_ratio": 0.5, "nodes_needed": 2},
-            {"capacity_ratio": 0.49, "nodes_needed": None},
-        ],
+        [{"capacity_ratio": 0.5, "nodes_needed": 2}, {"capacity_ratio": 0.49, "nodes_needed": 1}],
     ),
     "capacity-runs-out-soon": (
         [{"capacity_ratio": 1.1, "months_until_exhausted": 2.9}],
