@@ -520,6 +520,108 @@ def probe_startup(target: str, **kw: Any) -> None:
         sys.exit(1)
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--platform",
+    type=click.Choice(["compose", "k3s"]),
+    required=True,
+    help="compose: docker-compose.yml + .env; k3s: Kubernetes manifests. Compose from a "
+    "K3s-sized run is the rollback direction.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Directory to write; empty, or holding an earlier profile of the same platform "
+    "(its secrets are kept).",
+)
+@click.option(
+    "--expected-users", type=int, default=None, metavar="N", help="Concurrent users to plan for."
+)
+@click.option("--gpus", type=int, default=0, show_default=True, help="GPUs, all nodes together.")
+@click.option(
+    "--gpu-sharing",
+    type=click.Choice(["none", "time-slicing", "mig"]),
+    default="none",
+    show_default=True,
+    help="How user servers share the GPUs.",
+)
+@click.option(
+    "--gpu-users",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Concurrent GPU users [default: every design user].",
+)
+@click.option(
+    "--time-slicing-replicas",
+    type=int,
+    default=None,
+    metavar="R",
+    help="Shares per GPU with time-slicing [default: enough for --gpu-users].",
+)
+@click.option(
+    "--mig-profile",
+    "mig_profiles",
+    multiple=True,
+    metavar="PROFILE[=N]",
+    help="MIG profile and instances per GPU, repeatable (e.g. 1g.10gb=4) [N: as many as fit].",
+)
+@click.option("--gpu-model", default=None, help="GPU model for MIG, e.g. A100-40GB, H100-80GB.")
+@click.option("--domain", default="lab.example.org", show_default=True, help="Public host name.")
+@click.option(
+    "--cpu-per-user", type=float, default=2.0, show_default=True, help="CPU limit per user (cores)."
+)
+@click.option(
+    "--mem-per-user",
+    type=float,
+    default=4.0,
+    show_default=True,
+    metavar="GIB",
+    help="Memory limit per user, GiB.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print sizing.json's content on stdout.")
+def profile(run_dir: Path, out: Path, as_json: bool, **kw: Any) -> None:
+    """Render the deployment a run calls for: Compose or K3s, sized from its capacity.
+
+    Every file is validated (Kubernetes schemas, the Compose schema, GPU sharing
+    consistency) before any is written; secrets are random and land only in .env or
+    secrets.yaml (mode 0600). sizing.json and RUNBOOK.md state each sizing decision
+    and the measured number behind it.
+
+    \b
+    Examples:
+      labcap profile runs/lab-1 --platform k3s --out deploy/k3s --expected-users 120 \\
+          --gpus 4 --gpu-sharing time-slicing
+      labcap profile runs/lab-1 --platform compose --out deploy/compose --expected-users 30
+    """
+    from labcap.deploy_profiles import ProfileSettings, build_profile
+
+    settings = ProfileSettings(
+        platform=kw["platform"],
+        expected_users=kw["expected_users"],
+        gpus=kw["gpus"],
+        gpu_sharing=kw["gpu_sharing"],
+        gpu_users=kw["gpu_users"],
+        time_slicing_replicas=kw["time_slicing_replicas"],
+        mig_profiles=tuple(kw["mig_profiles"]),
+        gpu_model=kw["gpu_model"],
+        domain=kw["domain"],
+        cpu_per_user=kw["cpu_per_user"],
+        mem_per_user_gib=kw["mem_per_user"],
+    )
+    result = build_profile(run_dir, settings, out)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return
+    for d in result.sizing.decisions:
+        click.echo(f"  {d.key:<30} {d.value!s:>8} {d.unit:<11} {d.source}")
+    for w in result.sizing.warnings:
+        click.echo(f"warning: {w}")
+    click.echo(f"{settings.platform} profile: {len(result.files)} files in {out} (RUNBOOK.md)")
+
+
 @cli.group()
 def lab() -> None:
     """The embedded reference lab: real JupyterHub + MLflow on loopback ports."""
