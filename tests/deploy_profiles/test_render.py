@@ -330,8 +330,16 @@ def test_re_rendering_keeps_the_secrets_and_removes_stale_files(lab_run, tmp_pat
     build_profile(lab_run, CASES["k3s-mig-mixed"], out)
     first = _secrets_of(out)
     assert (out / "manifests/21-mig-parted-config.yaml").exists()
+    edited = (
+        (out / "secrets.yaml").read_text().replace('HUB_ADMIN_USER: ""', 'HUB_ADMIN_USER: "ada"')
+    )
+    (out / "secrets.yaml").write_text(edited)
     build_profile(lab_run, CASES["k3s-time-slicing"], out)
     assert _secrets_of(out) == first  # the database keeps its password
+    assert (
+        yaml.safe_load((out / "secrets.yaml").read_text())["stringData"]["HUB_ADMIN_USER"] == "ada"
+    )
+    assert stat.S_IMODE((out / "secrets.yaml").stat().st_mode) == 0o600
     assert not (out / "manifests/21-mig-parted-config.yaml").exists()
     with pytest.raises(LabcapError, match="holds a k3s profile"):
         build_profile(lab_run, CASES["compose-cpu"], out)

@@ -55,6 +55,8 @@ SECRET_SPECS = (
 )
 
 SecretFactory = Callable[[str, str], str]
+# Set by the operator in .env / secrets.yaml; kept when a profile is re-rendered.
+ADMIN_USER_KEY = "HUB_ADMIN_USER"
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
@@ -161,6 +163,7 @@ def render_profile(
     found = existing_secrets or {}
     secret_values = [(k, found.get(k) or secret_factory(k, kind)) for k, kind in SECRET_SPECS]
     ctx = _context(sizing, secret_values)
+    ctx["hub_admin_user"] = found.get(ADMIN_USER_KEY, "")
     env = _jinja_env()
     if settings.platform == "compose":
         files, checks = _render_compose(env, ctx)
@@ -367,7 +370,7 @@ def read_existing_secrets(out: Path) -> dict[str, str]:
         with contextlib.suppress(LabcapError, AttributeError, TypeError):
             for doc in v.parse_yaml("secrets.yaml", (out / "secrets.yaml").read_text()):
                 found.update({k: str(x) for k, x in doc.get("stringData", {}).items()})
-    names = {k for k, _ in SECRET_SPECS}
+    names = {k for k, _ in SECRET_SPECS} | {ADMIN_USER_KEY}
     return {k: x for k, x in found.items() if k in names and x}
 
 
