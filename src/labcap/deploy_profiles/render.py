@@ -331,7 +331,8 @@ def _render_k3s(env: Any, ctx: dict[str, Any]) -> tuple[list[RenderedFile], list
     count = v.validate_k8s(objects)
     checks = [
         f"manifests/*.yaml, secrets.yaml: {count} objects valid against the Kubernetes "
-        f"{v.K8S_VERSION} OpenAPI schemas (kubernetes-validate {v.k8s_validator_version()}, "
+        f"{v.k8s_schema_version()} OpenAPI schemas (kubernetes-validate "
+        f"{v.k8s_validator_version()}, "
         "strict: unknown fields rejected, offline); selectors, volumes, Secret keys, RBAC and "
         "Ingress backends resolve inside the profile",
         "jupyterhub_config.py (ConfigMap hub-config): compiles",

@@ -81,10 +81,22 @@ def k8s_validator_version() -> str:
     return str(__version__)
 
 
-def validate_k8s(objects: Iterable[tuple[str, Any]], version: str = K8S_VERSION) -> int:
+def k8s_schema_version() -> str:
+    """``K8S_VERSION`` if the installed kubernetes-validate ships it, else the oldest newer one."""
+    from kubernetes_validate.utils import all_versions
+
+    want = tuple(int(x) for x in K8S_VERSION.split(".")[:2])
+    shipped = [v for v in all_versions() if tuple(int(x) for x in v.split(".")[:2]) >= want]
+    if not shipped:
+        raise LabcapError(f"kubernetes-validate ships no schemas for Kubernetes {K8S_VERSION}+")
+    return shipped[0]
+
+
+def validate_k8s(objects: Iterable[tuple[str, Any]], version: str | None = None) -> int:
     """Schema-validate every (file, object); then cross-check references. Returns the count."""
     import kubernetes_validate as kv
 
+    version = version or k8s_schema_version()
     objs = list(objects)
     for name, obj in objs:
         if not isinstance(obj, dict) or "kind" not in obj or "apiVersion" not in obj:
