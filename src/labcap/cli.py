@@ -415,19 +415,31 @@ def plan(
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path),
     default=None,
-    help="HTML file to write [default: RUN_DIR/report.html].",
+    help="HTML file to write [default: RUN_DIR/report.html; compare.html for several runs].",
 )
-def report(run_dir: Path, output: Path | None) -> None:
-    """Write a self-contained HTML report (opens offline; plotly inlined)."""
-    from labcap.reports.html import write_run_report
+def report(run_dirs: tuple[Path, ...], output: Path | None) -> None:
+    """Write a self-contained HTML report (opens offline; plotly inlined).
 
-    click.echo(str(write_run_report(run_dir, output)))
+    \b
+    One run: its capacity report.
+    Several runs: a side-by-side comparison (Docker vs K3s, before vs after), the
+    first run being the baseline, with a warning when they are not comparable:
+      labcap report runs/docker runs/k3s -o compare.html
+    """
+    if len(run_dirs) == 1:
+        from labcap.reports.html import write_run_report
+
+        click.echo(str(write_run_report(run_dirs[0], output)))
+        return
+    from labcap.reports.compare import write_comparison
+
+    click.echo(str(write_comparison(list(run_dirs), output or Path("compare.html"))))
 
 
 @cli.group()
