@@ -14,7 +14,7 @@ from typing import Any
 from labcap.errors import LabcapError
 from labcap.model import ALL_ENDPOINTS
 from labcap.planner.capacity import CapacityPlan, plan_capacity
-from labcap.reports.html import TEMPLATES
+from labcap.reports.html import chart_sections, template
 from labcap.store import RunDir, atomic_write_bytes
 
 # Endpoints that time a server's lifecycle rather than an API call: kept out of "API latency".
@@ -147,9 +147,6 @@ def _figures(plans: list[CapacityPlan], labels: list[str]) -> list[tuple[str, st
 
 
 def render_comparison(run_paths: list[str | Path]) -> str:
-    import jinja2
-    import plotly.io as pio
-
     if len(run_paths) < 2:
         raise LabcapError("a comparison needs at least two run directories")
     runs = [RunDir.open(p) for p in run_paths]
@@ -167,22 +164,8 @@ def render_comparison(run_paths: list[str | Path]) -> str:
         for v in values:
             cells.append({"value": v[metric.key], **_delta(metric, base, v[metric.key])})
         rows.append({"metric": metric, "cells": cells})
-    charts = []
-    for i, (anchor, title, fig) in enumerate(_figures(plans, labels)):
-        fig.update_layout(
-            margin={"l": 60, "r": 40, "t": 30, "b": 50}, height=380, template="plotly_white"
-        )
-        html = pio.to_html(
-            fig,
-            full_html=False,
-            include_plotlyjs=(i == 0),
-            config={"displaylogo": False, "responsive": True},
-        )
-        charts.append({"anchor": anchor, "title": title, "html": html})
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
-    )
-    return env.get_template("compare.html.j2").render(
+    charts = chart_sections(_figures(plans, labels), height=380)
+    return template("compare.html.j2").render(
         labels=labels,
         plans=plans,
         manifests=manifests,

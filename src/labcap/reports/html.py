@@ -162,17 +162,14 @@ def _with_defaults(manifest: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def render_run_report(run: RunDir, plan: CapacityPlan | None = None) -> str:
-    import jinja2
+def chart_sections(figures: list[tuple[str, str, Any]], *, height: int) -> list[dict[str, str]]:
+    """Each figure as an HTML fragment; plotly.js is inlined once, in the first."""
     import plotly.io as pio
 
-    plan = plan or plan_capacity(run)
-    windows = run.windows()
-    failures = run.failures()
     charts = []
-    for i, (anchor, title, fig) in enumerate(_figures(plan, windows, run.table("host_samples"))):
+    for i, (anchor, title, fig) in enumerate(figures):
         fig.update_layout(
-            margin={"l": 60, "r": 40, "t": 30, "b": 50}, height=360, template="plotly_white"
+            margin={"l": 60, "r": 40, "t": 30, "b": 50}, height=height, template="plotly_white"
         )
         html = pio.to_html(
             fig,
@@ -181,16 +178,30 @@ def render_run_report(run: RunDir, plan: CapacityPlan | None = None) -> str:
             config={"displaylogo": False, "responsive": True},
         )
         charts.append({"anchor": anchor, "title": title, "html": html})
-    top_failures = []
-    if len(failures):
-        agg = failures.groupby(["endpoint", "reason"], as_index=False)["count"].sum()
-        top_failures = agg.sort_values("count", ascending=False).head(25).to_dict("records")
+    return charts
+
+
+def template(name: str) -> Any:
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    return env.get_template("run.html.j2").render(
+    return env.get_template(name)
+
+
+def render_run_report(run: RunDir, plan: CapacityPlan | None = None) -> str:
+    plan = plan or plan_capacity(run)
+    windows = run.windows()
+    failures = run.failures()
+    charts = chart_sections(_figures(plan, windows, run.table("host_samples")), height=360)
+    top_failures = []
+    if len(failures):
+        agg = failures.groupby(["endpoint", "reason"], as_index=False)["count"].sum()
+        top_failures = agg.sort_values("count", ascending=False).head(25).to_dict("records")
+    return template("run.html.j2").render(
         plan=plan,
         manifest=_with_defaults(run.manifest),
         charts=charts,
