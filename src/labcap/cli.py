@@ -442,6 +442,98 @@ def report(run_dirs: tuple[Path, ...], output: Path | None) -> None:
     click.echo(str(write_comparison(list(run_dirs), output or Path("compare.html"))))
 
 
+@cli.command()
+@click.argument("baseline", type=click.Path(path_type=Path))
+@click.argument("current", type=click.Path(path_type=Path))
+@click.option(
+    "--max-regression",
+    "max_regressions",
+    multiple=True,
+    metavar="METRIC=LIMIT",
+    help="How much worse a metric may get, repeatable: p50/p90/p95/p99=PERCENT (relative) or "
+    "error_pct=POINTS (absolute); ENDPOINT:METRIC=LIMIT for one endpoint; METRIC=off drops "
+    "one. [default: p95=10%, error_pct=0.5]",
+)
+@click.option(
+    "--min-effect-ms",
+    default="1",
+    metavar="MS",
+    show_default=True,
+    help="Noise floor: latency slowdowns smaller than this never fail.",
+)
+@click.option(
+    "--alpha",
+    default="0.05",
+    metavar="P",
+    show_default=True,
+    help="Significance level of the test, per comparison.",
+)
+@click.option(
+    "--min-windows",
+    default="5",
+    metavar="N",
+    show_default=True,
+    help="Steady windows with data each run needs per step and endpoint.",
+)
+@click.option(
+    "--junit",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write JUnit XML here (one testcase per step x endpoint x metric).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def gate(
+    baseline: Path,
+    current: Path,
+    max_regressions: tuple[str, ...],
+    min_effect_ms: str,
+    alpha: str,
+    min_windows: str,
+    junit: Path | None,
+    as_json: bool,
+) -> None:
+    """Fail the build when CURRENT is slower or fails more than BASELINE beyond noise.
+
+    Per step and endpoint, over steady windows: a one-sided Mann-Whitney U test
+    on per-window values, and the step percentile's change (merged histograms,
+    bootstrap interval). A regression must be significant, above its margin and
+    above the --min-effect-ms noise floor. Missing data never passes.
+
+    \b
+    Exit codes: 0 pass, 1 regression, 2 usage or input error,
+    3 inconclusive (a partial or failed run, runs that are not comparable,
+      a missing step or endpoint, too few windows, data too noisy for a margin).
+
+    \b
+    Example:
+      labcap gate runs/baseline runs/current --max-regression p95=10% \\
+          --max-regression hub.spawn_ready:p95=50% --junit reports/gate.xml
+    See docs/ci-gate.md for the statistics and a CI workflow.
+    """
+    from labcap.planner.gate import compare_paths, thresholds_from_options
+
+    thresholds = thresholds_from_options(
+        max_regressions, min_effect_ms=min_effect_ms, alpha=alpha, min_windows=min_windows
+    )
+    result = compare_paths(baseline, current, thresholds)
+    if junit is not None:
+        from labcap.reports.junit import write_junit
+
+        _progress(f"junit: {write_junit(result, junit)}")
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(result.summary)
+        for reason in result.reasons:
+            click.echo(f"  {reason}")
+        for c in result.comparisons:
+            click.echo(
+                f"  {c.outcome.upper():<12} step {c.step_index + 1} ({c.users} users) "
+                f"{c.endpoint} {c.metric}: {c.reason}"
+            )
+    sys.exit(result.exit_code)
+
+
 @cli.group()
 def probe() -> None:
     """Focused measurements of one part of the platform (container startup)."""
