@@ -2,6 +2,7 @@
 
 /fast answers at once. /knee answers at once while fewer than 3 requests are
 in flight and takes 300 ms beyond that: a deployment with a known capacity.
+/slow?ms=N takes N milliseconds (at most 10 s): a controlled slowdown for the gate.
 Prints its port on stdout, serves until killed.
 """
 
@@ -9,6 +10,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 _lock = threading.Lock()
 _in_flight = 0
@@ -23,6 +25,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if self.path.startswith("/knee") and busy:
                 time.sleep(0.3)
+            elif self.path.startswith("/slow"):
+                time.sleep(_slow_ms(self.path) / 1000)
             body = b"ok\n"
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -34,6 +38,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+def _slow_ms(path):
+    try:
+        ms = float(parse_qs(urlsplit(path).query).get("ms", ["0"])[0])
+    except ValueError:
+        return 0.0
+    return min(max(ms, 0.0), 10_000.0) if ms == ms else 0.0
 
 
 if __name__ == "__main__":
