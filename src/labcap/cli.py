@@ -60,7 +60,8 @@ def cli() -> None:
       labcap plan runs/NAME --json     # capacity, per-step verdicts
       labcap report runs/NAME          # self-contained HTML
 
-    Exit codes: 0 ok, 1 run failed, 2 bad input or unreachable target, 130 interrupted.
+    Exit codes: 0 ok, 1 run failed, 2 bad input or unreachable target, 130 interrupted;
+    `labcap gate`: 0 pass, 1 regression, 2 usage error, 3 inconclusive.
     """
 
 
