@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.support.servers import loopback_server
+
 SUPPORT = Path(__file__).parent / "support"
 LOCUSTFILE = SUPPORT / "locustfile_target.py"
 
@@ -32,13 +34,8 @@ def labcap(
 
 @pytest.fixture(scope="module")
 def target():
-    proc = subprocess.Popen(
-        [sys.executable, str(SUPPORT / "target_server.py")], stdout=subprocess.PIPE, text=True
-    )
-    port = int(proc.stdout.readline())
-    yield f"http://127.0.0.1:{port}"
-    proc.kill()
-    proc.wait()
+    with loopback_server("target_server.py") as url:
+        yield url
 
 
 def _free_port() -> int:
@@ -117,18 +114,12 @@ def test_run_writes_a_complete_run_directory(tmp_path, target):
 def test_capacity_knee_is_found(tmp_path):
     # One worker with a 100 ms service time: alone a user waits ~100 ms; ten users with
     # ~50 ms think time queue for it, ~0.95 s each (R = N*S/k - Z). The SLO breaks between.
-    server = subprocess.Popen(
-        [sys.executable, str(SUPPORT / "queue_server.py"), "1", "100"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        port = int(server.stdout.readline())
-        out = tmp_path / "run"
+    out = tmp_path / "run"
+    with loopback_server("queue_server.py", "1", "100") as url:
         r = labcap(
             "run",
             "--host",
-            f"http://127.0.0.1:{port}",
+            url,
             "--scenario",
             str(LOCUSTFILE),
             "--users",
@@ -149,9 +140,6 @@ def test_capacity_knee_is_found(tmp_path):
             str(out),
             "--json",
         )
-    finally:
-        server.kill()
-        server.wait()
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
     assert [s["verdict"] for s in plan["steps"]] == ["pass", "fail"]

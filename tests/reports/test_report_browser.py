@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.reports.browser import chromium_path, visit
+from tests.support.servers import loopback_server
 
 SUPPORT = Path(__file__).parent.parent / "support"
 PLOTS_RENDERED = (
@@ -26,17 +27,13 @@ pytestmark = pytest.mark.skipif(
 def two_runs(tmp_path_factory):
     """Two short real runs: a fast target, then one worker with a 100 ms service time
     (ten users queue for it, so it holds fewer users within the SLO)."""
-    servers = [
-        subprocess.Popen(
-            [sys.executable, str(SUPPORT / script), *args], stdout=subprocess.PIPE, text=True
-        )
-        for script, args in (("target_server.py", ()), ("queue_server.py", ("1", "100")))
-    ]
     base = tmp_path_factory.mktemp("runs")
-    try:
-        paths = []
-        for name, server in zip(("before", "after"), servers, strict=True):
-            port = int(server.stdout.readline())
+    paths = []
+    with (
+        loopback_server("target_server.py") as fast,
+        loopback_server("queue_server.py", "1", "100") as queued,
+    ):
+        for name, url in (("before", fast), ("after", queued)):
             out = base / name
             r = subprocess.run(
                 [
@@ -45,7 +42,7 @@ def two_runs(tmp_path_factory):
                     "labcap.cli",
                     "run",
                     "--host",
-                    f"http://127.0.0.1:{port}",
+                    url,
                     "--scenario",
                     str(SUPPORT / "locustfile_target.py"),
                     "--users",
@@ -69,11 +66,7 @@ def two_runs(tmp_path_factory):
             )
             assert r.returncode == 0, r.stderr
             paths.append(out)
-        yield paths
-    finally:
-        for server in servers:
-            server.kill()
-            server.wait()
+    yield paths
 
 
 def _only_local(requests: list[str]) -> list[str]:
