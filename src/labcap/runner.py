@@ -44,6 +44,7 @@ from labcap.store import (
 )
 
 ENGINE_CONFIG = ".engine.json"
+SENDS = "sends.parquet"
 PASSWORD_ENV = "LABCAP_HUB_PASSWORD"
 
 Progress = Callable[[str], None]
@@ -67,6 +68,9 @@ class RunRequest:
     notes: tuple[str, ...] = ()
     # sampled while the load runs; their tables land in the run directory
     collectors: tuple[Collector, ...] = ()
+    # de-synchronise locustfile users (random first delay, jittered waits); off only to
+    # demonstrate lock-step
+    jitter: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,12 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
         run = RunDir(req.out)
         manifest = _initial_manifest(req, scenario)
         run.write_manifest(manifest)
-        cfg = {"scenario": scenario, "hosts": req.hosts, "load": plan_to_dict(req.plan)}
+        cfg = {
+            "scenario": scenario,
+            "hosts": req.hosts,
+            "load": plan_to_dict(req.plan),
+            "jitter": req.jitter,
+        }
         atomic_write_json(req.out / ENGINE_CONFIG, cfg)
         journal = req.out / JOURNAL
         journal.touch()
@@ -152,6 +161,8 @@ def _write_collector_tables(
     records = read_journal(run.path / JOURNAL)
     t0 = next((r["t0_unix"] for r in records if r.get("kind") == "start"), None)
     starts = [s.start_s for s in plan.steps]
+    # two sources of one table (GPU samples from NVML and dcgm-exporter) share its file
+    tables: dict[str, list[Any]] = {}
     for c in collectors:
         for name, frame in c.tables().items():
             if t0 is not None and "t_unix" in frame.columns and len(frame):
@@ -160,8 +171,13 @@ def _write_collector_tables(
                     max(0, bisect.bisect_right(starts, t) - 1) if t >= 0 else -1
                     for t in frame["t_s"]
                 ]
-            atomic_write_parquet(run.path / f"{name}.parquet", frame)
+            tables.setdefault(name, []).append(frame)
             progress(f"collector {c.name}: {len(frame)} rows in {name}.parquet")
+    for name, frames in tables.items():
+        import pandas as pd
+
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        atomic_write_parquet(run.path / f"{name}.parquet", frame)
 
 
 def _initial_manifest(req: RunRequest, scenario: dict[str, Any]) -> dict[str, Any]:
@@ -281,6 +297,7 @@ def _finalise(run: RunDir, manifest: dict[str, Any], rc: int, progress: Progress
         run.path / f"{STEPS_TABLE}.parquet", steps_frame(step_statistics(windows_df, plan))
     )
     manifest = dict(manifest, status=status, status_reasons=reasons, ended_at=_now())
+    manifest["lockstep"] = _lockstep(run, records, progress)
     if ends:
         manifest["late_requests"] = ends[-1].get("late_requests", 0)
     run.write_manifest(manifest)
@@ -291,6 +308,25 @@ def _finalise(run: RunDir, manifest: dict[str, Any], rc: int, progress: Progress
     if status == "failed":
         raise LabcapError(reasons[0])
     return RunResult(run.path, status, tuple(reasons))
+
+
+def _lockstep(run: RunDir, records: list[dict[str, Any]], progress: Progress) -> dict[str, Any]:
+    """Send-burst statistics per window (sends.parquet) and the run's lock-step verdict."""
+    import pandas as pd
+
+    from labcap.loadtests.lockstep import summarise
+
+    sends = [r for r in records if r.get("kind") == "sends"]
+    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "kind"} for r in sends])
+    atomic_write_parquet(run.path / SENDS, frame)
+    verdict = summarise([r for r in sends if not r.get("settling")])
+    if verdict["flagged"]:
+        progress(
+            f"lock-step: {verdict['windows_flagged']} of {verdict['windows_judged']} steady "
+            f"windows sent in synchronised bursts (up to {verdict['max_burst_pct']:g} % of "
+            "sends): the generator, not the target, may set the tail latencies"
+        )
+    return verdict
 
 
 def summarise_json(result: RunResult) -> str:

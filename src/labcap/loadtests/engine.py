@@ -42,10 +42,13 @@ def load_user_classes(cfg: dict[str, Any]) -> list[type]:
         if not user_classes:
             raise ValueError(f"{scenario['path']} defines no Locust User class")
         out = []
+        jitter = cfg.get("jitter", True)
         for name, cls in user_classes.items():
             attrs: dict[str, Any] = {}
             if not getattr(cls, "host", None):
                 attrs["host"] = hosts.get("default", "")
+            if jitter:
+                attrs.update(desynchronised(cls))
             out.append(type(name, (cls,), attrs) if attrs else cls)
         return out
     module = importlib.import_module(scenario["module"])
@@ -61,6 +64,45 @@ def load_user_classes(cfg: dict[str, Any]) -> list[type]:
             attrs["wait_time"] = between(lo, hi)
         out.append(type(class_name, (base,), attrs))
     return out
+
+
+WAIT_JITTER = 0.1  # each wait is scaled by uniform(1 - this, 1 + this): mean unchanged
+
+
+def desynchronised(cls: type) -> dict[str, Any]:
+    """Attributes that keep a locustfile's users out of lock-step.
+
+    A spawn batch starts its users at one instant, and a constant wait (or
+    ``constant_throughput``/``constant_pacing``) keeps them in step forever, so
+    every cycle they all send at once. Each user first sleeps a random part of
+    its own wait, and every wait is jittered by +/- WAIT_JITTER (the pacing
+    waits compensate the jitter on the next call, so their rate holds). The
+    built-in scenarios do the same themselves (random first delay, ``between``
+    waits).
+    """
+    import random
+    import time
+
+    import gevent
+
+    base_on_start = cls.on_start
+    base_wait = cls.wait_time
+
+    def on_start(self: Any) -> None:
+        try:
+            first = float(base_wait(self))
+        except Exception:  # a wait_time that needs state the user has not built yet
+            first = 1.0
+        gevent.sleep(random.uniform(0.0, max(0.0, min(first, 60.0))))
+        # constant_pacing/constant_throughput keep state; the probe above must not leave
+        # them compensating the offset (which would put every user back in step)
+        self._cp_last_run, self._cp_last_wait_time = time.perf_counter(), 0
+        base_on_start(self)
+
+    def wait_time(self: Any) -> float:
+        return float(base_wait(self)) * random.uniform(1 - WAIT_JITTER, 1 + WAIT_JITTER)
+
+    return {"on_start": on_start, "wait_time": wait_time}
 
 
 def run(cfg: dict[str, Any], journal_path: Path) -> int:

@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from hdrh.histogram import HdrHistogram
 
+from labcap.loadtests.lockstep import SendClock
 from labcap.model import LoadPlan
 
 # 1 µs .. 1 h at 3 significant digits: a spawn that takes minutes still fits.
@@ -109,6 +110,13 @@ class WindowRecorder:
         self.late_requests = 0
         self._step_hist = new_histogram()
         self._step_counts = [0, 0]
+        self._sends: SendClock | None = None
+
+    def _send_clock(self) -> SendClock:
+        if self._sends is None:
+            w = self.plan.windows[self.window_pos]
+            self._sends = SendClock(w.start_s, w.end_s)
+        return self._sends
 
     def start(self) -> None:
         self.t0 = self.clock()
@@ -137,6 +145,9 @@ class WindowRecorder:
         if s is None:
             s = self.series[(name, request_type)] = _Series()
         s.requests += 1
+        if response_time is not None:
+            # when the request left: the lock-step check looks at send instants
+            self._send_clock().add(self.elapsed() - response_time / 1000.0)
         steady = not self.plan.windows[self.window_pos].settling
         self._step_counts[0] += steady
         if exception is not None:
@@ -213,6 +224,17 @@ class WindowRecorder:
                     "count": count,
                 }
             )
+        sends = self._sends or SendClock(w.start_s, w.end_s)
+        self._write(
+            {
+                "kind": "sends",
+                "window_index": w.index,
+                "step_index": w.step_index,
+                "settling": w.settling,
+                **sends.stats(max(end_s - w.start_s, 1e-3)).to_dict(),
+            }
+        )
+        self._sends = None
         self.journal.flush()
         self.sync(self.journal.fileno())
         self.series.clear()

@@ -1,0 +1,137 @@
+"""Lock-step detection: are the users sending in synchronised bursts?
+
+With many users and a constant wait (or ``constant_throughput``), Locust can
+start a whole spawn batch at one instant and keep it in step: every cycle,
+dozens of requests leave within a millisecond, queue behind each other in the
+generator and the target, and the p99 then measures the generator's burst, not
+the target. This module counts send instants (request start = end minus
+response time) in 1 ms bins per window, and compares the share of sends that
+leave in a *burst* with what independent (Poisson) users would produce at the
+same rate.
+
+A burst is a slot of width ``tau`` holding at least ``k`` sends. ``tau`` is
+chosen so independent users expect at most ``TARGET_MEAN`` sends per slot, and
+``k`` is at least ``MIN_BURST``, so one user's own back-to-back requests
+(sequential, each waiting for its answer) rarely make a burst. A window is
+flagged when at least ``FLAG_SHARE`` of its sends are in bursts and that is at
+least ``FLAG_RATIO`` times the Poisson expectation.
+
+No Locust or numpy import at module level: the recorder calls this inside the
+engine's event loop, once per window.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import asdict, dataclass
+
+BIN_S = 0.001
+TARGET_MEAN = 0.5  # independent users' mean sends per slot
+MAX_TAU_BINS = 10  # slots never wider than 10 ms
+MIN_BURST = 5
+FLAG_SHARE = 0.25
+FLAG_RATIO = 10.0
+MIN_SENDS = 50  # fewer sends than this: too few to judge
+MAX_BINS = 3_600_000  # one hour of 1 ms bins; longer windows are cut
+
+METHOD = (
+    f"share of request sends that leave in bursts (>= {MIN_BURST} sends, or more at high "
+    f"rates, within a slot sized so independent users expect <= {TARGET_MEAN:g} per slot, at "
+    f"most {MAX_TAU_BINS} ms) against the Poisson expectation at the same rate; flagged when "
+    f">= {FLAG_SHARE:.0%} of sends are in bursts and >= {FLAG_RATIO:g}x the expectation"
+)
+
+
+@dataclass(frozen=True)
+class BurstStats:
+    sends: int
+    rate_per_s: float
+    slot_ms: int
+    burst_min_sends: int
+    burst_pct: float  # share of sends in bursts, %
+    expected_pct: float  # the same share for independent users, %
+    lockstep: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class SendClock:
+    """Counts send instants in 1 ms bins over one window [start_s, end_s)."""
+
+    __slots__ = ("start_s", "bins", "sends")
+
+    def __init__(self, start_s: float, end_s: float) -> None:
+        self.start_s = start_s
+        n = max(1, min(MAX_BINS, math.ceil((end_s - start_s) / BIN_S)))
+        self.bins = array("I", bytes(4 * n))  # uint32 per ms: compact, no numpy needed here
+        self.sends = 0
+
+    def add(self, t_s: float) -> None:
+        """One send at ``t_s`` (same clock as the window); outside it: the nearest edge."""
+        i = int((t_s - self.start_s) / BIN_S)
+        n = len(self.bins)
+        self.bins[0 if i < 0 else (n - 1 if i >= n else i)] += 1
+        self.sends += 1
+
+    def counts(self) -> list[int]:
+        return self.bins.tolist()
+
+    def stats(self, duration_s: float | None = None) -> BurstStats:
+        return burst_stats(self.counts(), duration_s)
+
+
+def _poisson_tail(mu: float, k: int) -> float:
+    """P(N >= k) for N ~ Poisson(mu)."""
+    if mu <= 0:
+        return 0.0
+    term = math.exp(-mu)
+    below = 0.0
+    for i in range(k):
+        below += term
+        term *= mu / (i + 1)
+    return max(0.0, 1.0 - below)
+
+
+def burst_stats(counts_per_ms: list[int], duration_s: float | None = None) -> BurstStats:
+    """Burst share of one window's sends, from send counts in 1 ms bins."""
+    sends = sum(counts_per_ms)
+    duration_s = duration_s or len(counts_per_ms) * BIN_S
+    rate = sends / duration_s if duration_s > 0 else 0.0
+    per_bin = rate * BIN_S
+    tau = max(1, min(MAX_TAU_BINS, int(TARGET_MEAN / per_bin))) if per_bin > 0 else MAX_TAU_BINS
+    mu = per_bin * tau
+    k = max(MIN_BURST, math.ceil(3 * mu + 3))
+    in_bursts = 0
+    for i in range(0, len(counts_per_ms), tau):
+        c = sum(counts_per_ms[i : i + tau])
+        if c >= k:
+            in_bursts += c
+    share = in_bursts / sends if sends else 0.0
+    # A send is in a burst when the other sends of its slot number >= k - 1 (size-biased).
+    expected = _poisson_tail(mu, k - 1)
+    flagged = sends >= MIN_SENDS and share >= FLAG_SHARE and share >= FLAG_RATIO * expected
+    return BurstStats(
+        sends=sends,
+        rate_per_s=round(rate, 3),
+        slot_ms=tau,
+        burst_min_sends=k,
+        burst_pct=round(100 * share, 3),
+        expected_pct=round(100 * expected, 4),
+        lockstep=flagged,
+    )
+
+
+def summarise(windows: list[dict[str, object]]) -> dict[str, object]:
+    """The run-level lock-step verdict from per-window ``sends`` records (steady ones)."""
+    judged = [w for w in windows if int(w.get("sends", 0) or 0) >= MIN_SENDS]
+    flagged = [w for w in judged if w.get("lockstep")]
+    return {
+        "flagged": bool(flagged),
+        "windows_judged": len(judged),
+        "windows_flagged": len(flagged),
+        "flagged_window_indexes": [int(w["window_index"]) for w in flagged][:50],
+        "max_burst_pct": max((float(w["burst_pct"]) for w in judged), default=None),
+        "method": METHOD,
+    }
