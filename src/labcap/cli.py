@@ -108,6 +108,15 @@ def _load_options(f: Any) -> Any:
         ),
         click.option("--overwrite", is_flag=True, help="Replace a run already in --out."),
         click.option(
+            "--calibrate/--no-calibrate",
+            "calibrate",
+            default=True,
+            show_default=True,
+            help="First measure the load generator's own latency floor and throughput "
+            "ceiling here (about 5 s, see `labcap calibrate`); kept in the manifest, shown "
+            "beside the measured latencies, and no SLO breach within that floor is called.",
+        ),
+        click.option(
             "--json", "as_json", is_flag=True, help="Print the capacity plan as JSON on stdout."
         ),
     ]
@@ -270,8 +279,9 @@ def _run_and_print(
     slos = tuple(parse_slo(s) for s in slo_text)
     out = opts["out"] or _default_out(prefix or info["name"].removesuffix(".py"))
     signal.signal(signal.SIGTERM, _raise_interrupted)
+    calibration = _calibrate_first() if opts.get("calibrate", True) else None
     if target == "local":
-        result = _run_on_reference_lab(out, scenario, plan, slos, opts)
+        result = _run_on_reference_lab(out, scenario, plan, slos, opts, calibration)
     else:
         req = RunRequest(
             out=out,
@@ -283,6 +293,7 @@ def _run_and_print(
             overwrite=opts["overwrite"],
             hub_password=password,
             collectors=_default_collectors() + _docker_collectors(target, opts),
+            calibration=calibration,
         )
         result = execute_run(req, _progress)
     plan_result = plan_run(str(result.path))
@@ -297,8 +308,23 @@ def _run_and_print(
     return result
 
 
+def _calibrate_first() -> dict[str, Any]:
+    from labcap.calibrate import calibrate, describe
+
+    _progress("calibrating the load generator on this machine (--no-calibrate skips)")
+    cal = calibrate()
+    for line in describe(cal).splitlines():
+        _progress(line)
+    return cal
+
+
 def _run_on_reference_lab(
-    out: Path, scenario: str, plan: Any, slos: Any, opts: dict[str, Any]
+    out: Path,
+    scenario: str,
+    plan: Any,
+    slos: Any,
+    opts: dict[str, Any],
+    calibration: dict[str, Any] | None = None,
 ) -> Any:
     from labcap.lab import ReferenceLab
     from labcap.runner import RunRequest, execute_run
@@ -317,6 +343,7 @@ def _run_on_reference_lab(
             hub_password=lab.hub_password,
             collectors=_default_collectors(),
             notes=("load generator and reference lab share this machine's CPU cores",),
+            calibration=calibration,
         )
         result = execute_run(req, _progress)
         _progress("stopping the reference lab")
@@ -725,6 +752,29 @@ def profile(run_dir: Path, out: Path, as_json: bool, **kw: Any) -> None:
     for w in result.sizing.warnings:
         click.echo(f"warning: {w}")
     click.echo(f"{settings.platform} profile: {len(result.files)} files in {out} (RUNBOOK.md)")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the calibration as JSON.")
+def calibrate(as_json: bool) -> None:
+    """Measure the load generator's own latency floor and throughput ceiling here.
+
+    labcap starts a trivial loopback target that answers at once and drives it
+    with its scenarios' HTTP client: at 200 req/s from 20 users the response
+    times are what the generator itself adds to every measurement (its floor);
+    flat out, the req/s one generator process sends is its ceiling. `labcap run`
+    does this first (about 5 s) unless --no-calibrate.
+
+    \b
+    Examples:
+      labcap calibrate
+      labcap calibrate --json | jq .floor_p99_ms
+    """
+    from labcap.calibrate import calibrate as measure
+    from labcap.calibrate import describe
+
+    cal = measure()
+    click.echo(json.dumps(cal, indent=2, ensure_ascii=False) if as_json else describe(cal))
 
 
 @cli.group()

@@ -71,6 +71,8 @@ class RunRequest:
     # de-synchronise locustfile users (random first delay, jittered waits); off only to
     # demonstrate lock-step
     jitter: bool = True
+    # the generator's own floor and ceiling on this machine (labcap.calibrate), if measured
+    calibration: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,7 @@ def _initial_manifest(req: RunRequest, scenario: dict[str, Any]) -> dict[str, An
         "slos": [s.expression for s in req.slos],
         "environment": fingerprint(),
         "notes": list(req.notes),
+        "calibration": req.calibration,
         "started_at": _now(),
         "ended_at": None,
     }

@@ -57,6 +57,10 @@ class SloCheck:
     measured: float | None
     threshold: float
     ok: bool
+    # over the threshold by less than the load generator's own floor (labcap calibrate):
+    # within its noise, so not called a breach (ok is True)
+    within_noise: bool = False
+    noise_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -220,8 +224,16 @@ def _stats(
     )
 
 
-def check_step(stats: list[EndpointStats], slos: tuple[Slo, ...]) -> list[SloCheck]:
-    """Every SLO against one step's endpoint rows; latency SLOs apply per endpoint."""
+def check_step(
+    stats: list[EndpointStats],
+    slos: tuple[Slo, ...],
+    calibration: dict[str, Any] | None = None,
+) -> list[SloCheck]:
+    """Every SLO against one step's endpoint rows; latency SLOs apply per endpoint.
+
+    With a calibration, a latency over its threshold by no more than the
+    generator's own floor at that percentile is within noise: not a breach.
+    """
     by_endpoint = {s.endpoint: s for s in stats}
     overall = by_endpoint.get(ALL_ENDPOINTS)
     own = {(s.endpoint, s.metric) for s in slos if s.endpoint}
@@ -229,22 +241,29 @@ def check_step(stats: list[EndpointStats], slos: tuple[Slo, ...]) -> list[SloChe
     for slo in slos:
         if slo.metric == "error_pct":
             value = overall.error_pct if overall else None
-            checks.append(_check(slo, ALL_ENDPOINTS, value))
+            checks.append(_check(slo, ALL_ENDPOINTS, value, calibration))
         elif slo.endpoint:
             row = by_endpoint.get(slo.endpoint)
             value = getattr(row, slo.metric) if row else None
             # An endpoint that saw no successful request cannot be said to meet its SLO.
-            checks.append(_check(slo, slo.endpoint, value))
+            checks.append(_check(slo, slo.endpoint, value, calibration))
         else:
             for ep, row in sorted(by_endpoint.items()):
                 if ep == ALL_ENDPOINTS or (ep, slo.metric) in own:
                     continue
-                checks.append(_check(slo, ep, getattr(row, slo.metric)))
+                checks.append(_check(slo, ep, getattr(row, slo.metric), calibration))
     return checks
 
 
-def _check(slo: Slo, endpoint: str, value: float | None) -> SloCheck:
+def _check(
+    slo: Slo, endpoint: str, value: float | None, calibration: dict[str, Any] | None = None
+) -> SloCheck:
+    from labcap.calibrate import noise_floor_ms
+
     ok = value is not None and value <= slo.threshold
+    noise = noise_floor_ms(calibration, slo.metric)
+    if not ok and value is not None and noise is not None and value - slo.threshold <= noise:
+        return SloCheck(slo.expression, endpoint, value, slo.threshold, True, True, noise)
     return SloCheck(slo.expression, endpoint, value, slo.threshold, ok)
 
 
@@ -265,7 +284,7 @@ def plan_capacity(run: RunDir) -> CapacityPlan:
                 StepVerdict(step.index, step.users, "not-run", 0, 0.0, 0, 0, 0.0, 0.0, None)
             )
             continue
-        checks = tuple(check_step(rows, slos))
+        checks = tuple(check_step(rows, slos, manifest.get("calibration")))
         if overall.requests == overall.failures:
             verdict = "no-data"  # nothing succeeded: no latency to judge
         else:
@@ -603,6 +622,22 @@ def _verdict_text(
         parts.append(
             f"The deployment met every SLO up to the largest step run, {max_users} concurrent "
             f"users: its limit lies above that. Rerun with larger steps to find it."
+        )
+    noisy = [(s, c) for s in steps for c in s.checks if c.within_noise]
+    if noisy:
+        s0, c0 = noisy[0]
+        parts.append(
+            f"Not called a breach: at {s0.users} users {_fmt(c0)} is over its SLO by less than "
+            f"the load generator's own floor at that percentile ({c0.noise_ms:g} ms, measured "
+            f"by calibration on this machine), so it is within the generator's noise"
+            + (f"; {len(noisy) - 1} more such check(s)." if len(noisy) > 1 else ".")
+        )
+    lockstep = manifest.get("lockstep") or {}
+    if lockstep.get("flagged"):
+        parts.append(
+            f"Lock-step: in {lockstep['windows_flagged']} of {lockstep['windows_judged']} steady "
+            f"windows the users sent in synchronised bursts (up to {lockstep['max_burst_pct']:g} "
+            "% of sends), so tail latencies partly measure the load generator's own bursts."
         )
     if manifest["status"] != "complete":
         why = "; ".join(manifest.get("status_reasons", [])) or "unknown reason"

@@ -144,6 +144,8 @@ _OPTIONAL_MANIFEST_FIELDS: dict[str, Any] = {
     "hosts": {},
     "notes": [],
     "environment": {},
+    "calibration": None,
+    "lockstep": None,
 }
 _ENVIRONMENT_FIELDS: dict[str, Any] = {
     "cpu_model": "unknown",
