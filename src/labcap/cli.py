@@ -36,11 +36,29 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
 class _Group(click.Group):
     """Turns LabcapError into one line on stderr and its exit code."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        # click's own usage errors print "Usage: ... Error: ..." over several lines; every
+        # error labcap reports is one line on stderr (issue 9), so they are caught here too.
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        try:
+            rv = super().main(*args, **dict(kwargs, standalone_mode=False))
+        except click.ClickException as e:
+            where = f"{e.ctx.command_path}: " if getattr(e, "ctx", None) else ""
+            hint = " (see --help)" if isinstance(e, click.UsageError) else ""
+            message = " ".join(e.format_message().split())
+            click.echo(f"labcap: error: {where}{message}{hint}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("labcap: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except LabcapError as e:
-            click.echo(f"labcap: error: {e}", err=True)
+            click.echo(f"labcap: error: {' '.join(str(e).split())}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("labcap: interrupted", err=True)
@@ -277,6 +295,12 @@ def _run_and_print(
         else ("p95_ms=1000", "error_pct=1")
     )
     slos = tuple(parse_slo(s) for s in slo_text)
+    from labcap.preflight import check_locustfile, check_reachable
+
+    if target != "local":
+        check_reachable(hosts)  # unreachable or malformed: one line, no run directory
+    if info.get("path"):
+        check_locustfile(info["path"])
     out = opts["out"] or _default_out(prefix or info["name"].removesuffix(".py"))
     signal.signal(signal.SIGTERM, _raise_interrupted)
     calibration = _calibrate_first() if opts.get("calibrate", True) else None

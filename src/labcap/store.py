@@ -130,6 +130,52 @@ def check_schema(version: Any, where: Path) -> None:
         raise LabcapError(f"{where}: schema_version {version!r} is older than any labcap release")
 
 
+_STEP_FIELDS = ("index", "users", "start_s", "duration_s", "settle_s")
+
+
+def check_manifest_shape(data: dict[str, Any], where: Path) -> None:
+    """The fields readers rely on have the types they expect (a hand-edited manifest)."""
+    from labcap.model import parse_slo
+
+    def bad(field: str, why: str) -> LabcapError:
+        return LabcapError(f"{where}: field {field!r} {why}")
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+    if not isinstance(data["scenario"], dict) or not isinstance(data["scenario"].get("name"), str):
+        raise bad("scenario", "must be an object with a string 'name'")
+    if not isinstance(data.get("status_reasons", []), list):
+        raise bad("status_reasons", "must be a list")
+    if not isinstance(data["slos"], list) or not all(isinstance(s, str) for s in data["slos"]):
+        raise bad("slos", "must be a list of SLO expressions (strings)")
+    for s in data["slos"]:
+        try:
+            parse_slo(s)
+        except LabcapError as e:
+            raise bad("slos", f"holds a bad SLO: {e}") from None
+    load = data["load"]
+    if not isinstance(load, dict):
+        raise bad("load", "must be an object with window_s, spawn_rate, steps")
+    for key in ("window_s", "spawn_rate"):
+        if not number(load.get(key)) or not 0 < load[key] < float("inf"):
+            raise bad(f"load.{key}", "must be a number above zero")
+    steps = load.get("steps")
+    if not isinstance(steps, list):
+        raise bad("load.steps", "must be a list of steps")
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict) or set(step) != set(_STEP_FIELDS):
+            raise bad(f"load.steps[{i}]", f"must have exactly the keys {sorted(_STEP_FIELDS)}")
+        if any(not number(step[k]) or abs(step[k]) == float("inf") for k in _STEP_FIELDS):
+            raise bad(f"load.steps[{i}]", "holds a value that is not a finite number")
+        if step["users"] != int(step["users"]) or step["users"] <= 0:
+            raise bad(f"load.steps[{i}].users", "must be a positive whole number")
+        if not 0 <= step["settle_s"] < step["duration_s"] or step["start_s"] < 0:
+            raise bad(f"load.steps[{i}]", "needs 0 <= settle_s < duration_s and start_s >= 0")
+        if step["index"] != i:
+            raise bad(f"load.steps[{i}].index", f"is {step['index']!r}, expected {i}")
+
+
 def _pid_alive(pid: Any) -> bool:
     try:
         os.kill(int(pid), 0)
@@ -172,6 +218,7 @@ class RunDir:
                 raise LabcapError(f"{where}: required field {key!r} is missing")
         if data["status"] not in RUN_STATUSES:
             raise LabcapError(f"{where}: unknown status {data['status']!r}")
+        check_manifest_shape(data, where)
         if data["status"] == "running" and not _pid_alive(data.get("pid")):
             # The writer died without finalising (SIGKILL, power loss): what it
             # journaled is still there, so the run reads as partial.
@@ -192,9 +239,10 @@ class RunDir:
         if (self.path / WINDOWS).exists():
             return self._read_parquet(WINDOWS)
         rows = [r for r in read_journal(self.path / JOURNAL) if r.get("kind") == "window"]
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             [{c: r.get(c) for c in WINDOW_COLUMNS} for r in rows], columns=WINDOW_COLUMNS
         )
+        return _typed(frame, WINDOW_NUMERIC, self.path / JOURNAL)
 
     def failures(self) -> Any:
         import pandas as pd
@@ -202,9 +250,10 @@ class RunDir:
         if (self.path / FAILURES).exists():
             return self._read_parquet(FAILURES)
         rows = [r for r in read_journal(self.path / JOURNAL) if r.get("kind") == "failure"]
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             [{c: r.get(c) for c in FAILURE_COLUMNS} for r in rows], columns=FAILURE_COLUMNS
         )
+        return _typed(frame, ("window_index", "step_index", "count"), self.path / JOURNAL)
 
     def table(self, name: str) -> Any | None:
         """An optional collector table (``host_samples`` ...), or None if the run has none."""
@@ -221,6 +270,34 @@ class RunDir:
             raise LabcapError(f"{self.path / name}: unreadable Parquet ({e})") from None
 
 
+WINDOW_NUMERIC = (
+    "window_index",
+    "step_index",
+    "start_s",
+    "end_s",
+    "target_users",
+    "requests",
+    "failures",
+)
+
+
+def _typed(frame: Any, numeric: tuple[str, ...], where: Path) -> Any:
+    """Journal rows whose numeric fields are numbers: a damaged journal is named, not a crash."""
+    import pandas as pd
+
+    for col in numeric:
+        try:
+            values = pd.to_numeric(frame[col], errors="raise")
+        except (ValueError, TypeError):
+            raise LabcapError(f"{where}: damaged record ({col!r} is not a number)") from None
+        if len(frame) and values.isna().any():
+            raise LabcapError(f"{where}: damaged record ({col!r} is missing)")
+    for col in ("endpoint", "method", "reason"):
+        if col in frame and not frame[col].map(lambda v: isinstance(v, str)).all():
+            raise LabcapError(f"{where}: damaged record ({col!r} is not text)")
+    return frame
+
+
 def read_journal(path: Path) -> list[dict[str, Any]]:
     """Journal lines, skipping a torn last line (the writer died mid-write)."""
     if not path.exists():
@@ -231,7 +308,9 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
             if not line.endswith("\n"):
                 break  # torn write at the end: everything before it is whole
             try:
-                out.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(record, dict):  # anything else is not a journal record
+                out.append(record)
     return out
