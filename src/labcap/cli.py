@@ -164,11 +164,34 @@ def _load_options(f: Any) -> Any:
 )
 @click.option(
     "--target",
-    type=click.Choice(["remote", "local", "docker"]),
+    type=click.Choice(["remote", "local", "docker", "k8s"]),
     default="remote",
     show_default=True,
     help="local: start the embedded reference lab and measure it. docker: also record "
-    "container startups and resources from the Docker engine (DOCKER_HOST).",
+    "container startups and resources from the Docker engine (DOCKER_HOST). k8s: also "
+    "record pod startup phases, scheduling conflicts and node inventory from Kubernetes/K3s.",
+)
+@click.option(
+    "--kubeconfig",
+    default=None,
+    metavar="FILE",
+    help="With --target k8s: kubeconfig [default: $KUBECONFIG, ~/.kube/config, then "
+    "/etc/rancher/k3s/k3s.yaml].",
+)
+@click.option("--context", "kube_context", default=None, help="With --target k8s: context.")
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    metavar="NS",
+    help="With --target k8s: namespace whose pods are watched, repeatable [default: default].",
+)
+@click.option(
+    "--selector",
+    default=None,
+    metavar="LABELS",
+    help="With --target k8s: pods to follow [default: component=singleuser-server, "
+    "KubeSpawner's user pods].",
 )
 @click.option(
     "--compose-project",
@@ -210,14 +233,24 @@ def run(
       labcap run --target local --users 5,10,20 --step-duration 30s
       LABCAP_HUB_PASSWORD=... labcap run --host http://127.0.0.1:8000 \\
           --scenario jupyterhub --users 10,25,50 --slo p95_ms=800
+      labcap run --target k8s --namespace jhub --host https://hub.example.org \\
+          --scenario jupyterhub --users 10,25,50
     """
     import os
 
-    if target in ("remote", "docker") and not host:
+    if target in ("remote", "docker", "k8s") and not host:
         raise LabcapError("--host URL is required (or --target local for the reference lab)")
     if compose_project and target != "docker":
         raise LabcapError("--compose-project needs --target docker")
     opts["compose_project"] = compose_project
+    k8s = {k: opts.pop(k) for k in ("kubeconfig", "kube_context", "namespaces", "selector")}
+    if target != "k8s" and any(k8s.values()):
+        raise LabcapError("--kubeconfig, --context, --namespace and --selector need --target k8s")
+    if target == "k8s":  # a bad kubeconfig or a dead API server stops us before any work
+        from labcap.collectors.kubernetes import connect
+
+        k8s["target"] = connect(k8s["kubeconfig"], k8s["kube_context"])
+    opts["k8s"] = k8s
     hosts = {}
     if host:
         hosts = {"default": host, "jupyterhub": host, "mlflow": mlflow_url or host}
@@ -316,7 +349,9 @@ def _run_and_print(
             target=target,
             overwrite=opts["overwrite"],
             hub_password=password,
-            collectors=_default_collectors() + _docker_collectors(target, opts),
+            collectors=_default_collectors()
+            + _docker_collectors(target, opts)
+            + _k8s_collectors(target, opts),
             calibration=calibration,
         )
         result = execute_run(req, _progress)
@@ -378,6 +413,29 @@ def _default_collectors() -> tuple[Any, ...]:
     from labcap.collectors.host import HostCollector
 
     return (HostCollector(),)
+
+
+def _k8s_collectors(target: str, opts: dict[str, Any]) -> tuple[Any, ...]:
+    """The Kubernetes collector, connected first: a bad kubeconfig stops us before the load."""
+    if target != "k8s":
+        return ()
+    from labcap.collectors.kubernetes import (
+        DEFAULT_SELECTOR,
+        KubernetesCollector,
+        KubernetesSettings,
+        connect,
+    )
+
+    k8s = opts["k8s"]
+    kube = k8s.get("target") or connect(k8s["kubeconfig"], k8s["kube_context"])
+    _progress(f"kubernetes: {kube.server} ({kube.version}), context {kube.context or '-'}")
+    settings = KubernetesSettings(
+        kubeconfig=kube.kubeconfig,
+        context=kube.context or None,
+        namespaces=tuple(k8s["namespaces"]) or ("default",),
+        selector=DEFAULT_SELECTOR if k8s["selector"] is None else k8s["selector"],
+    )
+    return (KubernetesCollector(settings, api_client=kube.api_client),)
 
 
 def _docker_collectors(target: str, opts: dict[str, Any]) -> tuple[Any, ...]:
@@ -594,10 +652,26 @@ def probe() -> None:
 @probe.command("startup")
 @click.option(
     "--target",
-    type=click.Choice(["docker"]),
+    type=click.Choice(["docker", "k8s"]),
     default="docker",
     show_default=True,
-    help="Where containers are started: the Docker engine of DOCKER_HOST.",
+    help="Where containers are started: the Docker engine of DOCKER_HOST, or pods in a "
+    "throw-away namespace of a Kubernetes/K3s cluster (deleted afterwards).",
+)
+@click.option(
+    "--kubeconfig",
+    default=None,
+    metavar="FILE",
+    help="With --target k8s: kubeconfig [default: $KUBECONFIG, ~/.kube/config, then "
+    "/etc/rancher/k3s/k3s.yaml].",
+)
+@click.option("--context", "kube_context", default=None, help="With --target k8s: context.")
+@click.option(
+    "--pull-policy",
+    type=click.Choice(["IfNotPresent", "Never", "Always"]),
+    default="IfNotPresent",
+    show_default=True,
+    help="With --target k8s: the pods' imagePullPolicy.",
 )
 @click.option("--image", required=True, help="Image to start; must be present locally.")
 @click.option(
@@ -639,15 +713,27 @@ def probe_startup(target: str, **kw: Any) -> None:
     `labcap plan` and `labcap report` (each concurrency level is a step).
 
     \b
-    Example:
+    Examples:
       labcap probe startup --image my/app:1 --port auto --path /health \\
           --concurrency 1,4,8,16 --repeat 3 --out runs/startup
+      labcap probe startup --target k8s --image busybox --command "sleep 3600" \\
+          --concurrency 1,4,8,16 --repeat 3 --out runs/startup-k8s
+
+    With --target k8s the phases are PodScheduled, Initialized, containers
+    running, ContainersReady and Ready, timed on labcap's clock when each
+    arrived on the watch (the API server's 1 s timestamps are kept too).
     """
     import shlex
 
     from labcap.model import parse_duration, parse_user_steps
     from labcap.probe import DEFAULT_SLOS, StartupProbeSettings, format_table, run_startup_probe
 
+    k8s = {k: kw.pop(k) for k in ("kubeconfig", "kube_context", "pull_policy")}
+    if target == "k8s":
+        _probe_startup_k8s(kw, k8s)
+        return
+    if k8s["kubeconfig"] or k8s["kube_context"]:
+        raise LabcapError("--kubeconfig and --context need --target k8s")
     settings = StartupProbeSettings(
         image=kw["image"],
         concurrency=parse_user_steps(kw["concurrency"]),
@@ -667,6 +753,46 @@ def probe_startup(target: str, **kw: Any) -> None:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         click.echo(format_table(result.rows))
+        click.echo(f"run directory: {result.path} ({result.status})")
+    for reason in result.reasons:
+        _progress(reason)
+    if result.interrupted:
+        sys.exit(130)
+    if result.status == "failed":
+        sys.exit(1)
+
+
+def _probe_startup_k8s(kw: dict[str, Any], k8s: dict[str, Any]) -> None:
+    import shlex
+
+    from labcap.model import parse_duration, parse_user_steps
+    from labcap.probe import DEFAULT_SLOS
+    from labcap.probe_k8s import K8sProbeSettings, format_table, run_k8s_startup_probe
+
+    if kw["port"] is not None:
+        raise LabcapError(
+            "--port is for --target docker; with k8s, readiness is the pod's Ready condition"
+        )
+    settings = K8sProbeSettings(
+        image=kw["image"],
+        concurrency=parse_user_steps(kw["concurrency"]),
+        repeat=kw["repeat"],
+        command=tuple(shlex.split(kw["command"])) if kw["command"] else (),
+        env=tuple(kw["env"]),
+        timeout_s=parse_duration(kw["timeout"], what="--timeout"),
+        interval_s=parse_duration(kw["interval"], what="--interval"),
+        slos=tuple(kw["slos"]) or DEFAULT_SLOS,
+        kubeconfig=k8s["kubeconfig"],
+        context=k8s["kube_context"],
+        pull_policy=k8s["pull_policy"],
+    )
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    out = kw["out"] or _default_out("probe-startup-k8s")
+    result = run_k8s_startup_probe(settings, out, overwrite=kw["overwrite"], progress=_progress)
+    if kw["as_json"]:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(format_table(result.rows))  # type: ignore[arg-type]
         click.echo(f"run directory: {result.path} ({result.status})")
     for reason in result.reasons:
         _progress(reason)

@@ -678,9 +678,18 @@ class ContainerNotReady(Exception):
 
 
 def _write_windows(
-    run: RunDir, plan: LoadPlan, records: Any, finished: set[int], reasons: list[str]
+    run: RunDir,
+    plan: LoadPlan,
+    records: Any,
+    finished: set[int],
+    reasons: list[str],
+    feed: Callable[[WindowRecorder, Any], None] | None = None,
 ) -> None:
-    """Phase durations as per-step window rows (HDR histograms), like request latencies."""
+    """Phase durations as per-step window rows (HDR histograms), like request latencies.
+
+    ``feed`` turns one startup record into recorder calls (default: Docker's phases).
+    """
+    feed = feed or _feed
     import pandas as pd
 
     clock = _PlanClock()
@@ -699,7 +708,7 @@ def _write_windows(
             current[0] = step.index
             clock.t = step.start_s + 1e-6
             for row in records[records["step_index"] == step.index].itertuples():
-                _feed(rec, row)
+                feed(rec, row)
             clock.t = last_end = step.end_s
             rec.advance()
         clock.t = last_end
