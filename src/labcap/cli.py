@@ -211,6 +211,14 @@ def _load_options(f: Any) -> Any:
     show_default=True,
     help="Environment variable holding the JupyterHub password for the test users.",
 )
+@click.option(
+    "--workers",
+    default="0",
+    show_default=True,
+    metavar="N|auto",
+    help="Locust worker processes on this machine (Locust's own master/worker mode, "
+    "127.0.0.1 only); auto = one per CPU core; 0 = a single process.",
+)
 @_load_options
 def run(
     host: str | None,
@@ -220,6 +228,7 @@ def run(
     compose_project: str | None,
     users: str,
     hub_password_env: str,
+    workers: str,
     **opts: Any,
 ) -> None:
     """Run a step-load capacity test and write a run directory.
@@ -243,6 +252,7 @@ def run(
     if compose_project and target != "docker":
         raise LabcapError("--compose-project needs --target docker")
     opts["compose_project"] = compose_project
+    opts["workers"] = _workers(workers)
     k8s = {k: opts.pop(k) for k in ("kubeconfig", "kube_context", "namespaces", "selector")}
     if target != "k8s" and any(k8s.values()):
         raise LabcapError("--kubeconfig, --context, --namespace and --selector need --target k8s")
@@ -353,6 +363,7 @@ def _run_and_print(
             + _docker_collectors(target, opts)
             + _k8s_collectors(target, opts),
             calibration=calibration,
+            workers=opts.get("workers", 0),
         )
         result = execute_run(req, _progress)
     plan_result = plan_run(str(result.path))
@@ -365,6 +376,16 @@ def _run_and_print(
         _progress(f"interrupted: the {result.status} run in {result.path} keeps what was measured")
         sys.exit(130)
     return result
+
+
+def _workers(text: str) -> int:
+    import os
+
+    if text.strip() == "auto":
+        return os.cpu_count() or 1
+    if not text.strip().isdigit() or int(text) > 256:
+        raise LabcapError(f"--workers {text!r}: use a whole number 0..256 or auto")
+    return int(text)
 
 
 def _calibrate_first() -> dict[str, Any]:
@@ -403,6 +424,7 @@ def _run_on_reference_lab(
             collectors=_default_collectors(),
             notes=("load generator and reference lab share this machine's CPU cores",),
             calibration=calibration,
+            workers=opts.get("workers", 0),
         )
         result = execute_run(req, _progress)
         _progress("stopping the reference lab")

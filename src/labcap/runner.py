@@ -73,6 +73,8 @@ class RunRequest:
     jitter: bool = True
     # the generator's own floor and ceiling on this machine (labcap.calibrate), if measured
     calibration: dict[str, Any] | None = None
+    # Locust worker processes on this machine (0: one process, no master/worker)
+    workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
             "hosts": req.hosts,
             "load": plan_to_dict(req.plan),
             "jitter": req.jitter,
+            "workers": req.workers,
         }
         atomic_write_json(req.out / ENGINE_CONFIG, cfg)
         journal = req.out / JOURNAL
@@ -301,6 +304,8 @@ def _finalise(run: RunDir, manifest: dict[str, Any], rc: int, progress: Progress
     )
     manifest = dict(manifest, status=status, status_reasons=reasons, ended_at=_now())
     manifest["lockstep"] = _lockstep(run, records, progress)
+    manifest["generator"] = _generator_cpu(records, progress)
+    reasons.extend(r["message"] for r in records if r.get("kind") == "worker_gap")
     if ends:
         manifest["late_requests"] = ends[-1].get("late_requests", 0)
     run.write_manifest(manifest)
@@ -330,6 +335,40 @@ def _lockstep(run: RunDir, records: list[dict[str, Any]], progress: Progress) ->
             "sends): the generator, not the target, may set the tail latencies"
         )
     return verdict
+
+
+CPU_WARN_PCT = 80.0
+
+
+def _generator_cpu(records: list[dict[str, Any]], progress: Progress) -> dict[str, Any]:
+    """CPU per load-generator process (% of one core, per window) and a warning above 80 %."""
+    by_worker: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if r.get("kind") == "generator":
+            by_worker.setdefault(r["worker"], []).append(r)
+    workers = {}
+    for name, rows in sorted(by_worker.items()):
+        rows.sort(key=lambda r: r["window_index"])
+        pcts = [
+            100 * (b["cpu_s"] - a["cpu_s"]) / (b["wall_s"] - a["wall_s"])
+            for a, b in zip(rows, rows[1:], strict=False)
+            if b["wall_s"] > a["wall_s"]
+        ]
+        workers[name] = {
+            "windows": len(pcts),
+            "cpu_pct_mean": round(sum(pcts) / len(pcts), 1) if pcts else None,
+            "cpu_pct_max": round(max(pcts), 1) if pcts else None,
+        }
+    hot = [n for n, w in workers.items() if (w["cpu_pct_max"] or 0) > CPU_WARN_PCT]
+    warnings = [
+        f"load generator {n} used {workers[n]['cpu_pct_max']:g} % of a core in a window "
+        f"(over {CPU_WARN_PCT:g} %): latencies may include the generator's own queueing; "
+        "add --workers"
+        for n in hot
+    ]
+    for w in warnings:
+        progress(f"warning: {w}")
+    return {"processes": len(workers), "per_worker": workers, "warnings": warnings}
 
 
 def summarise_json(result: RunResult) -> str:

@@ -200,8 +200,227 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
     return 130 if interrupted else 0
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> int:
+    """Locust's master on 127.0.0.1 with ``cfg['workers']`` worker processes of this module.
+
+    Workers record windows on the master's clock and send them as custom
+    messages; the master merges them exactly (``labcap.loadtests.merge``) and
+    journals them as one process would.
+    """
+    import subprocess
+    import time
+
+    import gevent
+    from gevent.event import Event
+    from locust import events as locust_events
+    from locust.env import Environment
+    from locust.log import setup_logging
+
+    from labcap.loadtests.merge import WindowMerger
+
+    setup_logging(cfg.get("locust_log_level", "WARNING"))
+    plan = plan_from_dict(cfg["load"])
+    n_workers = int(cfg["workers"])
+    journal = open(journal_path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+
+    def write(record: dict[str, Any]) -> None:
+        journal.write(json.dumps(record, separators=(",", ":")) + "\n")
+        journal.flush()
+
+    def fail(message: str) -> int:
+        write({"kind": "error", "message": message})
+        journal.close()
+        return 2
+
+    try:
+        user_classes = load_user_classes(cfg)
+    except Exception as e:  # a user's locustfile can raise anything on import
+        return fail(f"scenario failed to load: {type(e).__name__}: {e}")
+    env = Environment(user_classes=user_classes, events=locust_events)
+    env.stop_timeout = cfg.get("stop_timeout_s", 10)
+    port = _free_port()
+    runner = env.create_master_runner("127.0.0.1", port)
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "labcap.loadtests.engine",
+                "--worker",
+                str(config_path),
+                str(port),
+                f"w{i + 1}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+        for i in range(n_workers)
+    ]
+
+    def stop_workers() -> None:
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    deadline = time.monotonic() + 60
+    while len(runner.clients.ready) < n_workers and time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            break
+        gevent.sleep(0.1)
+    if len(runner.clients.ready) < n_workers:
+        runner.quit()
+        for p in procs:
+            p.kill()
+        stop_workers()
+        return fail(
+            f"only {len(runner.clients.ready)} of {n_workers} Locust workers connected "
+            "to the master on 127.0.0.1"
+        )
+    _progress(f"{n_workers} Locust worker processes connected")
+    n_steps = len(plan.steps)
+
+    def step_done(i: int, st: dict[str, Any]) -> None:
+        p95 = "n/a" if st["p95_ms"] is None else f"{st['p95_ms']:.0f} ms"
+        _progress(
+            f"step {i + 1}/{n_steps} done: {st['requests']} requests, "
+            f"{st['failures']} failed, p95 {p95} (steady windows)"
+        )
+
+    def sync_off_loop(fd: int) -> None:
+        gevent.get_hub().threadpool.spawn(os.fsync, fd)
+
+    merger = WindowMerger(
+        plan,
+        journal,
+        n_workers,
+        active_users=lambda: runner.user_count,
+        on_step_done=step_done,
+        sync=sync_off_loop,
+    )
+    runner.register_message(
+        "labcap_window",
+        lambda environment, msg, **_: merger.add(msg.data["worker"], msg.data["records"]),
+    )
+    stop = Event()
+    interrupted: list[str] = []
+
+    def on_signal(signame: str) -> None:
+        interrupted.append(signame)
+        stop.set()
+
+    gevent.signal_handler(signal.SIGINT, on_signal, "SIGINT")
+    gevent.signal_handler(signal.SIGTERM, on_signal, "SIGTERM")
+    t0_unix = time.time()
+    write({"kind": "start", "t0_unix": t0_unix, "workers": n_workers})
+    runner.send_message("labcap_t0", {"t0_unix": t0_unix})
+
+    def elapsed() -> float:
+        return time.time() - t0_unix
+
+    def ticker() -> None:
+        while not stop.is_set():
+            merger.poll(elapsed())
+            if merger.finished:
+                stop.set()
+                return
+            gevent.sleep(0.2)
+
+    ticker_greenlet = gevent.spawn(ticker)
+    for step in plan.steps:
+        if stop.is_set():
+            break
+        _progress(f"step {step.index + 1}/{n_steps}: {step.users} users for {step.duration_s:g}s")
+        runner.start(step.users, spawn_rate=plan.spawn_rate)
+        stop.wait(timeout=max(0.0, step.end_s - elapsed()))
+    stop.wait()
+    ticker_greenlet.kill()
+    if interrupted:
+        _progress(f"{interrupted[0]} received: stopping users and saving what was measured")
+        merger.poll(elapsed(), force=True)
+    runner.quit()
+    stop_workers()
+    status = "interrupted" if interrupted else "complete"
+    for gap in merger.gaps[:20]:
+        write({"kind": "worker_gap", "message": gap})
+    write(
+        {
+            "kind": "end",
+            "status": status,
+            "reason": f"{interrupted[0]} received" if interrupted else "",
+            "late_requests": 0,
+            "elapsed_s": round(elapsed(), 3),
+        }
+    )
+    os.fsync(journal.fileno())
+    journal.close()
+    return 130 if interrupted else 0
+
+
+def run_worker(cfg: dict[str, Any], port: int, name: str) -> int:
+    """One Locust worker: records windows on the master's clock and sends each one to it."""
+    import time
+
+    import gevent
+    from locust import events as locust_events
+    from locust.env import Environment
+    from locust.log import setup_logging
+
+    from labcap.loadtests.merge import MessageJournal
+    from labcap.loadtests.recorder import WindowRecorder
+
+    # the master stops us (Ctrl-C reaches the whole process group)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    setup_logging(cfg.get("locust_log_level", "WARNING"))
+    plan = plan_from_dict(cfg["load"])
+    env = Environment(user_classes=load_user_classes(cfg), events=locust_events)
+    env.stop_timeout = cfg.get("stop_timeout_s", 10)
+    runner = env.create_worker_runner("127.0.0.1", port)
+    journal = MessageJournal(
+        lambda records: runner.send_message("labcap_window", {"worker": name, "records": records})
+    )
+    recorder = WindowRecorder(
+        plan,
+        journal,  # type: ignore[arg-type]
+        active_users=lambda: runner.user_count,
+        clock=time.time,
+        sync=lambda fd: None,
+        worker=name,
+        emit_bins=True,
+    )
+    env.events.request.add_listener(recorder.on_request)
+
+    def ticker() -> None:
+        while not recorder.finished:
+            recorder.advance()
+            gevent.sleep(0.2)
+
+    def on_t0(environment: Any, msg: Any, **_: Any) -> None:
+        recorder.t0 = float(msg.data["t0_unix"])
+        gevent.spawn(ticker)
+
+    runner.register_message("labcap_t0", on_t0)
+    runner.greenlet.join()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 4 and argv[0] == "--worker":
+        return run_worker(json.loads(Path(argv[1]).read_text()), int(argv[2]), argv[3])
+    if len(argv) == 2 and json.loads(Path(argv[0]).read_text()).get("workers"):
+        return run_master(json.loads(Path(argv[0]).read_text()), Path(argv[1]), Path(argv[0]))
     if len(argv) != 2:
         print("usage: python -m labcap.loadtests.engine CONFIG.json JOURNAL.jsonl", file=sys.stderr)
         return 2

@@ -78,6 +78,16 @@ class SendClock:
     def counts(self) -> list[int]:
         return self.bins.tolist()
 
+    def sparse(self) -> list[list[int]]:
+        """Non-empty bins as [index, count] pairs (what a Locust worker sends its master)."""
+        return [[i, c] for i, c in enumerate(self.bins) if c]
+
+    def add_sparse(self, pairs: list[list[int]]) -> None:
+        n = len(self.bins)
+        for i, c in pairs:
+            self.bins[min(max(int(i), 0), n - 1)] += int(c)
+            self.sends += int(c)
+
     def stats(self, duration_s: float | None = None) -> BurstStats:
         return burst_stats(self.counts(), duration_s)
 

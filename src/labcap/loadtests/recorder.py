@@ -95,8 +95,14 @@ class WindowRecorder:
         clock: Callable[[], float] = time.monotonic,
         on_step_done: Callable[[int, dict[str, Any]], None] | None = None,
         sync: Callable[[int], Any] = os.fsync,
+        worker: str = "local",
+        emit_bins: bool = False,
     ) -> None:
         self.plan = plan
+        # who generated the load (Locust worker name); its CPU is journalled per window
+        self.worker = worker
+        # a worker sends its send-instant bins, so the master judges lock-step on the union
+        self.emit_bins = emit_bins
         self.journal = journal
         self.active_users = active_users
         self.clock = clock
@@ -225,13 +231,23 @@ class WindowRecorder:
                 }
             )
         sends = self._sends or SendClock(w.start_s, w.end_s)
+        record = {
+            "kind": "sends",
+            "window_index": w.index,
+            "step_index": w.step_index,
+            "settling": w.settling,
+            **sends.stats(max(end_s - w.start_s, 1e-3)).to_dict(),
+        }
+        if self.emit_bins:
+            record["bins"] = sends.sparse()
+        self._write(record)
         self._write(
             {
-                "kind": "sends",
+                "kind": "generator",
                 "window_index": w.index,
-                "step_index": w.step_index,
-                "settling": w.settling,
-                **sends.stats(max(end_s - w.start_s, 1e-3)).to_dict(),
+                "worker": self.worker,
+                "cpu_s": round(process_cpu_s(), 4),
+                "wall_s": round(time.monotonic(), 4),
             }
         )
         self._sends = None
@@ -259,6 +275,12 @@ class WindowRecorder:
 
     def _write(self, record: dict[str, Any]) -> None:
         self.journal.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+def process_cpu_s() -> float:
+    """This process's CPU time (user + system), seconds."""
+    t = os.times()
+    return t.user + t.system
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,0 +1,222 @@
+"""The Locust master's side of a multi-process run: worker windows merged exactly.
+
+Each worker runs its own ``WindowRecorder`` on the master's clock (wall time
+from the master's ``t0``) and sends every closed window's records (encoded HDR
+histograms, counts, failure reasons, send-instant bins, its CPU time) to the
+master as one Locust custom message. The master merges them here: counts add,
+histograms add bucket by bucket (HDR histograms are exactly mergeable), send
+bins add; then it journals one record per endpoint and window, exactly as a
+single process would have.
+
+No Locust import: the merger takes plain records, so it is tested on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from hdrh.histogram import HdrHistogram
+
+from labcap.loadtests.lockstep import SendClock
+from labcap.loadtests.recorder import histogram_summary, new_histogram
+from labcap.model import LoadPlan
+
+GRACE_S = 15.0  # a worker's window not in by its end + this: journalled without it
+
+
+class WindowMerger:
+    def __init__(
+        self,
+        plan: LoadPlan,
+        journal: IO[str],
+        workers: int,
+        *,
+        active_users: Callable[[], int] = lambda: 0,
+        on_step_done: Callable[[int, dict[str, Any]], None] | None = None,
+        sync: Callable[[int], Any] = os.fsync,
+        grace_s: float = GRACE_S,
+    ) -> None:
+        self.plan = plan
+        self.journal = journal
+        self.workers = workers
+        self.active_users = active_users
+        self.on_step_done = on_step_done
+        self.sync = sync
+        self.grace_s = grace_s
+        self.pos = 0
+        self.parts: dict[int, dict[str, list[dict[str, Any]]]] = {}
+        self.delivered: dict[int, set[str]] = {}
+        self.seen_workers: set[str] = set()
+        self._step_hist = new_histogram()
+        self._step_counts = [0, 0]
+        self.gaps: list[str] = []
+
+    @property
+    def finished(self) -> bool:
+        return self.pos >= len(self.plan.windows)
+
+    def add(self, worker: str, records: list[dict[str, Any]]) -> None:
+        """One message from ``worker``: the records of one (or more) closed windows."""
+        self.seen_workers.add(worker)
+        for r in records:
+            idx = r.get("window_index")
+            if idx is None or idx < self.pos:
+                continue  # start/end records, or a window already journalled without it
+            self.parts.setdefault(idx, {}).setdefault(worker, []).append(r)
+            if r.get("kind") == "generator":  # a worker's last record of a window
+                self.delivered.setdefault(idx, set()).add(worker)
+
+    def poll(self, elapsed_s: float, *, force: bool = False) -> None:
+        """Journal every window that all workers delivered (or that is overdue)."""
+        windows = self.plan.windows
+        while self.pos < len(windows):
+            w = windows[self.pos]
+            have = self.delivered.get(self.pos, set())
+            overdue = elapsed_s >= w.end_s + self.grace_s
+            if len(have) < self.workers and not (force or overdue):
+                return
+            if len(have) < self.workers:
+                self.gaps.append(
+                    f"window {w.index}: {self.workers - len(have)} of {self.workers} "
+                    "workers sent no data"
+                )
+            self._merge(self.pos)
+            self.parts.pop(self.pos, None)
+            self.delivered.pop(self.pos, None)
+            self.pos += 1
+
+    def _merge(self, pos: int) -> None:
+        w = self.plan.windows[pos]
+        step = self.plan.steps[w.step_index]
+        by_worker = self.parts.get(pos, {})
+        records = [r for rs in by_worker.values() for r in rs]
+        users = self.active_users()
+        series: dict[tuple[str, str], dict[str, Any]] = {}
+        end_s = w.start_s
+        for r in records:
+            if r["kind"] != "window":
+                continue
+            key = (r["endpoint"], r["method"])
+            s = series.setdefault(key, {"requests": 0, "failures": 0, "hist": new_histogram()})
+            s["requests"] += r["requests"]
+            s["failures"] += r["failures"]
+            if r.get("hdr"):
+                s["hist"].add(HdrHistogram.decode(r["hdr"]))
+            end_s = max(end_s, r["end_s"])
+        if not series:
+            end_s = w.end_s
+        steady = not w.settling
+        for (name, method), s in sorted(series.items()):
+            h = s["hist"]
+            self._write(
+                {
+                    "kind": "window",
+                    "window_index": w.index,
+                    "step_index": w.step_index,
+                    "start_s": w.start_s,
+                    "end_s": end_s,
+                    "settling": w.settling,
+                    "target_users": step.users,
+                    "active_users": users,
+                    "endpoint": name,
+                    "method": method,
+                    "requests": s["requests"],
+                    "failures": s["failures"],
+                    **histogram_summary(h),
+                    "hdr": h.encode().decode("ascii") if h.get_total_count() else "",
+                }
+            )
+            if steady:
+                self._step_hist.add(h)
+                self._step_counts[0] += s["requests"]
+                self._step_counts[1] += s["failures"]
+        reasons: dict[tuple[str, str, str], int] = {}
+        for r in records:
+            if r["kind"] == "failure":
+                key = (r["endpoint"], r["method"], r["reason"])
+                reasons[key] = reasons.get(key, 0) + r["count"]
+        for (name, method, reason), count in sorted(reasons.items()):
+            self._write(
+                {
+                    "kind": "failure",
+                    "window_index": w.index,
+                    "step_index": w.step_index,
+                    "endpoint": name,
+                    "method": method,
+                    "reason": reason,
+                    "count": count,
+                }
+            )
+        sends = SendClock(w.start_s, w.end_s)
+        for r in records:
+            if r["kind"] == "sends":
+                sends.add_sparse(r.get("bins") or [])
+        self._write(
+            {
+                "kind": "sends",
+                "window_index": w.index,
+                "step_index": w.step_index,
+                "settling": w.settling,
+                "workers": len(by_worker),
+                **sends.stats(max(end_s - w.start_s, 1e-3)).to_dict(),
+            }
+        )
+        for worker in sorted(by_worker):
+            for r in by_worker[worker]:
+                if r["kind"] == "generator":
+                    self._write({**r, "worker": worker})
+        self.journal.flush()
+        self.sync(self.journal.fileno())
+        last_of_step = pos + 1 >= len(self.plan.windows) or (
+            self.plan.windows[pos + 1].step_index != w.step_index
+        )
+        if last_of_step:
+            if self.on_step_done:
+                summary = histogram_summary(self._step_hist)
+                self.on_step_done(
+                    w.step_index,
+                    {
+                        "requests": self._step_counts[0],
+                        "failures": self._step_counts[1],
+                        "p95_ms": None if summary["p95_us"] is None else summary["p95_us"] / 1000,
+                        "users": users,
+                    },
+                )
+            self._step_hist = new_histogram()
+            self._step_counts = [0, 0]
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.journal.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+class MessageJournal:
+    """A worker's journal: records collect here and leave as one message per flush."""
+
+    def __init__(self, send: Callable[[list[dict[str, Any]]], None]) -> None:
+        self.send = send
+        self.lines: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.lines.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.lines:
+            return
+        records = [json.loads(ln) for ln in "".join(self.lines).splitlines() if ln.strip()]
+        self.lines = []
+        self.send(records)
+
+    def fileno(self) -> int:
+        return -1
+
+    def close(self) -> None:
+        self.flush()
+
+
+def wall_clock() -> float:
+    return time.time()
