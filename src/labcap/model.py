@@ -105,7 +105,7 @@ def parse_user_steps(text: str) -> tuple[int, ...]:
         raise LabcapError(f"user steps {text!r} are empty: use e.g. 5,10,20")
     users = []
     for p in parts:
-        if not p.isdigit() or int(p) <= 0:
+        if not re.fullmatch(r"[0-9]+", p) or int(p) <= 0:  # isdigit() takes '²'; int() not
             raise LabcapError(f"user step {p!r} in {text!r} is not a positive whole number")
         users.append(int(p))
     return tuple(users)

@@ -207,9 +207,13 @@ class RunDir:
     def manifest(self) -> dict[str, Any]:
         where = self.path / MANIFEST
         try:
-            data = json.loads(where.read_text())
+            data = json.loads(where.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise LabcapError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        except UnicodeDecodeError:
+            raise LabcapError(f"{where}: not text (damaged or not a manifest)") from None
+        except OSError as e:
+            raise LabcapError(f"{where}: unreadable ({e.strerror})") from None
         if not isinstance(data, dict) or "schema_version" not in data:
             raise LabcapError(f"{where}: no schema_version; not a labcap manifest")
         check_schema(data["schema_version"], where)
@@ -303,7 +307,7 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     out = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:  # damaged bytes: skipped lines
         for line in f:
             if not line.endswith("\n"):
                 break  # torn write at the end: everything before it is whole

@@ -12,6 +12,7 @@ be refused by the driver: ``nvidia-smi mig -lgipp`` on the node is the last word
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from labcap.errors import LabcapError
@@ -156,7 +157,7 @@ def parse_mig_profile(text: str) -> tuple[str, int | None]:
         raise LabcapError(f"--mig-profile {text!r} is empty: use e.g. 1g.10gb or 1g.10gb=3")
     if not count:
         return name, None
-    if not count.strip().isdigit() or int(count) <= 0:
+    if not re.fullmatch(r"[0-9]+", count.strip()) or int(count) <= 0:
         raise LabcapError(
             f"--mig-profile {text!r}: the count after '=' must be a positive whole number"
         )

@@ -439,7 +439,7 @@ def parse_expected_users(text: str | int | None) -> int | None:
     if text is None:
         return None
     s = str(text).strip()
-    if not s.isdigit() or int(s) <= 0:
+    if not re.fullmatch(r"[0-9]+", s) or int(s) <= 0:
         raise LabcapError(f"--expected-users {text!r} is not a positive whole number")
     return int(s)
 
