@@ -163,8 +163,8 @@ class _EngineLost(Exception):
     pass
 
 
-def validate(settings: StartupProbeSettings) -> StartupProbeSettings:
-    """Refuse impossible settings before anything starts."""
+def validate_common(settings: Any) -> None:
+    """What every startup probe (Docker or Kubernetes) refuses before anything starts."""
     if not settings.image:
         raise LabcapError("--image is required")
     if not settings.concurrency or min(settings.concurrency) < 1:
@@ -173,6 +173,13 @@ def validate(settings: StartupProbeSettings) -> StartupProbeSettings:
         raise LabcapError("--repeat must be at least 1")
     if settings.timeout_s <= 0 or settings.interval_s <= 0:
         raise LabcapError("--timeout and --interval must be greater than zero")
+    for slo in settings.slos:
+        parse_slo(slo)
+
+
+def validate(settings: StartupProbeSettings) -> StartupProbeSettings:
+    """Refuse impossible settings before anything starts."""
+    validate_common(settings)
     if settings.port is not None and settings.port != "auto":
         if not settings.port.isdigit() or not 0 < int(settings.port) < 65536:
             raise LabcapError(f"--port {settings.port!r}: use a port number or auto")
@@ -184,8 +191,6 @@ def validate(settings: StartupProbeSettings) -> StartupProbeSettings:
     for kv in settings.env:
         if "=" not in kv:
             raise LabcapError(f"--env {kv!r}: use KEY=VALUE")
-    for slo in settings.slos:
-        parse_slo(slo)
     return settings
 
 

@@ -52,7 +52,7 @@ from labcap.collectors.kubernetes import (
 from labcap.environment import fingerprint
 from labcap.errors import LabcapError
 from labcap.loadtests.recorder import WindowRecorder
-from labcap.model import SCHEMA_VERSION, parse_slo, plan_to_dict
+from labcap.model import SCHEMA_VERSION, plan_to_dict
 from labcap.probe import (
     DEFAULT_SLOS,
     PROBE_LABEL,
@@ -64,9 +64,11 @@ from labcap.probe import (
     _now,
     _plan,
     _restore_signals,
+    _Round,
     _step_of,
     _step_spans,
     _write_windows,
+    validate_common,
 )
 from labcap.store import RunDir, atomic_write_parquet, prepare_run_dir, run_lock
 
@@ -117,29 +119,13 @@ class _Attempt:
     api_error: str = ""  # the create call did not reach the API server
 
 
-@dataclass(frozen=True)
-class _Round:
-    step_index: int
-    concurrency: int
-    started_unix: float
-    ended_unix: float
-    attempts: tuple[_Attempt, ...]
-
-
 class _ApiLost(Exception):
     pass
 
 
 def validate(settings: K8sProbeSettings) -> K8sProbeSettings:
     """Refuse impossible settings before anything starts."""
-    if not settings.image:
-        raise LabcapError("--image is required")
-    if not settings.concurrency or min(settings.concurrency) < 1:
-        raise LabcapError("--concurrency needs positive whole numbers, e.g. 1,4,8")
-    if settings.repeat < 1:
-        raise LabcapError("--repeat must be at least 1")
-    if settings.timeout_s <= 0 or settings.interval_s <= 0:
-        raise LabcapError("--timeout and --interval must be greater than zero")
+    validate_common(settings)
     if settings.pull_policy not in PULL_POLICIES:
         raise LabcapError(
             f"pull policy {settings.pull_policy!r}: use one of {', '.join(PULL_POLICIES)}"
@@ -147,8 +133,6 @@ def validate(settings: K8sProbeSettings) -> K8sProbeSettings:
     for kv in settings.env:
         if "=" not in kv or not kv.split("=", 1)[0]:
             raise LabcapError(f"--env {kv!r}: use KEY=VALUE")
-    for slo in settings.slos:
-        parse_slo(slo)
     return settings
 
 

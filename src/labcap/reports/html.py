@@ -93,6 +93,38 @@ def _figures(plan: CapacityPlan, windows: Any, host: Any) -> list[tuple[str, str
         )
         figs.append(("resources", "Host resources (the machine labcap ran on)", res))
     figs.extend(_docker_figures(plan))
+    figs.extend(_k8s_figures(plan))
+    return figs
+
+
+def _k8s_figures(plan: CapacityPlan) -> list[tuple[str, str, Any]]:
+    """Kubernetes runs: node allocatable vs requested, and scheduling conflicts by reason."""
+    import plotly.graph_objects as go
+
+    run = RunDir(Path(plan.run))
+    figs: list[tuple[str, str, Any]] = []
+    nodes = run.table("node_inventory")
+    if nodes is not None and len(nodes):
+        last = nodes.sort_values("t_unix").groupby("node").tail(1)
+        inv = go.Figure()
+        for what, alloc, req, scale in (
+            ("CPU (cores)", "cpu_allocatable_m", "cpu_requested_m", 1000),
+            ("memory (GiB)", "mem_allocatable_bytes", "mem_requested_bytes", 2**30),
+            ("GPUs", "gpu_allocatable", "gpu_requested", 1),
+        ):
+            x = [f"{n} {what}" for n in last["node"]]
+            inv.add_bar(x=x, y=last[alloc] / scale, name=f"allocatable {what}")
+            inv.add_bar(x=x, y=last[req] / scale, name=f"requested {what}")
+        inv.update_layout(barmode="group", yaxis_title="amount (at the end of the run)")
+        figs.append(("k8s-nodes", "Kubernetes nodes: allocatable vs requested", inv))
+    conflicts = run.table("scheduling_conflicts")
+    if conflicts is not None and len(conflicts):
+        what = conflicts["kind"] + conflicts["resources"].map(lambda r: f" ({r})" if r else "")
+        counts = what.value_counts()
+        bar = go.Figure()
+        bar.add_bar(x=list(counts.index), y=list(counts.values), name="pods")
+        bar.update_layout(yaxis_title="records (one per pod and reason)")
+        figs.append(("k8s-conflicts", "Kubernetes scheduling conflicts and pod trouble", bar))
     return figs
 
 
@@ -108,7 +140,10 @@ def _docker_figures(plan: CapacityPlan) -> list[tuple[str, str, Any]]:
         recs = recs[recs["step_index"] >= 0]
         label = recs["step_index"].map(lambda i: str(users.get(int(i), i)))
         box = go.Figure()
-        for phase in ("running", "healthy", "http_ready", "ready"):
+        # Kubernetes records add the pod conditions (watch clock) to Docker's phases
+        phases = ("scheduled", "initialized", "running", "healthy", "http_ready",
+                  "containers_ready", "ready")  # fmt: skip
+        for phase in (p for p in phases if f"{p}_s" in recs.columns):
             ms = recs[f"{phase}_s"] * 1000
             if ms.notna().any():
                 box.add_box(x=label[ms.notna()], y=ms.dropna(), name=phase, boxpoints="all")
@@ -117,7 +152,8 @@ def _docker_figures(plan: CapacityPlan) -> list[tuple[str, str, Any]]:
             xaxis_title="step (concurrent users, or containers started at once)",
             yaxis_title="ms after the container was created",
         )
-        figs.append(("startup", "Container startup phases per step (engine timestamps)", box))
+        title = "Container / pod startup phases per step (engine timestamps; pods: watch clock)"
+        figs.append(("startup", title, box))
     samples = run.table("container_samples")
     if samples is not None and len(samples):
         t = samples["t_unix"]
