@@ -108,6 +108,17 @@ RULE_CASES: dict[str, tuple[list[dict], list[dict]]] = {
         [{"gpu_queue_wait_p95_ms": 5000}],
     ),
     "gpu-sharing-needed": ([{"gpu_users_per_gpu": 1.5}], [{"gpu_users_per_gpu": 1.0}]),
+    "gpu-idle-while-queued": (
+        [{"gpu_idle_while_queued_s": 30.5}],
+        [{"gpu_idle_while_queued_s": 30}],
+    ),
+    "gpu-light-users-share": (
+        [{"gpu_users_per_gpu": 2, "gpu_util_pct": 49.9}],
+        [
+            {"gpu_users_per_gpu": 1, "gpu_util_pct": 10},
+            {"gpu_users_per_gpu": 3, "gpu_util_pct": 50},
+        ],
+    ),
     "memory-contention": (
         [{"mem_used_pct": 90, "oom_kills": 0}, {"mem_used_pct": 50, "oom_kills": 1}],
         [{"mem_used_pct": 89.9, "oom_kills": 0}],

@@ -212,6 +212,22 @@ def _load_options(f: Any) -> Any:
     help="Environment variable holding the JupyterHub password for the test users.",
 )
 @click.option(
+    "--gpu",
+    "gpu_mode",
+    type=click.Choice(["auto", "nvml", "none"]),
+    default="auto",
+    show_default=True,
+    help="GPU sampling through NVML on this machine: auto (when a GPU is found), nvml "
+    "(always; recorded as unavailable, with the reason, where there is none), none.",
+)
+@click.option(
+    "--gpu-metrics-url",
+    default=None,
+    metavar="URL",
+    help="Also scrape NVIDIA dcgm-exporter's Prometheus metrics (e.g. "
+    "http://NODE:9400/metrics): per-GPU, MIG-instance and pod GPU use on the lab's nodes.",
+)
+@click.option(
     "--workers",
     default="0",
     show_default=True,
@@ -229,6 +245,8 @@ def run(
     users: str,
     hub_password_env: str,
     workers: str,
+    gpu_mode: str,
+    gpu_metrics_url: str | None,
     **opts: Any,
 ) -> None:
     """Run a step-load capacity test and write a run directory.
@@ -242,6 +260,7 @@ def run(
       labcap run --target local --users 5,10,20 --step-duration 30s
       LABCAP_HUB_PASSWORD=... labcap run --host http://127.0.0.1:8000 \\
           --scenario jupyterhub --users 10,25,50 --slo p95_ms=800
+      labcap run --host URL --gpu nvml --gpu-metrics-url http://127.0.0.1:9400/metrics
       labcap run --target k8s --namespace jhub --host https://hub.example.org \\
           --scenario jupyterhub --users 10,25,50
     """
@@ -261,6 +280,11 @@ def run(
 
         k8s["target"] = connect(k8s["kubeconfig"], k8s["kube_context"])
     opts["k8s"] = k8s
+    if gpu_metrics_url:
+        from labcap.collectors.dcgm import check_metrics_url
+
+        gpu_metrics_url = check_metrics_url(gpu_metrics_url)  # bad URL: exit 2 before any work
+    opts["gpu_mode"], opts["gpu_metrics_url"] = gpu_mode, gpu_metrics_url
     hosts = {}
     if host:
         hosts = {"default": host, "jupyterhub": host, "mlflow": mlflow_url or host}
@@ -361,7 +385,8 @@ def _run_and_print(
             hub_password=password,
             collectors=_default_collectors()
             + _docker_collectors(target, opts)
-            + _k8s_collectors(target, opts),
+            + _k8s_collectors(target, opts)
+            + _gpu_collectors(opts),
             calibration=calibration,
             workers=opts.get("workers", 0),
         )
@@ -421,7 +446,7 @@ def _run_on_reference_lab(
             target="local",
             overwrite=opts["overwrite"],
             hub_password=lab.hub_password,
-            collectors=_default_collectors(),
+            collectors=_default_collectors() + _gpu_collectors(opts),
             notes=("load generator and reference lab share this machine's CPU cores",),
             calibration=calibration,
             workers=opts.get("workers", 0),
@@ -435,6 +460,12 @@ def _default_collectors() -> tuple[Any, ...]:
     from labcap.collectors.host import HostCollector
 
     return (HostCollector(),)
+
+
+def _gpu_collectors(opts: dict[str, Any]) -> tuple[Any, ...]:
+    from labcap.collectors.gpu import gpu_collectors
+
+    return tuple(gpu_collectors(opts.get("gpu_mode", "auto"), opts.get("gpu_metrics_url")))
 
 
 def _k8s_collectors(target: str, opts: dict[str, Any]) -> tuple[Any, ...]:

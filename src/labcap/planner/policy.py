@@ -99,6 +99,12 @@ METRICS: dict[str, MetricSpec] = {
         _m("gpu_mem_used_pct", "number", "peak GPU memory used, %", "gpu collector"),
         _m("gpu_users_per_gpu", "number", "concurrent GPU users per physical GPU", "gpu collector"),
         _m(
+            "gpu_idle_while_queued_s",
+            "number",
+            "seconds a GPU (or MIG instance) sat below 50 % while users waited for a server",
+            "gpu collector",
+        ),
+        _m(
             "gpu_queue_wait_p95_ms",
             "number",
             "p95 wait for a free GPU (scheduling conflicts)",

@@ -426,11 +426,14 @@ class PlanOutcome:
     capacity: CapacityPlan
     projection: Projection
     recommendation: Recommendation
+    gpu: Any = None  # planner.gpu_evidence.GpuEvidence
 
     def to_dict(self) -> dict[str, Any]:
         d = self.capacity.to_dict()
         d["projection"] = self.projection.to_dict()
         d["recommendation"] = self.recommendation.to_dict()
+        if self.gpu is not None:
+            d["gpu"] = self.gpu.to_dict()
         return d
 
 
@@ -469,9 +472,13 @@ def plan_and_recommend(
     run = RunDir.open(run_dir)
     plan = plan_capacity(run)
     projection = project(plan, expected_users, growth_pct_per_month)
-    values = gather_measurements(plan, run, policy, projection, extra_measurements)
+    from labcap.planner.gpu_evidence import plan_gpu_evidence
+
+    gpu = plan_gpu_evidence(run, plan, policy)  # GPU samples feed the rules as measurements
+    extra = {**gpu.measurements, **(extra_measurements or {})}
+    values = gather_measurements(plan, run, policy, projection, extra)
     rec = recommend(plan, policy, values, binding_constraint(plan, policy))
-    return PlanOutcome(plan, projection, rec)
+    return PlanOutcome(plan, projection, rec, gpu)
 
 
 __all__ = [

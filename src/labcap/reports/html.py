@@ -94,6 +94,9 @@ def _figures(plan: CapacityPlan, windows: Any, host: Any) -> list[tuple[str, str
         figs.append(("resources", "Host resources (the machine labcap ran on)", res))
     figs.extend(_docker_figures(plan))
     figs.extend(_k8s_figures(plan))
+    from labcap.reports.gpu import gpu_figures
+
+    figs.extend(gpu_figures(RunDir(Path(plan.run)), windows))
     return figs
 
 
@@ -235,6 +238,10 @@ def render_run_report(run: RunDir, plan: CapacityPlan | None = None) -> str:
     windows = run.windows()
     failures = run.failures()
     charts = chart_sections(_figures(plan, windows, run.table("host_samples")), height=360)
+    from labcap.planner.gpu_evidence import plan_gpu_evidence
+    from labcap.planner.policy import load_policy
+
+    gpu = plan_gpu_evidence(run, plan, load_policy(None))  # None: no GPU section
     top_failures = []
     if len(failures):
         agg = failures.groupby(["endpoint", "reason"], as_index=False)["count"].sum()
@@ -245,6 +252,7 @@ def render_run_report(run: RunDir, plan: CapacityPlan | None = None) -> str:
         charts=charts,
         failures=top_failures,
         endpoints=[e for e in plan.endpoints if e.endpoint != ALL_ENDPOINTS],
+        gpu=gpu if gpu.available else None,
     )
 
 
