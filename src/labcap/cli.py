@@ -697,6 +697,221 @@ def gate(
     sys.exit(result.exit_code)
 
 
+@cli.command()
+@click.option(
+    "--old",
+    "old",
+    required=True,
+    metavar="URL_OR_PROFILE",
+    help="The deployment in service: hub URL, reference lab workdir (lab.json) or "
+    "target file (YAML/JSON: hub_url, mlflow_url, files, profile, gpu).",
+)
+@click.option(
+    "--new",
+    "new",
+    required=True,
+    metavar="URL_OR_PROFILE",
+    help="The deployment to cut over to (same forms as --old).",
+)
+@click.option(
+    "--checks",
+    default="logins,gpu,data",
+    show_default=True,
+    help="Comma-separated: logins, gpu, data, capacity.",
+)
+@click.option(
+    "--users",
+    default="3",
+    show_default=True,
+    metavar="LIST|N",
+    help="Sample users for logins and gpu: alice,bob or N generated labcap-verify-N.",
+)
+@click.option("--old-mlflow", default=None, metavar="URL", help="MLflow URL of old.")
+@click.option("--new-mlflow", default=None, metavar="URL", help="MLflow URL of new.")
+@click.option(
+    "--old-files",
+    multiple=True,
+    metavar="DIR",
+    help="Home/project tree of old as a local directory (repeatable).",
+)
+@click.option(
+    "--new-files",
+    multiple=True,
+    metavar="DIR",
+    help="The matching tree of new, in the same order as --old-files.",
+)
+@click.option(
+    "--profile",
+    "profile",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="`labcap profile` output of new (its sizing.json): the expected GPU plan.",
+)
+@click.option(
+    "--credentials",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="YAML/JSON (mode 0600) with old:/new: hub_password, hub_token, mlflow_token. "
+    "Or env: LABCAP_OLD_HUB_PASSWORD, LABCAP_NEW_HUB_TOKEN, ... (never argv).",
+)
+@click.option(
+    "--checksums",
+    default="all",
+    show_default=True,
+    metavar="all|none|N",
+    help="sha256 of every file, of none, or of a sample of N files per tree.",
+)
+@click.option(
+    "--ignore",
+    multiple=True,
+    metavar="GLOB",
+    help="Experiment names / top-level tree entries to leave out "
+    "[default: labcap-* (labcap's own load-test data)].",
+)
+@click.option(
+    "--spawn-margin",
+    default="100%",
+    show_default=True,
+    help="How much slower new's median spawn may be (also >10 s) before it fails.",
+)
+@click.option("--capacity-users", default="2,4", show_default=True, help="Capacity load steps.")
+@click.option("--capacity-step", default="30s", show_default=True, help="Each step's length.")
+@click.option(
+    "--capacity-scenario", default="", help="Scenario [default: lab, or the one the URLs allow]."
+)
+@click.option(
+    "--max-regression",
+    "max_regressions",
+    multiple=True,
+    metavar="METRIC=LIMIT",
+    help="Capacity gate margins, as for `labcap gate` [default: p95=10%, error_pct=0.5].",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write verify.json (and the capacity runs) here [default: runs/verify-<time> "
+    "with capacity, else nothing].",
+)
+@click.option(
+    "--junit",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write JUnit XML here (one testcase per check).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def verify(**kw: Any) -> None:
+    """Verify a new deployment against the old one before cutting over.
+
+    \b
+    Checks (data runs first: it only reads; the others log in, spawn and load):
+      data      MLflow experiments, runs, params, metrics, tags, artifact
+                listings, and file trees (counts, sizes, sha256): every
+                difference listed
+      logins    each sample user logs in and spawns a server on both;
+                success and median spawn time compared
+      gpu       a user server on new sees its GPUs (NVML) as the plan says;
+                skipped, with the reason, when no GPU is planned or present
+      capacity  the same short step load on both at once, then the gate
+
+    \b
+    Verdict and exit code (the gate's conventions):
+      ready-to-cut-over    0  every check passed or does not apply
+      fix-before-cut-over  1  checks failed (listed); 3 if none failed but
+                              one could not be made
+      roll-back            1  new cannot serve users (no login works, MLflow down)
+      usage error          2
+
+    \b
+    Example (parallel testing, old on 80/443, new on 8080/8443):
+      export LABCAP_OLD_HUB_PASSWORD=... LABCAP_NEW_HUB_PASSWORD=...
+      labcap verify --old https://lab.example.org --new https://lab.example.org:8443 \\
+          --old-mlflow https://lab.example.org/mlflow --new-mlflow https://...:8443/mlflow \\
+          --old-files /srv/old/home --new-files /mnt/k3s/home --profile deploy/k3s \\
+          --checks logins,gpu,data,capacity --junit reports/verify.xml
+    See docs/migration-runbook.md (`labcap verify`).
+    """
+    from labcap.planner.gate import thresholds_from_options
+    from labcap.verify import (
+        ChecksumPolicy,
+        DataSettings,
+        LoginSettings,
+        VerifySettings,
+        parse_checks,
+        read_credentials,
+        resolve_deployment,
+        run_verify,
+        sample_users,
+        write_result,
+    )
+    from labcap.verify.data import DEFAULT_IGNORE
+
+    checks = parse_checks(kw["checks"])
+    creds = read_credentials(kw["credentials"]) if kw["credentials"] else {}
+    old = resolve_deployment(
+        "old",
+        kw["old"],
+        mlflow_url=kw["old_mlflow"],
+        files=kw["old_files"],
+        credentials=creds.get("old"),
+    )
+    new = resolve_deployment(
+        "new",
+        kw["new"],
+        mlflow_url=kw["new_mlflow"],
+        files=kw["new_files"],
+        profile=kw["profile"],
+        credentials=creds.get("new"),
+    )
+    out = kw["out"] or (_default_out("verify") if "capacity" in checks else None)
+    settings = VerifySettings(
+        checks=checks,
+        users=sample_users(kw["users"]),
+        logins=LoginSettings(spawn_margin=_percent(kw["spawn_margin"], "--spawn-margin")),
+        data=DataSettings(
+            ChecksumPolicy.parse(kw["checksums"]), ignore=tuple(kw["ignore"]) or DEFAULT_IGNORE
+        ),
+        capacity=_capacity_settings(kw, thresholds_from_options(kw["max_regressions"])),
+        out=out,
+    )
+    result = run_verify(old, new, settings, _progress)
+    secrets = (*old.secrets, *new.secrets)
+    if out is not None:
+        _progress(f"result: {write_result(result, out, secrets)}")
+    if kw["junit"] is not None:
+        from labcap.verify.junit import write_junit
+
+        _progress(f"junit: {write_junit(result, kw['junit'])}")
+    if kw["as_json"]:
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        click.echo("\n".join(result.lines()))
+    sys.exit(result.exit_code)
+
+
+def _percent(text: str, what: str) -> float:
+    raw = str(text).strip().removesuffix("%")
+    try:
+        value = float(raw) / 100
+    except ValueError:
+        raise LabcapError(f"{what} {text!r} is not a percentage, e.g. 100%") from None
+    if not 0 <= value <= 100:
+        raise LabcapError(f"{what} {text!r} must lie between 0% and 10000%")
+    return value
+
+
+def _capacity_settings(kw: dict[str, Any], thresholds: Any) -> Any:
+    from labcap.model import parse_duration, parse_user_steps
+    from labcap.verify import CapacitySettings
+
+    return CapacitySettings(
+        scenario=kw["capacity_scenario"],
+        users=parse_user_steps(kw["capacity_users"]),
+        step_duration_s=parse_duration(kw["capacity_step"], what="--capacity-step"),
+        thresholds=thresholds,
+    )
+
+
 @cli.group()
 def probe() -> None:
     """Focused measurements of one part of the platform (container startup)."""

@@ -141,6 +141,7 @@ class ReferenceLab:
         services: tuple[str, ...] = SERVICES,
         progress: Progress | None = None,
         detach: bool = False,
+        blocked_users: tuple[str, ...] = (),
     ) -> None:
         unknown = [s for s in services if s not in SERVICES]
         if unknown or not services:
@@ -151,6 +152,8 @@ class ReferenceLab:
         self.workdir = Path(workdir).absolute()
         self.services = tuple(s for s in SERVICES if s in services)
         self.detach = detach
+        # users the hub refuses to log in (a damaged deployment for `labcap verify`'s tests)
+        self.blocked_users = tuple(blocked_users)
         self._progress: Progress = progress or (lambda _line: None)
         self._popens: dict[str, subprocess.Popen[bytes]] = {}
         self._records: list[ServiceProcess] = []
@@ -244,7 +247,10 @@ class ReferenceLab:
         for port_name in ("proxy", "proxy_api", "hub"):
             self._ports[port_name] = _free_loopback_port()
         config = self.workdir / "jupyterhub_config.py"
-        config.write_text(_render_hub_config(self.workdir, chp, self._ports), encoding="utf-8")
+        config.write_text(
+            _render_hub_config(self.workdir, chp, self._ports, self.blocked_users),
+            encoding="utf-8",
+        )
         env = _child_env(LABCAP_LAB_HUB_PASSWORD=password, LABCAP_LAB_API_TOKEN=token)
         url = f"http://{_LOOPBACK}:{self._ports['proxy']}"
         return _Launch(
@@ -411,7 +417,9 @@ def _proxy_process(workdir: Path, proxy_api_port: int | None) -> list[psutil.Pro
     return []
 
 
-def _render_hub_config(workdir: Path, chp: str, ports: Mapping[str, int]) -> str:
+def _render_hub_config(
+    workdir: Path, chp: str, ports: Mapping[str, int], blocked_users: Sequence[str] = ()
+) -> str:
     template_text = (
         resources.files("labcap.lab").joinpath("jupyterhub_config.py.j2").read_text("utf-8")
     )
@@ -436,6 +444,7 @@ def _render_hub_config(workdir: Path, chp: str, ports: Mapping[str, int]) -> str
         singleuser_cmd=list(_console_script("jupyterhub-singleuser", "jupyterhub.singleuser")),
         singleuser_args=singleuser_args,
         home_dir_template=home_root + "/{username}",
+        blocked_users=sorted(set(blocked_users)),
     )
 
 

@@ -1,0 +1,129 @@
+"""`labcap verify`: is the new deployment ready to take over from the old one?
+
+Checks, in this order (the read-only data check first, before anything writes):
+``data`` (MLflow and file trees), ``logins`` (sample users log in and spawn on both),
+``gpu`` (a server on new sees the planned GPUs) and ``capacity`` (the same short step load
+on both, then the gate). Verdict: ``ready-to-cut-over`` (exit 0), ``fix-before-cut-over``
+(exit 1; exit 3 when nothing failed but something could not be checked) or ``roll-back``
+(exit 1: the new deployment cannot serve users).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labcap.errors import LabcapError
+from labcap.verify.capacity import CapacitySettings, capacity_from_runs, check_capacity
+from labcap.verify.data import DataSettings, check_data
+from labcap.verify.files import ChecksumPolicy
+from labcap.verify.gpu import check_gpu
+from labcap.verify.logins import LoginSettings, check_logins, sample_users
+from labcap.verify.model import (
+    CHECKS,
+    FAIL,
+    FIX,
+    INCONCLUSIVE,
+    PASS,
+    READY,
+    ROLL_BACK,
+    SKIPPED,
+    CheckResult,
+    Difference,
+    VerifyResult,
+)
+from labcap.verify.target import Deployment, read_credentials, resolve_deployment
+
+Progress = Callable[[str], None]
+RESULT_FILE = "verify.json"
+
+__all__ = [
+    "CHECKS",
+    "FAIL",
+    "FIX",
+    "INCONCLUSIVE",
+    "PASS",
+    "READY",
+    "RESULT_FILE",
+    "ROLL_BACK",
+    "SKIPPED",
+    "CapacitySettings",
+    "CheckResult",
+    "ChecksumPolicy",
+    "DataSettings",
+    "Deployment",
+    "Difference",
+    "LoginSettings",
+    "VerifyResult",
+    "VerifySettings",
+    "capacity_from_runs",
+    "parse_checks",
+    "read_credentials",
+    "resolve_deployment",
+    "run_verify",
+    "sample_users",
+    "write_result",
+]
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    checks: tuple[str, ...] = ("logins", "gpu", "data")
+    users: tuple[str, ...] = ("labcap-verify-1", "labcap-verify-2", "labcap-verify-3")
+    logins: LoginSettings = field(default_factory=LoginSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    capacity: CapacitySettings = field(default_factory=CapacitySettings)
+    out: Path | None = None  # capacity runs and verify.json land here
+
+
+def parse_checks(text: str) -> tuple[str, ...]:
+    names = [c.strip() for c in str(text).split(",") if c.strip()]
+    unknown = [c for c in names if c not in CHECKS]
+    if unknown or not names:
+        raise LabcapError(
+            f"--checks {text!r}: unknown check(s) {', '.join(unknown) or '(none given)'}; "
+            f"valid: {', '.join(CHECKS)}"
+        )
+    return tuple(c for c in ("data", "logins", "gpu", "capacity") if c in names)
+
+
+def run_verify(
+    old: Deployment,
+    new: Deployment,
+    settings: VerifySettings | None = None,
+    progress: Progress = lambda _m: None,
+) -> VerifyResult:
+    """Run the chosen checks (data first: it is the read-only one) and return the result."""
+    settings = settings or VerifySettings()
+    order = [c for c in ("data", "logins", "gpu", "capacity") if c in settings.checks]
+    results: list[CheckResult] = []
+    for name in order:
+        progress(f"verify: {name} check")
+        if name == "data":
+            result = check_data(old, new, settings.data, progress)
+        elif name == "logins":
+            result = check_logins(old, new, settings.users, settings.logins, progress)
+        elif name == "gpu":
+            result = check_gpu(new, settings.users[0], settings.logins.hub, progress)
+        else:
+            if settings.out is None:
+                raise LabcapError("the capacity check needs --out DIR for its two run directories")
+            result = check_capacity(old, new, settings.capacity, settings.out, progress)
+        progress(f"verify: {name} {result.status} ({result.elapsed_s:.1f} s)")
+        results.append(result)
+    return VerifyResult(old.describe(), new.describe(), tuple(results))
+
+
+def write_result(result: VerifyResult, out: Path, secrets: Sequence[str] = ()) -> Path:
+    """verify.json in ``out``, atomically; refuses to write if a secret would land in it."""
+    from labcap.store import atomic_write_bytes
+
+    text = json.dumps(result.to_dict(), indent=2, default=str) + "\n"
+    if any(s and s in text for s in secrets):
+        raise LabcapError("a credential would leak into verify.json; refusing to write it")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RESULT_FILE
+    atomic_write_bytes(path, text.encode("utf-8"))
+    return path

@@ -1,0 +1,282 @@
+"""MLflow data integrity: experiments, runs, params, latest metrics, tags and artifact
+listings of both tracking servers, read through the REST API (read-only: searches and
+listings, never a write), compared item by item.
+
+Runs are matched by run id when the two servers share ids (a database copy keeps them);
+otherwise by experiment name, run name and start time (a copy through the API makes new ids).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from labcap.loadtests.scenarios._common import describe
+from labcap.verify.hub import direct_session
+from labcap.verify.model import Difference
+
+Progress = Callable[[str], None]
+_PAGE = 1000
+_MAX_PAGES = 10_000  # bounds every pagination loop
+_MAX_ARTIFACTS_PER_RUN = 100_000
+RUN_FIELDS = ("status", "start_time", "end_time", "lifecycle_stage", "run_name", "user_id")
+
+
+class MlflowReadError(Exception):
+    """A listing could not be read; the data check is then inconclusive, not passed."""
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    experiment: str
+    info: dict[str, Any]
+    params: dict[str, str]
+    metrics: dict[str, tuple[Any, Any, Any]]  # key -> (value, step, timestamp)
+    tags: dict[str, str]
+    artifacts: dict[str, tuple[bool, int | None]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.experiment}/{self.info.get('run_name') or '-'} ({self.run_id})"
+
+
+@dataclass
+class MlflowSnapshot:
+    experiments: dict[str, dict[str, Any]]  # by name
+    runs: list[RunRecord]
+    errors: list[str]
+
+
+class MlflowReader:
+    """Paginated, read-only REST access to one tracking server."""
+
+    def __init__(
+        self, url: str, token: str = "", *, timeout_s: float = 30.0, workers: int = 8
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._token = token
+        self.timeout_s = timeout_s
+        self.workers = workers
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = direct_session()
+            if self._token:
+                session.headers["Authorization"] = f"Bearer {self._token}"
+        return session
+
+    def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        url = f"{self.url}/api/2.0/mlflow/{path}"
+        try:
+            r = self._session().request(method, url, timeout=self.timeout_s, **kw)
+        except requests.RequestException as e:
+            raise MlflowReadError(f"{path}: {describe(e, (self._token,))}") from None
+        if r.status_code != 200:
+            raise MlflowReadError(f"{path}: HTTP {r.status_code} {r.text[:160]}")
+        return r.json()
+
+    def _pages(self, method: str, path: str, key: str, body: dict[str, Any]) -> list[Any]:
+        items: list[Any] = []
+        token = None
+        for _ in range(_MAX_PAGES):
+            page_body = {**body, **({"page_token": token} if token else {})}
+            if method == "GET":
+                data = self._call(method, path, params=page_body)
+            else:
+                data = self._call(method, path, json=page_body)
+            items += data.get(key, [])
+            token = data.get("next_page_token")
+            if not token:
+                return items
+        raise MlflowReadError(f"{path}: more than {_MAX_PAGES} pages")
+
+    def experiments(self) -> list[dict[str, Any]]:
+        return self._pages(
+            "POST",
+            "experiments/search",
+            "experiments",
+            {"max_results": _PAGE, "view_type": "ALL"},
+        )
+
+    def runs(self, experiment_ids: list[str]) -> list[dict[str, Any]]:
+        runs: list[dict[str, Any]] = []
+        for i in range(0, len(experiment_ids), 100):
+            runs += self._pages(
+                "POST",
+                "runs/search",
+                "runs",
+                {
+                    "experiment_ids": experiment_ids[i : i + 100],
+                    "max_results": _PAGE,
+                    "run_view_type": "ALL",
+                },
+            )
+        return runs
+
+    def artifacts(self, run_id: str) -> dict[str, tuple[bool, int | None]]:
+        """Every artifact of the run, recursively: path -> (is_dir, size in bytes)."""
+        out: dict[str, tuple[bool, int | None]] = {}
+        pending = [""]
+        while pending:
+            path = pending.pop()
+            params = {"run_id": run_id, **({"path": path} if path else {})}
+            for f in self._pages("GET", "artifacts/list", "files", params):
+                is_dir = bool(f.get("is_dir"))
+                size = None if is_dir else int(f.get("file_size") or 0)
+                out[f["path"]] = (is_dir, size)
+                if is_dir:
+                    pending.append(f["path"])
+                if len(out) > _MAX_ARTIFACTS_PER_RUN:
+                    raise MlflowReadError(f"run {run_id}: over {_MAX_ARTIFACTS_PER_RUN} artifacts")
+        return out
+
+    def snapshot(self, progress: Progress, label: str) -> MlflowSnapshot:
+        exps = self.experiments()
+        by_id = {e["experiment_id"]: e for e in exps}
+        raw_runs = self.runs(sorted(by_id))
+        progress(f"verify data: {label} MLflow: {len(exps)} experiments, {len(raw_runs)} runs")
+        runs = [_run_record(r, by_id) for r in raw_runs]
+        errors: list[str] = []
+
+        def list_one(rec: RunRecord) -> None:
+            try:
+                rec.artifacts = self.artifacts(rec.run_id)
+            except MlflowReadError as e:
+                errors.append(f"artifacts of run {rec.label}: {e}")
+
+        with ThreadPoolExecutor(self.workers) as pool:
+            list(pool.map(list_one, runs))
+        return MlflowSnapshot({e["name"]: e for e in exps}, runs, errors)
+
+
+def _run_record(raw: dict[str, Any], experiments: dict[str, dict[str, Any]]) -> RunRecord:
+    info = raw.get("info", {})
+    data = raw.get("data", {})
+    exp = experiments.get(info.get("experiment_id"), {}).get("name", info.get("experiment_id"))
+    return RunRecord(
+        run_id=info.get("run_id") or info.get("run_uuid", ""),
+        experiment=str(exp),
+        info={k: info.get(k) for k in RUN_FIELDS},
+        params={p["key"]: p.get("value") for p in data.get("params", [])},
+        metrics={
+            m["key"]: (m.get("value"), m.get("step"), m.get("timestamp"))
+            for m in data.get("metrics", [])
+        },
+        tags={t["key"]: t.get("value") for t in data.get("tags", [])},
+    )
+
+
+def compare_mlflow(old: MlflowSnapshot, new: MlflowSnapshot) -> tuple[list[Difference], dict]:
+    diffs: list[Difference] = []
+    for name in sorted(old.experiments.keys() - new.experiments.keys()):
+        diffs.append(Difference("missing-experiment", f"experiment {name}"))
+    for name in sorted(new.experiments.keys() - old.experiments.keys()):
+        diffs.append(Difference("extra-experiment", f"experiment {name}"))
+    for name in sorted(old.experiments.keys() & new.experiments.keys()):
+        eo, en = old.experiments[name], new.experiments[name]
+        if eo.get("lifecycle_stage") != en.get("lifecycle_stage"):
+            diffs.append(
+                Difference(
+                    "changed-experiment",
+                    f"experiment {name} lifecycle_stage",
+                    eo.get("lifecycle_stage"),
+                    en.get("lifecycle_stage"),
+                )
+            )
+        diffs += _compare_maps("experiment-tag", f"experiment {name}", _tags(eo), _tags(en))
+    by_id = bool({r.run_id for r in old.runs} & {r.run_id for r in new.runs})
+    runs_old, runs_new = _keyed(old.runs, by_id), _keyed(new.runs, by_id)
+    for key in sorted(runs_old.keys() - runs_new.keys(), key=str):
+        diffs.append(Difference("missing-run", f"run {runs_old[key].label}"))
+    for key in sorted(runs_new.keys() - runs_old.keys(), key=str):
+        diffs.append(Difference("extra-run", f"run {runs_new[key].label}"))
+    for key in sorted(runs_old.keys() & runs_new.keys(), key=str):
+        diffs += _compare_run(runs_old[key], runs_new[key])
+    details = {
+        "matched_runs_by": "run id" if by_id else "experiment, run name and start time",
+        "experiments": {"old": len(old.experiments), "new": len(new.experiments)},
+        "runs": {"old": len(old.runs), "new": len(new.runs)},
+        "artifacts": {
+            "old": sum(len(r.artifacts) for r in old.runs),
+            "new": sum(len(r.artifacts) for r in new.runs),
+        },
+    }
+    return diffs, details
+
+
+def _tags(experiment: dict[str, Any]) -> dict[str, Any]:
+    return {t["key"]: t.get("value") for t in experiment.get("tags", [])}
+
+
+def _keyed(runs: Iterable[RunRecord], by_id: bool) -> dict[Any, RunRecord]:
+    out: dict[Any, RunRecord] = {}
+    for rec in sorted(runs, key=lambda r: r.run_id):
+        base = (
+            rec.run_id
+            if by_id
+            else (rec.experiment, rec.info.get("run_name"), rec.info.get("start_time"))
+        )
+        key, n = (base, 0), 0
+        while key in out:  # same name and start: keep both, in a stable order
+            n += 1
+            key = (base, n)
+        out[key] = rec
+    return out
+
+
+def _compare_run(o: RunRecord, n: RunRecord) -> list[Difference]:
+    subject = f"run {o.label}"
+    diffs = [
+        Difference("changed-run", f"{subject} {k}", o.info.get(k), n.info.get(k))
+        for k in RUN_FIELDS
+        if o.info.get(k) != n.info.get(k)
+    ]
+    diffs += _compare_maps("param", subject, o.params, n.params)
+    diffs += _compare_maps("metric", subject, o.metrics, n.metrics, same=_same_metric)
+    diffs += _compare_maps("tag", subject, o.tags, n.tags)
+    diffs += _compare_maps("artifact", subject, o.artifacts, n.artifacts)
+    return diffs
+
+
+def _compare_maps(
+    what: str,
+    subject: str,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    same: Callable[[Any, Any], bool] = lambda a, b: a == b,
+) -> list[Difference]:
+    diffs = [
+        Difference(f"missing-{what}", f"{subject} {what} {k}", old[k], None)
+        for k in sorted(old.keys() - new.keys())
+    ]
+    diffs += [
+        Difference(f"extra-{what}", f"{subject} {what} {k}", None, new[k])
+        for k in sorted(new.keys() - old.keys())
+    ]
+    diffs += [
+        Difference(f"changed-{what}", f"{subject} {what} {k}", old[k], new[k])
+        for k in sorted(old.keys() & new.keys())
+        if not same(old[k], new[k])
+    ]
+    return diffs
+
+
+def _same_metric(a: tuple[Any, Any, Any], b: tuple[Any, Any, Any]) -> bool:
+    return _same_number(a[0], b[0]) and a[1:] == b[1:]
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    try:
+        fa, fb = float(a), float(b)
+    except (TypeError, ValueError):
+        return a == b
+    return fa == fb or (math.isnan(fa) and math.isnan(fb))
