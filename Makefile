@@ -42,5 +42,10 @@ bench-docker: install
 	$(PY) bench/docker_overhead.py
 	$(PY) bench/docker_storm.py
 
+# GPU tests (real NVML) + sampler overhead, on a machine with an NVIDIA GPU; exits 2 without one.
+.PHONY: gpu-check
+gpu-check:
+	bash scripts/gpu-check.sh
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -575,6 +575,8 @@ def plan(
         click.echo(f"  confidence: {why}")
     if outcome.projection.available:
         click.echo(f"projection: {outcome.projection.text}")
+    if outcome.gpu is not None and outcome.gpu.available:
+        click.echo(f"gpu: {outcome.gpu.summary()}")
 
 
 @cli.command()

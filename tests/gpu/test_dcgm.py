@@ -178,6 +178,8 @@ def test_labcap_run_records_gpu_samples_and_plan_and_report_use_them(tmp_path, e
     fired = {x["rule"] for x in rec["reasons"]}
     assert {"gpu-sharing-needed", "gpu-light-users-share"} <= fired
     assert rec["measurements"]["gpu_users_per_gpu"] == 2.0
+    text = labcap("plan", str(out))
+    assert text.returncode == 0 and "gpu: 2 GPUs, 4 MIG instances (dcgm);" in text.stdout
 
     rep = labcap("report", str(out), "-o", str(tmp_path / "r.html"))
     assert rep.returncode == 0, rep.stderr

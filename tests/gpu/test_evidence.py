@@ -79,6 +79,10 @@ def test_evidence_per_step_and_the_measurements_it_feeds(tmp_path):
     assert "gpu-sharing-needed" in {r.rule for r in rec.reasons}
     # 7 s idle is under the rule's 30 s; 50 % busy is not "light"
     assert not {"gpu-idle-while-queued", "gpu-light-users-share"} & {r.rule for r in rec.reasons}
+    assert gpu.summary() == (
+        "1 GPU (nvml); 50 % busy at the capacity step; 2 users per GPU; peak memory 12.5 %; "
+        "idle below 50 % while users queued: 7 s"
+    )
     d = out.to_dict()["gpu"]
     assert d["idle_threshold_pct"] == 50.0 and d["steps"][1]["sharing_max"] == 2
 

@@ -67,6 +67,28 @@ class GpuEvidence:
     measurements: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
+    def summary(self) -> str:
+        """One line for `labcap plan`: the capacity step's figures."""
+        if not self.available:
+            return f"not measured ({self.reason})"
+        m = self.measurements
+        parts = [
+            f"{self.gpus} GPU{'s' if self.gpus != 1 else ''}"
+            + (f", {self.mig_instances} MIG instances" if self.mig_instances else "")
+            + f" ({', '.join(self.sources)})"
+        ]
+        if "gpu_util_pct" in m:
+            parts.append(f"{m['gpu_util_pct']:g} % busy at the capacity step")
+        if "gpu_users_per_gpu" in m:
+            parts.append(f"{m['gpu_users_per_gpu']:g} users per GPU")
+        if "gpu_mem_used_pct" in m:
+            parts.append(f"peak memory {m['gpu_mem_used_pct']:g} %")
+        if "gpu_idle_while_queued_s" in m:
+            parts.append(
+                f"idle below {IDLE_PCT:g} % while users queued: {m['gpu_idle_while_queued_s']:g} s"
+            )
+        return "; ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["steps"] = [asdict(s) for s in self.steps]
