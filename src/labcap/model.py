@@ -17,7 +17,8 @@ from labcap.errors import LabcapError
 SCHEMA_VERSION = "1.0"
 SCHEMA_MAJOR = 1
 
-RUN_STATUSES = ("running", "complete", "partial", "failed")
+# invalid: finished, but the figures do not describe the target (labcap.validity)
+RUN_STATUSES = ("running", "complete", "partial", "invalid", "failed")
 
 # Latency metrics an SLO can bound, per endpoint, and the run-wide ones.
 LATENCY_METRICS = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms")

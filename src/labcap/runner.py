@@ -42,6 +42,8 @@ from labcap.store import (
     read_journal,
     run_lock,
 )
+from labcap.validity import assess as assess_validity
+from labcap.validity import clock_stamp
 
 ENGINE_CONFIG = ".engine.json"
 SENDS = "sends.parquet"
@@ -120,6 +122,7 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
     with run_lock(req.out):
         run = RunDir(req.out)
         manifest = _initial_manifest(req, scenario)
+        manifest["clock"] = {"start": clock_stamp()}  # a wall-clock jump shows at finalise
         run.write_manifest(manifest)
         cfg = {
             "scenario": scenario,
@@ -306,6 +309,8 @@ def _finalise(run: RunDir, manifest: dict[str, Any], rc: int, progress: Progress
     manifest["lockstep"] = _lockstep(run, records, progress)
     manifest["generator"] = _generator_cpu(records, progress)
     reasons.extend(r["message"] for r in records if r.get("kind") == "worker_gap")
+    manifest = assess_validity(manifest, windows_df, failures_df)  # labcap.validity's checks
+    status, reasons = manifest["status"], manifest["status_reasons"]
     if ends:
         manifest["late_requests"] = ends[-1].get("late_requests", 0)
     run.write_manifest(manifest)

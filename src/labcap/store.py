@@ -21,7 +21,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +191,9 @@ class RunDir:
     """A run directory on disk, read lazily."""
 
     path: Path
+    _checked: dict[Any, dict[str, Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RunDir:
@@ -230,7 +233,20 @@ class RunDir:
             data.setdefault("status_reasons", []).append(
                 "the run process ended without finalising (killed?); results read from its journal"
             )
-        return data
+        return self._validity_on_read(data, where)
+
+    def _validity_on_read(self, data: dict[str, Any], where: Path) -> dict[str, Any]:
+        """The validity checks again (labcap.validity), once per version of the files."""
+        from labcap import validity
+
+        stats = [where.stat()] + [
+            p.stat() for p in (self.path / WINDOWS, self.path / JOURNAL) if p.exists()
+        ]
+        key = tuple((s.st_mtime_ns, s.st_size) for s in stats)
+        if key not in self._checked:
+            self._checked.clear()
+            self._checked[key] = validity.on_read(data, self.windows, self.failures)
+        return dict(self._checked[key])
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         manifest = dict(manifest, schema_version=manifest.get("schema_version", SCHEMA_VERSION))

@@ -639,7 +639,13 @@ def _verdict_text(
             f"windows the users sent in synchronised bursts (up to {lockstep['max_burst_pct']:g} "
             "% of sends), so tail latencies partly measure the load generator's own bursts."
         )
-    if manifest["status"] != "complete":
+    if manifest["status"] == "invalid":
+        why = "; ".join(manifest.get("status_reasons", [])) or "unknown reason"
+        parts.append(
+            f"This run is invalid ({why}): its figures do not describe the deployment, "
+            "so there is no confident verdict; fix the cause and rerun."
+        )
+    elif manifest["status"] != "complete":
         why = "; ".join(manifest.get("status_reasons", [])) or "unknown reason"
         parts.append(
             f"This run is {manifest['status']} ({why}): the figure rests on the steps "

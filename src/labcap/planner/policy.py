@@ -47,7 +47,7 @@ INSUFFICIENT = "insufficient-data"
 ACTIONS = (*DECISIONS, INSUFFICIENT)
 
 BINDING_KINDS = ("latency", "error_rate", "startup", "none")
-RUN_STATUS_VALUES = ("complete", "partial", "failed", "running")
+RUN_STATUS_VALUES = ("complete", "partial", "invalid", "failed", "running")
 
 MAX_DEPTH = 8  # nested all/any/not levels; deeper is a mistake, not a policy
 
