@@ -47,7 +47,7 @@ def check_data(
         diffs += mlflow_diffs
         errors += mlflow_errors
         details["mlflow"] = mlflow_details
-        if mlflow_details:
+        if "runs" in mlflow_details:
             parts.append(
                 f"MLflow {mlflow_details['runs']['old']} runs old / "
                 f"{mlflow_details['runs']['new']} new"

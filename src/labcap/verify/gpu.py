@@ -14,11 +14,14 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from labcap.verify.hub import HubSettings, HubStepError, HubUser
+# Only the model at import time: the device check loads this file with stdlib + pynvml alone.
 from labcap.verify.model import FAIL, INCONCLUSIVE, PASS, SKIPPED, CheckResult, Difference
-from labcap.verify.target import Deployment
+
+if TYPE_CHECKING:
+    from labcap.verify.hub import HubSettings
+    from labcap.verify.target import Deployment
 
 Progress = Callable[[str], None]
 
@@ -74,6 +77,8 @@ def run_probe_locally() -> dict[str, Any]:
 
 def probe_server(dep: Deployment, user: str, settings: HubSettings) -> dict[str, Any]:
     """Log ``user`` in on ``dep``, spawn its server, run the probe on a kernel there."""
+    from labcap.verify.hub import HubStepError, HubUser
+
     with HubUser(dep.hub_url, user, dep.hub_password, settings) as hub_user:
         hub_user.login()
         hub_user.spawn()
@@ -92,6 +97,8 @@ def check_gpu(
     probe: Callable[[], dict[str, Any]] | None = None,
 ) -> CheckResult:
     """``probe`` replaces the server probe (tests hand in the local probe)."""
+    from labcap.verify.hub import HubSettings, HubStepError
+
     started = time.monotonic()
     plan = dict(new.gpu_plan or {})
     expected = int(plan.get("gpus") or 0)
@@ -148,6 +155,17 @@ def judge_gpu(plan: Mapping[str, Any], seen: Mapping[str, Any]) -> CheckResult:
             details,
         )
     notes: list[str] = []
+    shares = [m for d in devices for m in d.get("mig_devices", [])] if sharing == "mig" else devices
+    if len(shares) > 1:
+        diffs.append(
+            Difference(
+                "gpu-sharing-mismatch",
+                "GPU shares visible to one user server",
+                1,
+                len(shares),
+                "each user server is planned to get one share (a GPU, a replica or a MIG device)",
+            )
+        )
     if sharing == "mig":
         diffs += _mig_differences(plan, devices)
     else:
