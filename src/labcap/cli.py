@@ -203,7 +203,14 @@ def _load_options(f: Any) -> Any:
     "--users",
     default=DEFAULT_STEPS,
     show_default=True,
-    help="Concurrent users per step, comma separated.",
+    help="Concurrent users per step, comma separated; or auto: search for the capacity "
+    "adaptively up to --max-users (grow x2, then bisect; each probe one step).",
+)
+@click.option(
+    "--max-users",
+    type=int,
+    default=None,
+    help="With --users auto: the largest user count the search may probe.",
 )
 @click.option(
     "--hub-password-env",
@@ -245,6 +252,7 @@ def run(
     users: str,
     hub_password_env: str,
     workers: str,
+    max_users: int | None,
     gpu_mode: str,
     gpu_metrics_url: str | None,
     **opts: Any,
@@ -272,6 +280,11 @@ def run(
         raise LabcapError("--compose-project needs --target docker")
     opts["compose_project"] = compose_project
     opts["workers"] = _workers(workers)
+    if (users.strip() == "auto") != (max_users is not None):
+        raise LabcapError("--users auto and --max-users N go together")
+    if max_users is not None and not 1 <= max_users <= 100_000:
+        raise LabcapError(f"--max-users {max_users}: use 1..100000")
+    opts["max_users"] = max_users
     k8s = {k: opts.pop(k) for k in ("kubeconfig", "kube_context", "namespaces", "selector")}
     if target != "k8s" and any(k8s.values()):
         raise LabcapError("--kubeconfig, --context, --namespace and --selector need --target k8s")
@@ -342,7 +355,7 @@ def _run_and_print(
     from labcap.loadtests.catalog import SCENARIOS
     from labcap.model import build_plan, parse_duration, parse_slo, parse_user_steps
     from labcap.planner.capacity import plan_run
-    from labcap.runner import RunRequest, execute_run, resolve_scenario
+    from labcap.runner import RunRequest, resolve_scenario
 
     info = resolve_scenario(scenario)  # fail fast on a bad name, before starting anything
     step_s = parse_duration(opts["step_duration"], what="--step-duration")
@@ -350,7 +363,7 @@ def _run_and_print(
         parse_duration(opts["settle"], what="--settle") if opts["settle"] else round(step_s / 4, 3)
     )
     plan = build_plan(
-        parse_user_steps(users),
+        (1,) if users.strip() == "auto" else parse_user_steps(users),
         step_s,
         settle_s=settle_s,
         window_s=parse_duration(opts["window"], what="--window"),
@@ -390,7 +403,7 @@ def _run_and_print(
             calibration=calibration,
             workers=opts.get("workers", 0),
         )
-        result = execute_run(req, _progress)
+        result = _execute(req, opts)
     plan_result = plan_run(str(result.path))
     if opts["as_json"]:
         click.echo(json.dumps(plan_result.to_dict(), indent=2))
@@ -401,6 +414,26 @@ def _run_and_print(
         _progress(f"interrupted: the {result.status} run in {result.path} keeps what was measured")
         sys.exit(130)
     return result
+
+
+def _execute(req: Any, opts: dict[str, Any]) -> Any:
+    """One run of the plan, or (--users auto) the adaptive search's probes."""
+    from labcap.runner import execute_run
+
+    if not opts.get("max_users"):
+        return execute_run(req, _progress)
+    from labcap.planner.search import SearchSettings, search_capacity
+
+    step = req.plan.steps[0]
+    return search_capacity(
+        req,
+        SearchSettings(max_users=opts["max_users"]),
+        step_s=step.duration_s,
+        settle_s=step.settle_s,
+        window_s=req.plan.window_s,
+        spawn_rate=req.plan.spawn_rate,
+        progress=_progress,
+    )
 
 
 def _workers(text: str) -> int:
@@ -432,7 +465,7 @@ def _run_on_reference_lab(
     calibration: dict[str, Any] | None = None,
 ) -> Any:
     from labcap.lab import ReferenceLab
-    from labcap.runner import RunRequest, execute_run
+    from labcap.runner import RunRequest
 
     workdir = Path(tempfile.mkdtemp(prefix="labcap-lab-"))
     _progress(f"starting the reference lab in {workdir}")
@@ -451,7 +484,7 @@ def _run_on_reference_lab(
             calibration=calibration,
             workers=opts.get("workers", 0),
         )
-        result = execute_run(req, _progress)
+        result = _execute(req, opts)
         _progress("stopping the reference lab")
     return result
 

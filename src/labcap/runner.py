@@ -77,6 +77,9 @@ class RunRequest:
     calibration: dict[str, Any] | None = None
     # Locust worker processes on this machine (0: one process, no master/worker)
     workers: int = 0
+    # called about twice a second with the journal's path while the load runs; a
+    # non-empty answer (the reason) stops the run early (the adaptive search's clear fail)
+    watch: Callable[[Path], str | None] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -235,8 +238,12 @@ def _supervise_engine(req: RunRequest, journal: Path, progress: Progress) -> tup
     try:
         while True:
             try:
-                return proc.wait(timeout=1.0), False
+                return proc.wait(timeout=0.5), False
             except subprocess.TimeoutExpired:
+                why = req.watch(journal) if req.watch else None
+                if why:
+                    progress(f"stopping the step early: {why}")
+                    return _stop_engine(proc, signal.SIGTERM), False
                 if time.monotonic() - started > deadline_s:
                     progress("load engine overran its schedule: stopping it")
                     return _stop_engine(proc, signal.SIGTERM), False

@@ -27,6 +27,7 @@ _next_user = itertools.count()
 
 class QueueUser(HttpUser):
     wait_time = constant(THINK_S)
+    labcap_jitter = False  # phases itself (above); labcap's random waits would undo that
 
     def on_start(self):
         phase = (next(_next_user) * GOLDEN) % 1.0 * CYCLE_S

@@ -47,9 +47,11 @@ def load_user_classes(cfg: dict[str, Any]) -> list[type]:
             attrs: dict[str, Any] = {}
             if not getattr(cls, "host", None):
                 attrs["host"] = hosts.get("default", "")
-            if jitter:
+            attrs.update(identified(cls))
+            # a class that de-synchronises its users itself says so: labcap_jitter = False
+            if jitter and getattr(cls, "labcap_jitter", True):
                 attrs.update(desynchronised(cls))
-            out.append(type(name, (cls,), attrs) if attrs else cls)
+            out.append(type(name, (cls,), attrs))
         return out
     module = importlib.import_module(scenario["module"])
     password = os.environ.get(PASSWORD_ENV, "")
@@ -59,11 +61,22 @@ def load_user_classes(cfg: dict[str, Any]) -> list[type]:
         target = getattr(base, "target", "default")
         host = hosts.get(target) or hosts.get("default", "")
         attrs = {"host": host, "weight": weight, "lab_password": password}
+        attrs.update(identified(base))
         if cfg.get("wait_s"):
             lo, hi = cfg["wait_s"]
             attrs["wait_time"] = between(lo, hi)
         out.append(type(class_name, (base,), attrs))
     return out
+
+
+def identified(cls: type) -> dict[str, Any]:
+    """A ``context`` that names the user in its request events (for the lock-step check)."""
+    base_context = cls.context
+
+    def context(self: Any) -> dict[str, Any]:
+        return {**(base_context(self) or {}), "labcap_user": id(self)}
+
+    return {"context": context}
 
 
 WAIT_JITTER = 0.1  # each wait is scaled by uniform(1 - this, 1 + this): mean unchanged

@@ -28,18 +28,23 @@ from dataclasses import asdict, dataclass
 
 BIN_S = 0.001
 TARGET_MEAN = 0.5  # independent users' mean sends per slot
-MAX_TAU_BINS = 10  # slots never wider than 10 ms
+MAX_TAU_BINS = 50  # slots never wider than 50 ms
 MIN_BURST = 5
+# A burst must hold this share of the active users: a closed system at saturation
+# releases a few users at once (k server threads finishing together), lock-step
+# releases a spawn batch
+USERS_SHARE = 0.2
 FLAG_SHARE = 0.25
 FLAG_RATIO = 10.0
 MIN_SENDS = 50  # fewer sends than this: too few to judge
 MAX_BINS = 3_600_000  # one hour of 1 ms bins; longer windows are cut
 
 METHOD = (
-    f"share of request sends that leave in bursts (>= {MIN_BURST} sends, or more at high "
-    f"rates, within a slot sized so independent users expect <= {TARGET_MEAN:g} per slot, at "
-    f"most {MAX_TAU_BINS} ms) against the Poisson expectation at the same rate; flagged when "
-    f">= {FLAG_SHARE:.0%} of sends are in bursts and >= {FLAG_RATIO:g}x the expectation"
+    f"share of request sends (one per user per 100 ms) that leave in bursts (>= {MIN_BURST} "
+    f"sends and >= {USERS_SHARE:.0%} of the active users, more at high rates, within a slot "
+    f"sized so independent users expect <= {TARGET_MEAN:g} per slot, at most {MAX_TAU_BINS} "
+    f"ms) against the Poisson expectation at the same rate; flagged when >= {FLAG_SHARE:.0%} "
+    f"of sends are in bursts and >= {FLAG_RATIO:g}x the expectation"
 )
 
 
@@ -88,8 +93,8 @@ class SendClock:
             self.bins[min(max(int(i), 0), n - 1)] += int(c)
             self.sends += int(c)
 
-    def stats(self, duration_s: float | None = None) -> BurstStats:
-        return burst_stats(self.counts(), duration_s)
+    def stats(self, duration_s: float | None = None, users: int = 0) -> BurstStats:
+        return burst_stats(self.counts(), duration_s, users)
 
 
 def _poisson_tail(mu: float, k: int) -> float:
@@ -104,15 +109,20 @@ def _poisson_tail(mu: float, k: int) -> float:
     return max(0.0, 1.0 - below)
 
 
-def burst_stats(counts_per_ms: list[int], duration_s: float | None = None) -> BurstStats:
-    """Burst share of one window's sends, from send counts in 1 ms bins."""
+def burst_stats(
+    counts_per_ms: list[int], duration_s: float | None = None, users: int = 0
+) -> BurstStats:
+    """Burst share of one window's sends, from send counts in 1 ms bins.
+
+    ``users`` (active users, if known) raises the burst size to USERS_SHARE of them.
+    """
     sends = sum(counts_per_ms)
     duration_s = duration_s or len(counts_per_ms) * BIN_S
     rate = sends / duration_s if duration_s > 0 else 0.0
     per_bin = rate * BIN_S
     tau = max(1, min(MAX_TAU_BINS, int(TARGET_MEAN / per_bin))) if per_bin > 0 else MAX_TAU_BINS
     mu = per_bin * tau
-    k = max(MIN_BURST, math.ceil(3 * mu + 3))
+    k = max(MIN_BURST, math.ceil(3 * mu + 3), math.ceil(USERS_SHARE * users))
     in_bursts = 0
     for i in range(0, len(counts_per_ms), tau):
         c = sum(counts_per_ms[i : i + tau])

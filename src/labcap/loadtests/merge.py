@@ -162,7 +162,7 @@ class WindowMerger:
                 "step_index": w.step_index,
                 "settling": w.settling,
                 "workers": len(by_worker),
-                **sends.stats(max(end_s - w.start_s, 1e-3)).to_dict(),
+                **sends.stats(max(end_s - w.start_s, 1e-3), users).to_dict(),
             }
         )
         for worker in sorted(by_worker):

@@ -22,6 +22,7 @@ from labcap.model import LoadPlan
 # 1 µs .. 1 h at 3 significant digits: a spawn that takes minutes still fits.
 HDR_MIN_US, HDR_MAX_US, HDR_DIGITS = 1, 3_600_000_000, 3
 REASON_MAX_CHARS = 200
+USER_GAP_S = 0.1
 
 
 def new_histogram() -> HdrHistogram:
@@ -117,6 +118,8 @@ class WindowRecorder:
         self._step_hist = new_histogram()
         self._step_counts = [0, 0]
         self._sends: SendClock | None = None
+        # per user (Locust's request context "labcap_user"): its last counted send
+        self._user_sent: dict[Any, float] = {}
 
     def _send_clock(self) -> SendClock:
         if self._sends is None:
@@ -138,6 +141,7 @@ class WindowRecorder:
         name: str,
         response_time: float | None,
         exception: BaseException | None = None,
+        context: dict[str, Any] | None = None,
         **_: Any,
     ) -> None:
         """Locust ``request`` event listener (``response_time`` in ms, float)."""
@@ -152,8 +156,15 @@ class WindowRecorder:
             s = self.series[(name, request_type)] = _Series()
         s.requests += 1
         if response_time is not None:
-            # when the request left: the lock-step check looks at send instants
-            self._send_clock().add(self.elapsed() - response_time / 1000.0)
+            # when the request left: the lock-step check looks at send instants, one per
+            # user per USER_GAP_S (a user's own back-to-back journey is not a burst)
+            sent = self.elapsed() - response_time / 1000.0
+            user = context.get("labcap_user") if context else None
+            last = self._user_sent.get(user) if user is not None else None
+            if last is None or sent - last >= USER_GAP_S:
+                self._send_clock().add(sent)
+                if user is not None:
+                    self._user_sent[user] = sent
         steady = not self.plan.windows[self.window_pos].settling
         self._step_counts[0] += steady
         if exception is not None:
@@ -236,7 +247,7 @@ class WindowRecorder:
             "window_index": w.index,
             "step_index": w.step_index,
             "settling": w.settling,
-            **sends.stats(max(end_s - w.start_s, 1e-3)).to_dict(),
+            **sends.stats(max(end_s - w.start_s, 1e-3), users).to_dict(),
         }
         if self.emit_bins:
             record["bins"] = sends.sparse()

@@ -185,6 +185,7 @@ _OPTIONAL_MANIFEST_FIELDS: dict[str, Any] = {
     "environment": {},
     "calibration": None,
     "lockstep": None,
+    "search": None,
 }
 _ENVIRONMENT_FIELDS: dict[str, Any] = {
     "cpu_model": "unknown",
