@@ -28,6 +28,7 @@ class LabContent:
     artifacts_per_run: int = 2
     users: tuple[str, ...] = ("alice", "bob")
     files_per_user: int = 6
+    file_bytes: int = 0  # 0: a few hundred bytes each; else up to this many (varied)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,10 @@ def seed_files(home: Path, content: LabContent, damage: Damage = Damage()) -> in
         path = home / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(rel.encode()).hexdigest()
-        path.write_text(f"{rel}\n{digest}\n" * (1 + len(rel) % 5))
+        text = f"{rel}\n{digest}\n" * (1 + len(rel) % 5)
+        if content.file_bytes:
+            size = 1 + int(digest[:8], 16) % content.file_bytes
+            text = (text * (size // len(text) + 1))[:size]
+        path.write_text(text)
         n += 1
     return n

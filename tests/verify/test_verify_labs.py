@@ -14,6 +14,7 @@ import pytest
 from labcap.verify import (
     FAIL,
     FIX,
+    INCONCLUSIVE,
     PASS,
     READY,
     ROLL_BACK,
@@ -153,3 +154,37 @@ def test_cli_faithful_exit_zero_text(labs: Labs) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith(f"{READY}: data pass")
+
+
+def test_capacity_runs_the_same_load_on_both_and_gates_them(labs: Labs, tmp_path) -> None:
+    """A real short step load on old and faithful at once; the gate's outcome becomes the
+    check's status (which outcome depends on this shared machine's noise, so not asserted)."""
+    from labcap.store import RunDir
+    from labcap.verify import CapacitySettings
+
+    settings = VerifySettings(
+        checks=("capacity",),
+        capacity=CapacitySettings(scenario="mlflow", users=(1, 2), step_duration_s=12, window_s=1),
+        out=tmp_path,
+    )
+    result = run_verify(side("old", labs.old), side("new", labs.faithful), settings, print)
+    (capacity,) = result.checks
+    print(capacity.summary)
+    gate = capacity.details["gate"]
+    for label in ("old", "new"):
+        assert RunDir.open(tmp_path / f"capacity-{label}").manifest["status"] == "complete"
+    assert {c["users"] for c in gate["comparisons"]} == {1, 2}
+    expected = {"pass": PASS, "regression": FAIL, "inconclusive": INCONCLUSIVE}[gate["outcome"]]
+    assert capacity.status == expected
+    assert "max users at SLO" in capacity.summary
+
+
+def test_new_mlflow_down_means_roll_back(labs: Labs) -> None:
+    """Nothing listens on loopback port 9: the new tracking server is unreachable."""
+    new = resolve_deployment(
+        "new", labs.faithful.endpoints.hub_url, mlflow_url="http://127.0.0.1:9", env={}
+    )
+    result = run_verify(side("old", labs.old), new, VerifySettings(checks=("data",)))
+    (data,) = result.checks
+    assert data.status == INCONCLUSIVE and data.critical
+    assert result.verdict == ROLL_BACK

@@ -401,3 +401,12 @@ def test_unreachable_new_mlflow_is_inconclusive_not_a_pass(tmp_path):
     result = run_verify(old, new, VerifySettings(checks=("data",)))
     (data,) = result.checks
     assert data.status == INCONCLUSIVE and result.exit_code == 3
+
+
+def test_logins_without_a_password_is_a_usage_error():
+    from labcap.verify import VerifySettings, run_verify
+
+    old = resolve_deployment("old", "http://127.0.0.1:9", env={"LABCAP_OLD_HUB_PASSWORD": "pw"})
+    new = resolve_deployment("new", "http://127.0.0.1:9", env={})
+    with pytest.raises(LabcapError, match="LABCAP_NEW_HUB_PASSWORD"):
+        run_verify(old, new, VerifySettings(checks=("logins",)))

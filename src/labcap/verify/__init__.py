@@ -98,6 +98,7 @@ def run_verify(
     """Run the chosen checks (data first: it is the read-only one) and return the result."""
     settings = settings or VerifySettings()
     order = [c for c in ("data", "logins", "gpu", "capacity") if c in settings.checks]
+    _require_passwords(old, new, order)
     results: list[CheckResult] = []
     for name in order:
         progress(f"verify: {name} check")
@@ -114,6 +115,17 @@ def run_verify(
         progress(f"verify: {name} {result.status} ({result.elapsed_s:.1f} s)")
         results.append(result)
     return VerifyResult(old.describe(), new.describe(), tuple(results))
+
+
+def _require_passwords(old: Deployment, new: Deployment, checks: Sequence[str]) -> None:
+    """Fail fast (exit 2) rather than report every login as failed for want of a password."""
+    sides = [old, new] if "logins" in checks else [new] if "gpu" in checks else []
+    for dep in sides:
+        if dep.hub_url and not dep.hub_password:
+            raise LabcapError(
+                f"no hub password for {dep.label}: set LABCAP_{dep.label.upper()}_HUB_PASSWORD "
+                "(or LABCAP_HUB_PASSWORD for both), or give --credentials FILE"
+            )
 
 
 def write_result(result: VerifyResult, out: Path, secrets: Sequence[str] = ()) -> Path:
