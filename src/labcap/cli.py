@@ -375,13 +375,14 @@ def _run_and_print(
         else ("p95_ms=1000", "error_pct=1")
     )
     slos = tuple(parse_slo(s) for s in slo_text)
-    from labcap.preflight import check_locustfile, check_reachable
+    from labcap.preflight import check_locustfile, check_out_dir, check_reachable
 
     if target != "local":
         check_reachable(hosts)  # unreachable or malformed: one line, no run directory
     if info.get("path"):
         check_locustfile(info["path"])
     out = opts["out"] or _default_out(prefix or info["name"].removesuffix(".py"))
+    check_out_dir(out, overwrite=opts["overwrite"])  # before calibrating: one line, at once
     signal.signal(signal.SIGTERM, _raise_interrupted)
     calibration = _calibrate_first() if opts.get("calibrate", True) else None
     if target == "local":

@@ -91,3 +91,25 @@ def check_locustfile(path: str | Path, *, timeout_s: float = LOAD_TIMEOUT_S) -> 
         lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
         lines = lines or [ln for ln in proc.stderr.splitlines() if ln.strip()] or ["no output"]
         raise LabcapError(f"scenario failed to load: {lines[-1].strip()} (in {path})")
+
+
+def check_out_dir(out: Path, *, overwrite: bool) -> None:
+    """The run directory can be written: not a file, not another run's, not being written."""
+    import fcntl
+    import os
+
+    from labcap.store import LOCK, MANIFEST
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise LabcapError(f"--out {out} is a file, not a directory")
+    if (out / LOCK).exists():
+        fd = os.open(out / LOCK, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LabcapError(f"{out}: another labcap run is writing this directory") from None
+        finally:
+            os.close(fd)  # closing drops the probe's lock
+    if (out / MANIFEST).exists() and not overwrite:
+        raise LabcapError(f"{out} already holds a run: choose another --out or pass --overwrite")

@@ -17,15 +17,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from labcap import __version__
+from labcap.cleanup import die_with_parent
 from labcap.collectors.base import Collector, RunContext
+from labcap.collectors.guard import Guarded
 from labcap.environment import fingerprint
-from labcap.errors import LabcapError
+from labcap.errors import LabcapError, RunFailedError
 from labcap.loadtests.catalog import get_scenario
 from labcap.model import SCHEMA_VERSION, LoadPlan, Slo, plan_from_dict, plan_to_dict
 from labcap.planner.capacity import STEPS_TABLE, step_statistics, steps_frame
@@ -117,12 +119,14 @@ def resolve_scenario(scenario: str) -> dict[str, Any]:
 
 def execute_run(req: RunRequest, progress: Progress) -> RunResult:
     """Run the step load described by ``req`` and leave a finalised run directory."""
+    # a collector that raises becomes a gap in the evidence, never a crashed run
+    req = replace(req, collectors=tuple(Guarded(c) for c in req.collectors))
     scenario = resolve_scenario(req.scenario)
     missing = [n for n in scenario["needs"] if not (req.hosts.get(n) or req.hosts.get("default"))]
     if missing:
         raise LabcapError(f"scenario {scenario['name']!r} needs a URL for {', '.join(missing)}")
-    prepare_run_dir(req.out, overwrite=req.overwrite)
-    with run_lock(req.out):
+    with run_lock(req.out):  # locked before clearing: a live run's files are never touched
+        prepare_run_dir(req.out, overwrite=req.overwrite)
         run = RunDir(req.out)
         manifest = _initial_manifest(req, scenario)
         manifest["clock"] = {"start": clock_stamp()}  # a wall-clock jump shows at finalise
@@ -145,8 +149,16 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
             for c in started:
                 c.stop()
         manifest["collectors"] = [asdict(c.status()) for c in req.collectors]
-        _write_collector_tables(run, req.collectors, req.plan, progress)
-        result = _finalise(run, manifest, rc, progress)
+        try:
+            _write_collector_tables(run, req.collectors, req.plan, progress)
+            # again: a collector whose tables() failed has a gap to record
+            manifest["collectors"] = [asdict(c.status()) for c in req.collectors]
+            result = _finalise(run, manifest, rc, progress)
+        except OSError as e:  # disk full, directory removed: the journal still holds the run
+            raise RunFailedError(
+                f"{req.out}: could not write the results ({e.strerror or e}); every window "
+                f"measured so far stays in {JOURNAL}, and plan/report read it as a partial run"
+            ) from None
         return RunResult(result.path, result.status, result.reasons, interrupted)
 
 
@@ -232,7 +244,13 @@ def _supervise_engine(req: RunRequest, journal: Path, progress: Progress) -> tup
         f"(users {', '.join(str(s.users) for s in req.plan.steps)}), "
         f"about {req.plan.duration_s:g}s"
     )
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,  # a SIGKILLed labcap leaves no engine running
+    )
     deadline_s = req.plan.duration_s + 120  # the engine stops itself; this is the backstop
     started = time.monotonic()
     try:

@@ -113,6 +113,17 @@ CASES = [
     Case("host-not-url", ("run", "--host", "hub"), "'hub': use an http:// or https:// URL"),
     Case("host-bad-port", ("run", "--host", "http://127.0.0.1:99999"), "is not a URL"),
     Case("host-unreachable", RUN_OK, "target unreachable (Connection refused"),
+    Case(
+        "out-holds-a-run",
+        (*LIVE, LOCUSTFILE, "--users", "1", "--step-duration", "2s", "--out", "{run}"),
+        "already holds a run: choose another --out or pass --overwrite",
+    ),
+    Case(
+        "out-is-a-file",
+        (*LIVE, LOCUSTFILE, "--out", "{dir}/f.txt"),
+        "is a file",
+        files={"f.txt": "x"},
+    ),
     # --- locustfiles that fail to import (the target is up: the locustfile is the fault)
     Case(
         "locustfile-missing-module",
