@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable
 from typing import IO, Any
@@ -70,13 +71,36 @@ def histogram_summary(h: HdrHistogram) -> dict[str, float | None]:
     }
 
 
+def record_values(h: HdrHistogram, values: Any) -> None:
+    """``h.record_value(v)`` for every v (ints within the histogram's range), vectorised.
+
+    The same bucket arithmetic as hdrh's ``_counts_index_for``; per request, hdrh's pure
+    Python version cost the load generator about 5 µs twice (window and step).
+    """
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.int64)
+    if not len(v):
+        return
+    _mantissa, bits = np.frexp((v | h.sub_bucket_mask).astype(np.float64))
+    bucket = bits.astype(np.int64) - h.unit_magnitude - (h.sub_bucket_half_count_magnitude + 1)
+    sub = v >> (bucket + h.unit_magnitude)
+    index = ((bucket + 1) << h.sub_bucket_half_count_magnitude) + sub - h.sub_bucket_half_count
+    counts = np.ctypeslib.as_array(h.counts)
+    counts += np.bincount(index, minlength=h.counts_len)[: h.counts_len].astype(counts.dtype)
+    h.total_count += len(v)
+    h.min_value = min(h.min_value, int(v.min()))
+    h.max_value = max(h.max_value, int(v.max()))
+
+
 class _Series:
-    __slots__ = ("hist", "requests", "failures")
+    __slots__ = ("hist", "requests", "failures", "values")
 
     def __init__(self) -> None:
         self.hist = new_histogram()
         self.requests = 0
         self.failures = 0
+        self.values = array("q")  # µs, recorded into hist in one go when the window closes
 
 
 class WindowRecorder:
@@ -173,9 +197,7 @@ class WindowRecorder:
             self.reasons[(name, request_type, _reason(exception))] += 1
             return
         us = min(max(int(round((response_time or 0.0) * 1000)), HDR_MIN_US), HDR_MAX_US)
-        s.hist.record_value(us)
-        if steady:
-            self._step_hist.record_value(us)
+        s.values.append(us)
 
     def advance(self) -> None:
         """Close every window whose end has passed."""
@@ -210,6 +232,11 @@ class WindowRecorder:
         step = self.plan.steps[w.step_index]
         end_s = w.end_s if cut_at is None else min(w.end_s, max(cut_at, w.start_s))
         users = self.active_users()
+        for s in self.series.values():
+            record_values(s.hist, s.values)
+            if not w.settling:
+                record_values(self._step_hist, s.values)
+            s.values = array("q")
         for (name, method), s in sorted(self.series.items()):
             self._write(
                 {

@@ -1,0 +1,15 @@
+"""Bench users: Locust FastHttpUser GETting / ; LABCAP_BENCH_RATE req/s each (0: no wait)."""
+
+import os
+
+from locust import FastHttpUser, constant, constant_throughput, task
+
+RATE = float(os.environ.get("LABCAP_BENCH_RATE", "0"))
+
+
+class FastUser(FastHttpUser):
+    wait_time = constant_throughput(RATE) if RATE > 0 else constant(0)
+
+    @task
+    def get(self):
+        self.client.get("/", name="bench.get")
