@@ -60,6 +60,10 @@ class _Group(click.Group):
         except LabcapError as e:
             click.echo(f"labcap: error: {' '.join(str(e).split())}", err=True)
             ctx.exit(e.exit_code)
+        except OSError as e:  # disk full, permission denied: the environment, not a bug
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"labcap: error: {where}{e.strerror or e}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("labcap: interrupted", err=True)
             ctx.exit(130)

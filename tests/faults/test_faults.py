@@ -294,3 +294,85 @@ def test_two_runs_on_the_same_output_directory(tmp_path):
             "left": "none",
         }
     )
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str = "16m"):  # a report is ~5 MB
+    """A tmpfs of ``size`` at ``path`` (root only); skips the test where mount is refused."""
+    path.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip() or 'not root'})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def _fill(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        pass  # ENOSPC: the disk is full
+    try:
+        while True:
+            os.write(fd, b"\0" * 512)
+    except OSError:
+        pass
+    os.close(fd)
+
+
+def test_output_disk_full(tmp_path):
+    with small_disk(tmp_path / "disk") as disk, fault_target() as (_server, port):
+        out = disk / "run"
+        run = start_run(out, f"http://127.0.0.1:{port}")
+        wait_for_window(out, 1)
+        _fill(disk / "filler")  # the disk fills up in step 2
+        rc, err = finish(run)
+        assert rc == 1, err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("labcap: error: ") and "No space left on device" in last
+        assert not list(out.glob(".*.tmp")), "a half-written temp file was left"
+        rep = labcap("report", out)  # still full: one line, nothing half-written
+        assert rep.returncode == 1 and rep.stderr.count("\n") == 1, rep.stderr
+        assert "report.html: No space left" in rep.stderr and not (out / "report.html").exists()
+        (disk / "filler").unlink()  # space again: everything measured before is there
+        check_outcome("output disk full", out, reason="ended without finalising")
+
+
+def test_dockerd_restarted_mid_run(tmp_path):
+    from tests.docker.engine import PrivateEngine, ensure_tools, remove_all
+
+    reason = ensure_tools()
+    if reason:
+        pytest.skip(f"no private dockerd: {reason}")
+    eng = PrivateEngine()
+    eng.start()
+    try:
+        out = tmp_path / "run"
+        with fault_target() as (_server, port):
+            run = start_run(
+                out,
+                f"http://127.0.0.1:{port}",
+                extra=("--target", "docker"),
+                env={"DOCKER_HOST": eng.host},
+            )
+            wait_for_window(out, 1)
+            eng.stop()  # the engine goes away in step 2 ...
+            eng.start()  # ... and comes back
+            rc, err = finish(run)
+        assert rc == 0, err
+        client = eng.client()
+        left = [c["Names"][0] for c in client.api.containers(all=True)]
+        remove_all(client)
+        client.close()
+        assert not left, f"containers left behind: {left}"
+        check_outcome("dockerd restarted mid-run", out, reason="collector docker: lost")
+    finally:
+        eng.destroy()
