@@ -19,7 +19,8 @@ PY = sys.executable
 NGINX_CONF = """
 daemon off; master_process off; worker_processes 1; pid {dir}/nginx.pid;
 error_log {dir}/error.log crit;
-events {{ worker_connections 4096; }}
+worker_rlimit_nofile 65536;
+events {{ worker_connections 30000; }}
 http {{
   access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
   client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};

@@ -1161,6 +1161,21 @@ def _probe_startup_k8s(kw: dict[str, Any], k8s: dict[str, Any]) -> None:
 @click.option("--gpu-model", default=None, help="GPU model for MIG, e.g. A100-40GB, H100-80GB.")
 @click.option("--domain", default="lab.example.org", show_default=True, help="Public host name.")
 @click.option(
+    "--loadgen",
+    type=click.Choice(["none", "k8s"]),
+    default="none",
+    show_default=True,
+    help="k8s: also write loadgen/ (a Locust master Deployment + Service and a worker "
+    "Deployment, sized from the run's req/s per user and the calibrated generator "
+    "ceiling) for when one machine cannot generate --expected-users.",
+)
+@click.option(
+    "--loadgen-host",
+    default=None,
+    metavar="URL",
+    help="With --loadgen k8s: the URL the workers load [default: the run's host].",
+)
+@click.option(
     "--cpu-per-user", type=float, default=2.0, show_default=True, help="CPU limit per user (cores)."
 )
 @click.option(
@@ -1188,6 +1203,7 @@ def profile(run_dir: Path, out: Path, as_json: bool, **kw: Any) -> None:
     """
     from labcap.deploy_profiles import ProfileSettings, build_profile
 
+    loadgen = _loadgen_files(run_dir, kw) if kw["loadgen"] == "k8s" else None
     settings = ProfileSettings(
         platform=kw["platform"],
         expected_users=kw["expected_users"],
@@ -1202,6 +1218,13 @@ def profile(run_dir: Path, out: Path, as_json: bool, **kw: Any) -> None:
         mem_per_user_gib=kw["mem_per_user"],
     )
     result = build_profile(run_dir, settings, out)
+    if loadgen:
+        from labcap.store import atomic_write_bytes
+
+        for name, text in loadgen[0].items():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(out / name, text.encode("utf-8"))
+        _progress(f"load generator: {out / 'loadgen'} ({loadgen[1]})")
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -1233,6 +1256,22 @@ def calibrate(as_json: bool) -> None:
 
     cal = measure()
     click.echo(json.dumps(cal, indent=2, ensure_ascii=False) if as_json else describe(cal))
+
+
+def _loadgen_files(run_dir: Path, kw: dict[str, Any]) -> tuple[dict[str, str], str]:
+    from labcap.deploy_profiles.loadgen import render_loadgen
+    from labcap.planner.capacity import plan_capacity
+    from labcap.store import RunDir
+
+    if not kw["expected_users"]:
+        raise LabcapError("--loadgen k8s needs --expected-users N (the users to generate)")
+    run = RunDir.open(run_dir)
+    hosts = run.manifest.get("hosts") or {}
+    host = kw["loadgen_host"] or hosts.get("default") or next(iter(hosts.values()), "")
+    if not host:
+        raise LabcapError("--loadgen k8s: the run names no host; give --loadgen-host URL")
+    steps = list(plan_capacity(run).steps)
+    return render_loadgen(run.manifest, steps, users=kw["expected_users"], host=host)
 
 
 @cli.group()

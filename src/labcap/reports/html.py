@@ -186,6 +186,7 @@ _OPTIONAL_MANIFEST_FIELDS: dict[str, Any] = {
     "calibration": None,
     "lockstep": None,
     "search": None,
+    "generator": None,
 }
 _ENVIRONMENT_FIELDS: dict[str, Any] = {
     "cpu_model": "unknown",
