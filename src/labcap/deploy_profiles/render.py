@@ -317,6 +317,7 @@ def _render_k3s(env: Any, ctx: dict[str, Any]) -> tuple[list[RenderedFile], list
         if gpu.sharing == "mig":
             names.append("21-mig-parted-config")
     names += ["30-postgres", "40-mlflow", "50-hub", "60-proxy", "70-ingress", "80-user-quota"]
+    names.append("90-network-policy")  # default deny, then only the lab's own paths
     files = [
         RenderedFile(f"manifests/{n}.yaml", _t(env, f"k3s/{n}.yaml", {**ctx, **extra}))
         for n in names
