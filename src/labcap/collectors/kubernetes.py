@@ -248,7 +248,12 @@ def connect(
         resp = client.VersionApi(api).get_code(_request_timeout=(timeout_s, timeout_s))
         version = str(resp.git_version)
         # /version is often anonymous: check the credentials on a call that needs them
-        client.CoreV1Api(api).list_namespace(limit=1, _request_timeout=(timeout_s, timeout_s))
+        # (403 is fine: a namespace-scoped account is authenticated, just not for this)
+        try:
+            client.CoreV1Api(api).list_namespace(limit=1, _request_timeout=(timeout_s, timeout_s))
+        except Exception as e:
+            if getattr(e, "status", None) != 403:
+                raise
     except Exception as e:
         api.close()
         raise LabcapError(describe_api_problem(e, server)) from None
@@ -488,6 +493,7 @@ class KubernetesCollector:
         self._pods: dict[str, _Pod] = {}
         self._events: dict[str, dict[str, Any]] = {}  # event uid -> what we kept
         self._conflicts: dict[tuple[str, ...], ConflictRecord] = {}
+        self._event_counts: dict[tuple[str, ...], dict[str, int]] = {}
         self._nodes: list[NodeSample] = []
         self._warnings: list[str] = []
         self._available = False
@@ -962,11 +968,16 @@ class KubernetesCollector:
                 kind = "image"
             if kind is None:
                 return
-            t = observed if observed is not None else (ts or now)
-            self._conflicts[(kind, pod_uid, "event", uid)] = ConflictRecord(
+            # one row per pod, kind, reason and message: the scheduler's retries add up
+            key = (kind, pod_uid, "event", reason, message)
+            counts = self._event_counts.setdefault(key, {})
+            counts[uid] = count
+            first = self._conflicts.get(key)
+            t = first.t_unix if first else (observed if observed is not None else (ts or now))
+            self._conflicts[key] = ConflictRecord(
                 round(t, 6), kind, str(obj.get("namespace") or meta.get("namespace") or ""),
                 str(obj.get("name") or ""), pod_uid, "", reason, _scrub(message)[:500],
-                ",".join(insufficient_resources(message)), count, "event",
+                ",".join(insufficient_resources(message)), sum(counts.values()), "event",
             )  # fmt: skip
             p = self._pods.get(pod_uid)
             if p is not None and reason == "FailedScheduling" and not p.unschedulable:
