@@ -9,6 +9,7 @@ nowhere else: 2 for bad input or an unreachable target, 1 for a failed run,
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sys
 import tempfile
@@ -491,6 +492,7 @@ def _run_on_reference_lab(
         )
         result = _execute(req, opts)
         _progress("stopping the reference lab")
+    shutil.rmtree(workdir, ignore_errors=True)  # the run directory holds the results
     return result
 
 
@@ -1272,6 +1274,64 @@ def _loadgen_files(run_dir: Path, kw: dict[str, Any]) -> tuple[dict[str, str], s
         raise LabcapError("--loadgen k8s: the run names no host; give --loadgen-host URL")
     steps = list(plan_capacity(run).steps)
     return render_loadgen(run.manifest, steps, users=kw["expected_users"], host=host)
+
+
+@cli.command("cleanup")
+@click.option(
+    "--run",
+    "run_id",
+    default=None,
+    metavar="ID",
+    help="Only this run: a probe's run id (label labcap.run-id / labcap.probe) or a run "
+    "directory name. Default: every leftover of every crashed run.",
+)
+@click.option(
+    "--runs-dir",
+    type=click.Path(path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Where run directories live (their stale .lock files are removed).",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also delete namespaces labelled app.kubernetes.io/managed-by=labcap in this cluster.",
+)
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was found as JSON.")
+def cleanup_cmd(
+    run_id: str | None, runs_dir: Path, kubeconfig: Path | None, dry_run: bool, as_json: bool
+) -> None:
+    """Remove what crashed labcap runs left behind.
+
+    \b
+    Looks for, and removes (unless --dry-run):
+      load engines and Locust workers whose labcap run is gone,
+      containers labelled app.kubernetes.io/managed-by=labcap or labcap.probe (DOCKER_HOST),
+      namespaces labelled app.kubernetes.io/managed-by=labcap (with --kubeconfig),
+      .lock files in --runs-dir that no live run holds,
+      labcap-* temporary directories no process uses (only without --run).
+    A live run's resources are never touched: its lock is held.
+
+    \b
+    Example:
+      labcap cleanup --dry-run
+      labcap cleanup --run 3f9c2a1b7d4e --kubeconfig ~/.kube/config --json
+    """
+    from labcap.cleanup import cleanup
+
+    found = cleanup(
+        run=run_id,
+        runs_dir=runs_dir,
+        kubeconfig=kubeconfig,
+        dry_run=dry_run,
+        progress=None if as_json else _progress,
+    )
+    if as_json:
+        click.echo(json.dumps([f.to_dict() for f in found], indent=2))
+    elif not [f for f in found if f.action in ("removed", "would remove")]:
+        _progress("nothing to clean up")
 
 
 @cli.group()

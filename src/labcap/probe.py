@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from labcap import __version__
+from labcap.cleanup import MANAGED_BY, MANAGED_BY_LABEL, RUN_ID_LABEL
 from labcap.collectors.base import RunContext
 from labcap.collectors.docker import (
     HTTP_PATH_LABEL,
@@ -392,7 +393,12 @@ def _create_and_start(
     import docker
 
     env = dict(kv.split("=", 1) for kv in settings.env)
-    labels = {PROBE_LABEL: run_id, "labcap.step": str(step_index)}
+    labels = {
+        PROBE_LABEL: run_id,
+        "labcap.step": str(step_index),
+        MANAGED_BY_LABEL: MANAGED_BY,  # labcap cleanup finds leftovers by these two
+        RUN_ID_LABEL: run_id,
+    }
     if port:
         env["PORT"] = port
         labels[HTTP_PORT_LABEL] = port
