@@ -82,6 +82,8 @@ class RunRequest:
     # called about twice a second with the journal's path while the load runs; a
     # non-empty answer (the reason) stops the run early (the adaptive search's clear fail)
     watch: Callable[[Path], str | None] | None = field(default=None, repr=False)
+    # the adaptive search's settings (labcap.planner.search): the engine picks each step's users
+    search: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,8 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
             "load": plan_to_dict(req.plan),
             "jitter": req.jitter,
             "workers": req.workers,
+            "search": req.search,
+            "slos": [s.expression for s in req.slos],
         }
         atomic_write_json(req.out / ENGINE_CONFIG, cfg)
         journal = req.out / JOURNAL

@@ -77,20 +77,19 @@ def test_search_on_a_target_of_known_capacity(tmp_path, queue_target):
     plan = json.loads(r.stdout)
     search = json.loads((out / "manifest.json").read_text())["search"]
     probes = search["probes"]
-    # every probe recorded, in the order it ran, each its own run directory
+    # every probe recorded, in the order it ran (one load engine: users change step by step)
     assert [p["order"] for p in probes] == list(range(1, len(probes) + 1))
-    assert probes[:3] == [dict(probes[i], users=u) for i, u in enumerate((8, 16, 32))]
-    assert all((out / p["path"] / "manifest.json").is_file() for p in probes)
+    assert [p["users"] for p in probes[:3]] == [8, 16, 32]
+    assert all(p["wall_s"] > 0 and p["verdict"] in ("pass", "fail") for p in probes)
     passes = [p["users"] for p in probes if p["verdict"] == "pass"]
     fails = [p["users"] for p in probes if p["verdict"] == "fail"]
     assert fails and max(passes) < min(fails)
     # the assembled run is a ladder of the probes; plan reads it like any run
     assert [s["users"] for s in plan["steps"]] == sorted(p["users"] for p in probes)
     assert plan["capacity"]["max_users_at_slo"] == search["max_users_at_slo"] == max(passes)
-    # queueing theory: N* = 40. Each probe starts cold (all its users at once), which
-    # queues more near N* than a ladder's step-by-step growth: the answer lies in 75-115 %
+    # queueing theory: N* = 40; the SLO breaks between N* and N* + k (tests/test_queueing.py)
     n_star = saturation_users(WORKERS, SERVICE_S, THINK_S)
-    assert 0.75 * n_star <= search["max_users_at_slo"] <= 1.15 * n_star, search
+    assert 0.85 * n_star <= search["max_users_at_slo"] <= 1.15 * n_star, search
     r = subprocess.run(
         [sys.executable, "-m", "labcap.cli", "report", str(out)], capture_output=True, text=True
     )

@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,18 @@ PASSWORD_ENV = "LABCAP_HUB_PASSWORD"
 
 def _progress(msg: str) -> None:
     print(f"labcap: {msg}", file=sys.stderr, flush=True)
+
+
+def _search_controller(cfg: dict[str, Any]) -> Any:
+    """The adaptive search's controller when the run is one (``--users auto``)."""
+    if not cfg.get("search"):
+        return None
+    from labcap.model import parse_slo
+    from labcap.planner.search import SearchController, SearchSettings
+
+    return SearchController(
+        SearchSettings(**cfg["search"]), tuple(parse_slo(s) for s in cfg.get("slos", []))
+    )
 
 
 def load_user_classes(cfg: dict[str, Any]) -> list[type]:
@@ -147,12 +160,19 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
     runner = env.create_local_runner()
     n_steps = len(plan.steps)
 
+    search = _search_controller(cfg)
+
     def step_done(i: int, s: dict[str, Any]) -> None:
         p95 = "n/a" if s["p95_ms"] is None else f"{s['p95_ms']:.0f} ms"
         _progress(
             f"step {i + 1}/{n_steps} done: {s['requests']} requests, "
             f"{s['failures']} failed, p95 {p95} (steady windows)"
         )
+        if search is not None and search.probes:
+            search.step_result(s["series"])
+            probe = search.probes[-1]
+            probe["wall_s"] = round(time.monotonic() - probe["started_s"], 2)
+            _progress(f"search probe {probe['order']}: {probe['users']} users {probe['verdict']}")
 
     def sync_off_loop(fd: int) -> None:
         # A blocking fsync in the event loop would stall every user for its duration.
@@ -166,6 +186,15 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
         sync=sync_off_loop,
     )
     env.events.request.add_listener(recorder.on_request)
+    cut = Event()  # the search stops a probe that clearly fails
+
+    def on_window(w: Any, records: list[dict[str, Any]]) -> None:
+        why = search.clear_fail(w, records) if search is not None else None
+        if why:
+            _progress(f"stopping the probe early: {why}")
+            cut.set()
+
+    recorder.on_window = on_window
 
     def on_user_error(user_instance: Any, exception: BaseException, tb: Any) -> None:
         recorder.on_request("ERROR", "(user error)", None, exception=exception)
@@ -196,9 +225,29 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
         if stop.is_set():
             break
         recorder.advance()  # close the previous step's windows before users change
-        _progress(f"step {step.index + 1}/{n_steps}: {step.users} users for {step.duration_s:g}s")
-        runner.start(step.users, spawn_rate=plan.spawn_rate)
-        stop.wait(timeout=max(0.0, step.end_s - recorder.elapsed()))
+        users = step.users
+        if search is not None:
+            next_users = search.next_users()
+            if next_users is None:
+                break
+            users = recorder.step_users[step.index] = next_users
+            search.probes[-1]["started_s"] = time.monotonic()
+            _progress(f"search probe {len(search.probes)}: {users} users")
+        _progress(f"step {step.index + 1}/{n_steps}: {users} users for {step.duration_s:g}s")
+        runner.start(users, spawn_rate=plan.spawn_rate)
+        cut.clear()
+        while not stop.is_set() and recorder.elapsed() < step.end_s:
+            cut.wait(timeout=min(0.5, max(0.0, step.end_s - recorder.elapsed())))
+            if cut.is_set():
+                # jump to the step's end: its remaining windows close empty, the plan's
+                # layout (and every later window's place in it) stays as it was
+                recorder.t0 -= max(0.0, step.end_s - recorder.elapsed())
+                break
+    if search is not None and not stop.is_set():
+        recorder.advance()  # the last probe's windows: judged in step_done
+        (journal_path.parent / "probes.json").write_text(json.dumps(search.probes))
+        recorder.drop_rest()  # the plan's unused steps: not run
+        stop.set()
     stop.wait()  # the ticker sets it once the last window has closed
     ticker_greenlet.kill()
     if interrupted:

@@ -144,6 +144,12 @@ class WindowRecorder:
         self._sends: SendClock | None = None
         # per user (Locust's request context "labcap_user"): its last counted send
         self._user_sent: dict[Any, float] = {}
+        # the adaptive search decides a step's users while it runs
+        self.step_users: dict[int, int] = {}
+        # steady windows of the open step, per (endpoint, method): [hist, requests, failures]
+        self._step_series: dict[tuple[str, str], list[Any]] = {}
+        # called with (window, its window records) after each window is journalled
+        self.on_window: Callable[[Any, list[dict[str, Any]]], None] | None = None
 
     def _send_clock(self) -> SendClock:
         if self._sends is None:
@@ -211,6 +217,13 @@ class WindowRecorder:
     def finished(self) -> bool:
         return self.window_pos >= len(self.plan.windows)
 
+    def drop_rest(self) -> None:
+        """End the plan here: the open window's few records are dropped, nothing follows."""
+        self.series.clear()
+        self.reasons.clear()
+        self._sends = None
+        self.window_pos = len(self.plan.windows)
+
     def close(self, status: str, reason: str = "") -> None:
         """Flush the open window (cut short when interrupted) and journal the end."""
         self.advance()
@@ -232,12 +245,19 @@ class WindowRecorder:
         step = self.plan.steps[w.step_index]
         end_s = w.end_s if cut_at is None else min(w.end_s, max(cut_at, w.start_s))
         users = self.active_users()
-        for s in self.series.values():
+        for key, s in self.series.items():
             record_values(s.hist, s.values)
             if not w.settling:
                 record_values(self._step_hist, s.values)
+                acc = self._step_series.setdefault(key, [new_histogram(), 0, 0])
+                acc[0].add(s.hist)
+                acc[1] += s.requests
+                acc[2] += s.failures
             s.values = array("q")
+        written: list[dict[str, Any]] = []
         for (name, method), s in sorted(self.series.items()):
+            written.append({"endpoint": name, "method": method, "requests": s.requests,
+                            "failures": s.failures, **histogram_summary(s.hist)})  # fmt: skip
             self._write(
                 {
                     "kind": "window",
@@ -246,7 +266,7 @@ class WindowRecorder:
                     "start_s": w.start_s,
                     "end_s": round(end_s, 6),
                     "settling": w.settling,
-                    "target_users": step.users,
+                    "target_users": self.step_users.get(step.index, step.users),
                     "active_users": users,
                     "endpoint": name,
                     "method": method,
@@ -293,6 +313,8 @@ class WindowRecorder:
         self.sync(self.journal.fileno())
         self.series.clear()
         self.reasons.clear()
+        if self.on_window is not None:
+            self.on_window(w, written)
         last_of_step = pos + 1 >= len(self.plan.windows) or (
             self.plan.windows[pos + 1].step_index != w.step_index
         )
@@ -306,10 +328,12 @@ class WindowRecorder:
                         "failures": self._step_counts[1],
                         "p95_ms": None if summary["p95_us"] is None else summary["p95_us"] / 1000,
                         "users": users,
+                        "series": self._step_series,
                     },
                 )
             self._step_hist = new_histogram()
             self._step_counts = [0, 0]
+            self._step_series = {}
 
     def _write(self, record: dict[str, Any]) -> None:
         self.journal.write(json.dumps(record, separators=(",", ":")) + "\n")

@@ -3,15 +3,16 @@
 Instead of a fixed ladder of user counts, probe one count at a time: grow
 geometrically (x ``factor``) while the SLOs hold, then bisect between the last
 passing and the first failing count until the two are within ``resolution`` of
-each other. Each probe is a full one-step run (its own settling period, then
-steady windows) in ``OUT/probes/NN-Uu``; a probe whose steady window clearly
-breaks an SLO (by ``clear_fail_ratio``) is stopped there, since more of it
-cannot turn it into a pass.
+each other. The probes run in one load engine, one plan step each (settling,
+then steady windows), the engine choosing each step's users when it begins
+(``SearchController``), so the deployment moves from count to count as in a
+ladder instead of starting cold. A probe whose steady window clearly breaks an
+SLO (by ``clear_fail_ratio``) ends there: more of it cannot make it a pass.
 
-The run directory ``OUT`` then holds the probes as one step ladder sorted by
-users (so ``labcap plan`` and ``labcap report`` read it as any run), and its
-manifest's ``search`` section records every probe in the order it ran: users,
-verdict, p95, req/s, why it stopped, seconds it took.
+The run directory then holds the probes as one step ladder sorted by users (so
+``labcap plan`` and ``labcap report`` read it as any run), and its manifest's
+``search`` section records every probe in the order it ran: users, verdict,
+whether it stopped early and why, p95, req/s, seconds.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from labcap.errors import LabcapError
-from labcap.model import Slo, build_plan, plan_to_dict
+from labcap.model import Slo, build_plan, plan_from_dict, plan_to_dict
 from labcap.runner import Progress, RunRequest, RunResult, execute_run
 
 METHOD = (
@@ -47,19 +48,6 @@ class SearchSettings:
 
     def first(self) -> int:
         return max(1, min(self.max_users, self.start_users or self.max_users // 8))
-
-
-@dataclass(frozen=True)
-class Probe:
-    order: int
-    users: int
-    verdict: str  # pass | fail
-    stopped_early: str
-    p95_ms: float | None
-    rps: float
-    error_pct: float
-    wall_s: float
-    path: str
 
 
 def next_users(settings: SearchSettings, passed: int | None, failed: int | None) -> int | None:
@@ -131,6 +119,83 @@ class ClearFailWatch:
         return None
 
 
+def judge_series(series: dict[tuple[str, str], list[Any]], slos: tuple[Slo, ...]) -> bool:
+    """Does one probe's steady data meet every SLO? (capacity.check_step's rules.)"""
+    from labcap.loadtests.recorder import histogram_summary, new_histogram
+
+    by_ep: dict[str, list[Any]] = {}
+    for (name, _method), (hist, req, fail) in series.items():
+        acc = by_ep.setdefault(name, [new_histogram(), 0, 0])
+        acc[0].add(hist)
+        acc[1] += req
+        acc[2] += fail
+    req = sum(a[1] for a in by_ep.values())
+    fail = sum(a[2] for a in by_ep.values())
+    if req == 0 or req == fail:
+        return False  # nothing succeeded: no latency to judge
+    own = {(s.endpoint, s.metric) for s in slos if s.endpoint}
+    for slo in slos:
+        if slo.metric == "error_pct":
+            if 100 * fail / req > slo.threshold:
+                return False
+            continue
+        for ep, (hist, _r, _f) in by_ep.items():
+            if slo.endpoint not in (None, ep) or (slo.endpoint is None and (ep, slo.metric) in own):
+                continue
+            value = histogram_summary(hist)[slo.metric.replace("_ms", "_us")]
+            if value is None or value / 1000 > slo.threshold:
+                return False
+        if slo.endpoint and slo.endpoint not in by_ep:
+            return False
+    return True
+
+
+class SearchController:
+    """Inside the load engine: picks each step's users, judges it, stops clear fails."""
+
+    def __init__(self, settings: SearchSettings, slos: tuple[Slo, ...]) -> None:
+        self.settings = settings
+        self.slos = slos
+        self.passed: int | None = None
+        self.failed: int | None = None
+        self.probes: list[dict[str, Any]] = []
+        self.watch = ClearFailWatch(slos, settings.clear_fail_ratio, settings.min_window_requests)
+
+    def next_users(self) -> int | None:
+        users = next_users(self.settings, self.passed, self.failed)
+        if users is not None:
+            self.probes.append(
+                {"order": len(self.probes) + 1, "users": users, "verdict": None,
+                 "stopped_early": "", "started_s": None, "wall_s": None}
+            )  # fmt: skip
+        return users
+
+    def clear_fail(self, window: Any, records: list[dict[str, Any]]) -> str | None:
+        if window.settling or not self.probes:
+            return None
+        for r in records:
+            why = self.watch._judge({**r, "window_index": window.index})
+            if why:
+                self.probes[-1]["stopped_early"] = why
+                return why
+        return None
+
+    def step_result(self, series: dict[tuple[str, str], list[Any]]) -> None:
+        probe = self.probes[-1]
+        ok = not probe["stopped_early"] and judge_series(series, self.slos)
+        probe["verdict"] = "pass" if ok else "fail"
+        if ok:
+            self.passed = probe["users"]
+        else:
+            self.failed = probe["users"]
+
+
+def max_probes(settings: SearchSettings) -> int:
+    """An upper bound on the probes the search can take (the plan's step count)."""
+    grow = math.ceil(math.log(settings.max_users / settings.first(), settings.factor)) + 1
+    return max(1, grow + math.ceil(math.log2(settings.max_users + 1)) + 1)
+
+
 def search_capacity(
     base: RunRequest,
     settings: SearchSettings,
@@ -141,140 +206,110 @@ def search_capacity(
     spawn_rate: float,
     progress: Progress,
 ) -> RunResult:
-    """Probe user counts adaptively; leave ``base.out`` as a run of the probes, by users."""
-    from labcap.planner.capacity import plan_run
-    from labcap.store import prepare_run_dir
-
+    """Probe user counts adaptively in one load engine; leave ``base.out`` as a run of the
+    probes sorted by users, with the search path in its manifest."""
     if settings.max_users < 1:
         raise LabcapError("--max-users must be at least 1")
-    prepare_run_dir(base.out, overwrite=base.overwrite)
-    probes_dir = base.out / "probes"
-    if base.overwrite and probes_dir.is_dir():
-        import shutil
-
-        shutil.rmtree(probes_dir)  # an earlier search's probes
-    probes: list[Probe] = []
-    passed: int | None = None
-    failed: int | None = None
+    if base.workers:
+        raise LabcapError("--users auto runs in one generator process: drop --workers")
+    n = max_probes(settings)
+    # placeholder users: the engine decides each step's count while it runs
+    plan = build_plan(
+        (settings.first(),) * n, step_s, settle_s=settle_s, window_s=window_s,
+        spawn_rate=spawn_rate,
+    )  # fmt: skip
     started = time.monotonic()
-    while (users := next_users(settings, passed, failed)) is not None:
-        out = probes_dir / f"{len(probes) + 1:02d}-{users}u"
-        plan = build_plan(
-            (users,), step_s, settle_s=settle_s, window_s=window_s, spawn_rate=spawn_rate
-        )
-        watch = ClearFailWatch(base.slos, settings.clear_fail_ratio, settings.min_window_requests)
-        stopped: list[str] = []
-
-        def watcher(journal: Path, watch: ClearFailWatch = watch, stopped: list = stopped) -> Any:
-            why = watch(journal)
-            if why:
-                stopped.append(why)
-            return why
-
-        progress(f"search probe {len(probes) + 1}: {users} users")
-        t = time.monotonic()
-        req = dataclasses.replace(base, out=out, plan=plan, overwrite=True, watch=watcher)
-        result = execute_run(req, progress)
-        step = plan_run(str(result.path)).steps[0]
-        ok = step.verdict == "pass" and not stopped
-        if result.interrupted:
-            raise KeyboardInterrupt
-        probes.append(
-            Probe(
-                order=len(probes) + 1,
-                users=users,
-                verdict="pass" if ok else "fail",
-                stopped_early=stopped[0] if stopped else "",
-                p95_ms=step.p95_ms,
-                rps=step.rps,
-                error_pct=step.error_pct,
-                wall_s=round(time.monotonic() - t, 2),
-                path=str(out.relative_to(base.out)),
-            )
-        )
-        progress(
-            f"search probe {len(probes)}: {users} users {probes[-1].verdict}"
-            + (f" (stopped early: {stopped[0]})" if stopped else "")
-        )
-        if ok:
-            passed = users
-        else:
-            failed = users
-    return _assemble(base, probes, settings, time.monotonic() - started, progress)
+    req = dataclasses.replace(base, plan=plan, search=dataclasses.asdict(settings))
+    result = execute_run(req, progress)
+    probes_file = base.out / "probes.json"
+    if result.interrupted or not probes_file.is_file():
+        return result
+    probes = json.loads(probes_file.read_text())
+    probes_file.unlink()
+    return _assemble(base.out, result, probes, settings, time.monotonic() - started, progress)
 
 
 def _assemble(
-    base: RunRequest,
-    probes: list[Probe],
+    out: Path,
+    result: RunResult,
+    probes: list[dict[str, Any]],
     settings: SearchSettings,
     wall_s: float,
     progress: Progress,
 ) -> RunResult:
-    """The probes as one run, steps sorted by users; the search path in the manifest."""
-    import pandas as pd
+    """The probes as one run, steps sorted by users; the search path in the manifest.
 
-    from labcap.planner.capacity import STEPS_TABLE, step_statistics, steps_frame
+    The engine ran probe i as the plan's step i; here each probe's windows move to the
+    place its user count takes in a ladder sorted by users, so the planner and the report
+    read the run as any other. Collector tables keep the run's own timeline.
+    """
+    from labcap.planner.capacity import STEPS_TABLE, plan_capacity, step_statistics, steps_frame
     from labcap.store import FAILURES, WINDOWS, RunDir, atomic_write_parquet
 
-    ordered = sorted(probes, key=lambda p: p.users)
-    first = RunDir.open(base.out / ordered[0].path)
-    one = first.manifest["load"]["steps"][0]
+    run = RunDir.open(out)
+    probes = [{k: v for k, v in p.items() if k != "started_s"} for p in probes if p.get("verdict")]
+    if not probes:
+        return result
+    manifest = dict(run.manifest)
+    old = plan_from_dict(manifest["load"])
+    order = sorted(range(len(probes)), key=lambda i: probes[i]["users"])
     plan = build_plan(
-        tuple(p.users for p in ordered),
-        one["duration_s"],
-        settle_s=one["settle_s"],
-        window_s=first.manifest["load"]["window_s"],
-        spawn_rate=first.manifest["load"]["spawn_rate"],
-    )
+        tuple(probes[i]["users"] for i in order), old.steps[0].duration_s,
+        settle_s=old.steps[0].settle_s, window_s=old.window_s, spawn_rate=old.spawn_rate,
+    )  # fmt: skip
     per_step = len([w for w in plan.windows if w.step_index == 0])
-    windows, failures, reasons = [], [], []
-    for i, p in enumerate(ordered):
-        run = RunDir.open(base.out / p.path)
-        shift_s, shift_w = plan.steps[i].start_s, i * per_step
-        w = run.windows().copy()
-        w["step_index"] = i
-        w["window_index"] = w["window_index"] + shift_w
-        w["start_s"] = w["start_s"] + shift_s
-        w["end_s"] = w["end_s"] + shift_s
-        windows.append(w)
-        f = run.failures().copy()
-        if len(f):
-            f["step_index"] = i
-            f["window_index"] = f["window_index"] + shift_w
-            failures.append(f)
-        if run.manifest["status"] != "complete" and not p.stopped_early:
-            reasons.append(f"probe {p.order} ({p.users} users): {run.manifest['status']}")
-    windows_df = pd.concat(windows, ignore_index=True)
-    failures_df = pd.concat(failures, ignore_index=True) if failures else first.failures().iloc[0:0]
-    passing = [p.users for p in probes if p.verdict == "pass"]
-    failing = [p.users for p in probes if p.verdict == "fail"]
-    manifest = dict(first.manifest)
-    manifest.update(
-        {
-            "status": "partial" if reasons else "complete",
-            "status_reasons": reasons,
-            "load": plan_to_dict(plan),
-            "search": {
-                "method": METHOD,
-                "settings": dataclasses.asdict(settings),
-                "probes": [dataclasses.asdict(p) for p in probes],
-                "max_users_at_slo": max(passing) if passing else 0,
-                "first_failing_users": min(failing) if failing else None,
-                "wall_s": round(wall_s, 2),
-            },
-            "notes": list(manifest.get("notes", []))
-            + ["steps are the adaptive search's probes, sorted by users (see search)"],
-        }
-    )
-    atomic_write_parquet(base.out / WINDOWS, windows_df)
-    atomic_write_parquet(base.out / FAILURES, failures_df)
+    windows, failures = run.windows().copy(), run.failures().copy()
+    place = {i: j for j, i in enumerate(order)}  # probe (old step) -> ladder step
+    for frame in (windows, failures):
+        if not len(frame):
+            continue
+        old_step = frame["step_index"].astype(int)
+        new_step = old_step.map(place)
+        frame["window_index"] = frame["window_index"] + (new_step - old_step) * per_step
+        if "start_s" in frame:
+            shift = new_step.map(lambda j: plan.steps[j].start_s) - old_step.map(
+                lambda i: old.steps[i].start_s
+            )
+            frame["start_s"] = frame["start_s"] + shift
+            frame["end_s"] = frame["end_s"] + shift
+        frame["step_index"] = new_step
+    windows = windows[windows["step_index"].notna()].sort_values(["window_index", "endpoint"])
+    manifest["load"] = plan_to_dict(plan)
+    # the engine's plan had a step for every probe the search might take; the ones it did
+    # not need are not missing
+    reasons = [r for r in manifest.get("status_reasons", []) if "planned steps have" not in r]
+    if manifest.get("status") == "partial" and not reasons:
+        manifest["status"] = "complete"
+    manifest["status_reasons"] = reasons
+    atomic_write_parquet(out / WINDOWS, windows.reset_index(drop=True))
+    atomic_write_parquet(out / FAILURES, failures.reset_index(drop=True))
     atomic_write_parquet(
-        base.out / f"{STEPS_TABLE}.parquet", steps_frame(step_statistics(windows_df, plan))
+        out / f"{STEPS_TABLE}.parquet", steps_frame(step_statistics(windows, plan))
     )
-    RunDir(base.out).write_manifest(manifest)
+    passing = [p["users"] for p in probes if p["verdict"] == "pass"]
+    failing = [p["users"] for p in probes if p["verdict"] == "fail"]
+    manifest["search"] = {
+        "method": METHOD,
+        "settings": dataclasses.asdict(settings),
+        "probes": probes,
+        "max_users_at_slo": max(passing) if passing else 0,
+        "first_failing_users": min(failing) if failing else None,
+        "wall_s": round(wall_s, 2),
+    }
+    manifest["notes"] = list(manifest.get("notes", [])) + [
+        "steps are the adaptive search's probes sorted by users; they ran in the order of "
+        "search.probes (collector tables keep that timeline)"
+    ]
+    RunDir(out).write_manifest(manifest)
+    by_users = {s.users: s for s in plan_capacity(RunDir.open(out)).steps}
+    for p in probes:
+        st = by_users.get(p["users"])
+        p.update(p95_ms=st.p95_ms if st else None, rps=st.rps if st else 0.0,
+                 error_pct=st.error_pct if st else 0.0)  # fmt: skip
+    RunDir(out).write_manifest(manifest)
     s = manifest["search"]
     progress(
         f"search done in {wall_s:.0f}s over {len(probes)} probes: "
         f"max_users_at_slo {s['max_users_at_slo']}, first failing {s['first_failing_users']}"
     )
-    return RunResult(base.out, manifest["status"], tuple(reasons))
+    return RunResult(out, manifest["status"], tuple(reasons))
