@@ -337,7 +337,11 @@ def _finalise(run: RunDir, manifest: dict[str, Any], rc: int, progress: Progress
     manifest = dict(manifest, status=status, status_reasons=reasons, ended_at=_now())
     manifest["lockstep"] = _lockstep(run, records, progress)
     manifest["generator"] = _generator_cpu(records, progress)
-    reasons.extend(r["message"] for r in records if r.get("kind") == "worker_gap")
+    gaps = [r["message"] for r in records if r.get("kind") == "worker_gap"]
+    if gaps:  # windows merged without some Locust worker's data: not a complete measurement
+        reasons.extend(gaps)
+        if manifest["status"] == "complete":
+            manifest["status"] = "partial"
     manifest = assess_validity(manifest, windows_df, failures_df)  # labcap.validity's checks
     status, reasons = manifest["status"], manifest["status_reasons"]
     if ends:

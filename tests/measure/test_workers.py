@@ -15,6 +15,7 @@ import pytest
 from labcap.loadtests.merge import MessageJournal, WindowMerger
 from labcap.loadtests.recorder import WindowRecorder
 from labcap.model import build_plan
+from labcap.store import JOURNAL
 from tests.support.servers import loopback_server
 
 LOCUSTFILE = Path(__file__).parent.parent / "support" / "locustfile_target.py"
@@ -160,3 +161,41 @@ def test_workers_must_be_a_count_or_auto(tmp_path, target):
     )  # fmt: skip
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("labcap: error: --workers 'many'")
+
+
+def test_a_worker_that_dies_leaves_a_partial_run_with_the_gap_named(tmp_path, target):
+    import time
+
+    import psutil
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "labcap.cli", "run", "--host", target,
+            "--scenario", str(LOCUSTFILE), "--users", "4", "--step-duration", "8s",
+            "--settle", "1s", "--window", "1s", "--workers", "2", "--no-calibrate",
+            "--out", str(out), "--json",
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+    )  # fmt: skip
+    try:
+        victim = None
+        deadline = time.monotonic() + 60
+        while victim is None and time.monotonic() < deadline:
+            kids = psutil.Process(proc.pid).children(recursive=True)
+            workers = [k for k in kids if "--worker" in k.cmdline()]
+            journal = out / JOURNAL
+            merged = journal.read_text().count('"kind":"window"') if journal.exists() else 0
+            if len(workers) == 2 and merged >= 2:  # connected, and merged a few windows
+                victim = workers[0]
+            time.sleep(0.2)
+        assert victim is not None, "the Locust workers did not start"
+        victim.kill()
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "partial"
+    assert any("workers sent no data" in r for r in manifest["status_reasons"])
