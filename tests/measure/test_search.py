@@ -105,3 +105,27 @@ def test_users_auto_needs_max_users(queue_target):
     )  # fmt: skip
     assert r.returncode == 2
     assert "--users auto and --max-users N go together" in r.stderr
+
+
+def test_one_noisy_window_does_not_end_a_probe_two_in_a_row_do():
+    from types import SimpleNamespace
+
+    from labcap.model import parse_slo
+    from labcap.planner.search import SearchController
+
+    ctl = SearchController(SearchSettings(max_users=64), (parse_slo("p95_ms=300"),))
+
+    def window(i: int, p95_ms: float) -> str | None:
+        w = SimpleNamespace(index=i, settling=False)
+        rec = {"endpoint": "api", "method": "GET", "requests": 50, "failures": 0,
+               "p95_us": p95_ms * 1000}  # fmt: skip
+        return ctl.clear_fail(w, [rec])
+
+    assert ctl.next_users() == 8
+    assert window(2, 500) is None  # 1.7x once: maybe noise
+    assert window(3, 250) is None
+    assert window(4, 500) is None
+    assert "over 1.5x" in window(5, 480)  # twice in a row: a clear fail
+    ctl.step_result({})  # this probe failed
+    assert ctl.next_users() == 4  # the next one starts afresh
+    assert window(9, 1000) is not None  # 3.3x: at once

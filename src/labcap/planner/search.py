@@ -29,11 +29,14 @@ from labcap.errors import LabcapError
 from labcap.model import Slo, build_plan, plan_from_dict, plan_to_dict
 from labcap.runner import Progress, RunRequest, RunResult, execute_run
 
+HARD_RATIO = 3.0  # one steady window this far over an SLO ends a probe at once
+
 METHOD = (
     "adaptive: start at start_users, multiply by factor while every SLO holds, then bisect "
     "between the last passing and first failing user count until they are within resolution "
     "(relative) of each other; each probe is one step (settling, then steady windows); a "
-    "probe is stopped early when a steady window breaks an SLO by clear_fail_ratio or more"
+    "probe is stopped early when two steady windows in a row break an SLO by clear_fail_ratio "
+    "or more, or one by 3x"
 )
 
 
@@ -160,9 +163,12 @@ class SearchController:
         self.failed: int | None = None
         self.probes: list[dict[str, Any]] = []
         self.watch = ClearFailWatch(slos, settings.clear_fail_ratio, settings.min_window_requests)
+        self.hard = ClearFailWatch(slos, HARD_RATIO, settings.min_window_requests)
+        self._soft_prev: int | None = None
 
     def next_users(self) -> int | None:
         users = next_users(self.settings, self.passed, self.failed)
+        self._soft_prev = None
         if users is not None:
             self.probes.append(
                 {"order": len(self.probes) + 1, "users": users, "verdict": None,
@@ -171,14 +177,18 @@ class SearchController:
         return users
 
     def clear_fail(self, window: Any, records: list[dict[str, Any]]) -> str | None:
-        if window.settling or not self.probes:
+        """A reason to end the probe: one steady window over HARD_RATIO x an SLO, or two
+        in a row over clear_fail_ratio x (one noisy window on a busy machine is not enough)."""
+        if window.settling or not self.probes or self.probes[-1]["stopped_early"]:
             return None
-        for r in records:
-            why = self.watch._judge({**r, "window_index": window.index})
-            if why:
-                self.probes[-1]["stopped_early"] = why
-                return why
-        return None
+        marked = {"window_index": window.index}
+        soft = next((w for r in records if (w := self.watch._judge({**r, **marked}))), None)
+        hard = next((w for r in records if (w := self.hard._judge({**r, **marked}))), None)
+        previous, self._soft_prev = self._soft_prev, window.index if soft else None
+        why = hard or (soft if soft and previous == window.index - 1 else None)
+        if why:
+            self.probes[-1]["stopped_early"] = why
+        return why
 
     def step_result(self, series: dict[tuple[str, str], list[Any]]) -> None:
         probe = self.probes[-1]
