@@ -42,6 +42,14 @@ bench-docker: install
 	$(PY) bench/docker_overhead.py
 	$(PY) bench/docker_storm.py
 
+# The k8s tests' real Kubernetes 1.20 (root; built once into /var/cache/labcap-k8s, then
+# ~20 s). `make test` needs neither: the k8s_cluster fixture brings it up and down itself.
+.PHONY: k8s-up k8s-down
+k8s-up:
+	scripts/test-cluster up
+k8s-down:
+	scripts/test-cluster down
+
 # GPU tests (real NVML) + sampler overhead, on a machine with an NVIDIA GPU; exits 2 without one.
 .PHONY: gpu-check
 gpu-check:

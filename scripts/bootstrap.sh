@@ -14,6 +14,14 @@ if [ "$(id -u)" -eq 0 ]; then
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   # the report tests open the HTML in a real headless browser
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  # the k8s tests' cluster (scripts/test-cluster): Kubernetes built from Debian's source
+  # package needs rsync and Go 1.15 (fetched by the script itself); etcd; gcc for pause
+  command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+  command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+  command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+  [ -f /usr/include/stdio.h ] || missing+=(libc6-dev)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -1188,6 +1188,19 @@ def _probe_startup_k8s(kw: dict[str, Any], k8s: dict[str, Any]) -> None:
     metavar="GIB",
     help="Memory limit per user, GiB.",
 )
+@click.option(
+    "--validate-server",
+    is_flag=True,
+    help="k3s: also submit every object to a live API server with dryRun=All (nothing is "
+    "persisted) before writing. Kinds it does not serve are reported, not rejected.",
+)
+@click.option(
+    "--kubeconfig",
+    default=None,
+    metavar="PATH",
+    help="For --validate-server [default: $KUBECONFIG, ~/.kube/config, /etc/rancher/k3s/k3s.yaml].",
+)
+@click.option("--context", default=None, help="kubeconfig context for --validate-server.")
 @click.option("--json", "as_json", is_flag=True, help="Print sizing.json's content on stdout.")
 def profile(run_dir: Path, out: Path, as_json: bool, **kw: Any) -> None:
     """Render the deployment a run calls for: Compose or K3s, sized from its capacity.
@@ -1202,8 +1215,14 @@ def profile(run_dir: Path, out: Path, as_json: bool, **kw: Any) -> None:
       labcap profile runs/lab-1 --platform k3s --out deploy/k3s --expected-users 120 \\
           --gpus 4 --gpu-sharing time-slicing
       labcap profile runs/lab-1 --platform compose --out deploy/compose --expected-users 30
+      labcap profile runs/lab-1 --platform k3s --out deploy/k3s --validate-server \\
+          --kubeconfig /etc/rancher/k3s/k3s.yaml
     """
     from labcap.deploy_profiles import ProfileSettings, build_profile
+    from labcap.deploy_profiles.dryrun import server_checker
+
+    if kw["validate_server"] and kw["platform"] != "k3s":
+        raise LabcapError("--validate-server needs --platform k3s (Compose has no API server)")
 
     loadgen = _loadgen_files(run_dir, kw) if kw["loadgen"] == "k8s" else None
     settings = ProfileSettings(
@@ -1219,7 +1238,8 @@ def profile(run_dir: Path, out: Path, as_json: bool, **kw: Any) -> None:
         cpu_per_user=kw["cpu_per_user"],
         mem_per_user_gib=kw["mem_per_user"],
     )
-    result = build_profile(run_dir, settings, out)
+    check = server_checker(kw["kubeconfig"], kw["context"]) if kw["validate_server"] else None
+    result = build_profile(run_dir, settings, out, server_check=check)
     if loadgen:
         from labcap.store import atomic_write_bytes
 
@@ -1234,6 +1254,8 @@ def profile(run_dir: Path, out: Path, as_json: bool, **kw: Any) -> None:
         click.echo(f"  {d.key:<30} {d.value!s:>8} {d.unit:<11} {d.source}")
     for w in result.sizing.warnings:
         click.echo(f"warning: {w}")
+    if check is not None:
+        click.echo(result.checks[-1])
     click.echo(f"{settings.platform} profile: {len(result.files)} files in {out} (RUNBOOK.md)")
 
 

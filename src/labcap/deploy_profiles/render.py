@@ -85,6 +85,13 @@ class Profile:
     def file(self, path: str) -> RenderedFile:
         return next(f for f in self.files if f.path == path)
 
+    def with_checks(self, *extra: str) -> Profile:
+        """The same files plus more validation lines (sizing.json re-rendered to list them)."""
+        files = tuple(f for f in self.files if f.path != SIZING_FILE)
+        bare = Profile(self.sizing, files, (*self.checks, *extra))
+        sizing_json = json.dumps(bare.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        return Profile(self.sizing, (*files, RenderedFile(SIZING_FILE, sizing_json)), bare.checks)
+
     def to_dict(self) -> dict[str, Any]:
         """sizing.json: every decision and its source; never a secret's value."""
         from labcap import __version__
@@ -429,8 +436,13 @@ def build_profile(
     out: str | Path,
     *,
     secret_factory: SecretFactory = random_secret,
+    server_check: Callable[[Profile], str] | None = None,
 ) -> Profile:
-    """Read a run, size and render its profile, validate it, and write it into ``out``."""
+    """Read a run, size and render its profile, validate it, and write it into ``out``.
+
+    ``server_check`` (see ``dryrun.server_checker``) validates the rendered profile against a
+    live API server before anything is written; its summary joins sizing.json's validation.
+    """
     from labcap.planner.capacity import plan_run
 
     out = Path(out)
@@ -442,5 +454,7 @@ def build_profile(
         secret_factory=secret_factory,
         existing_secrets=read_existing_secrets(out) if previous else None,
     )
+    if server_check is not None:
+        profile = profile.with_checks(server_check(profile))
     write_profile(profile, out, previous_files=previous)
     return profile

@@ -1,0 +1,92 @@
+"""The test cluster itself: a real node becomes Ready and runs a pod; nothing leaves loopback."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+
+import pytest
+import urllib3
+
+from tests.k8s.cluster import SCRIPT, script, wait_for
+
+
+def test_node_ready_and_pod_runs(k8s_cluster):
+    core = k8s_cluster.core()
+    node = core.read_node(k8s_cluster.node)
+    ready = {c.type: c.status for c in node.status.conditions}
+    assert ready["Ready"] == "True"
+    # --node-ip=127.0.0.1: the kubelet refuses to publish a loopback address, so the node has
+    # none at all rather than the machine's own (non-loopback) one
+    assert all(a.address.startswith("127.") for a in node.status.addresses or [])
+    with k8s_cluster.namespace("labcap-smoke") as ns:
+        core.create_namespaced_pod(ns, k8s_cluster.pod_manifest("smoke"))
+        pod = wait_for(
+            lambda: (p := core.read_namespaced_pod("smoke", ns)).status.phase == "Running" and p,
+            120,
+            "pod smoke Running",
+        )
+        assert pod.spec.node_name == k8s_cluster.node
+        conds = {c.type: c.status for c in pod.status.conditions}
+        assert conds["Ready"] == "True"
+        assert pod.status.container_statuses[0].image.endswith("labcap-test/busybox:1")
+    assert ns not in {n.metadata.name for n in core.list_namespace().items}
+
+
+def test_kubeconfig_is_private_and_uses_token_auth(k8s_cluster):
+    mode = stat.S_IMODE(os.stat(k8s_cluster.kubeconfig).st_mode)
+    assert mode == 0o600
+    text = k8s_cluster.kubeconfig.read_text()
+    assert "token:" in text and "client-key" not in text
+    assert k8s_cluster.server.startswith("https://127.0.0.1:")
+
+
+def test_env_prints_the_kubeconfig(k8s_cluster):
+    r = script("env")
+    assert r.returncode == 0
+    assert f"export KUBECONFIG={k8s_cluster.kubeconfig}" in r.stdout.splitlines()
+
+
+def test_up_when_up_is_a_noop(k8s_cluster):
+    before = _pids()
+    r = script("up", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "already up" in r.stderr
+    assert _pids() == before
+
+
+def test_only_loopback_peers(k8s_cluster):
+    """Every socket of every process the cluster started has a loopback peer (or none)."""
+    r = script("check-net")
+    assert r.returncode == 0, r.stderr
+
+
+def test_apiserver_stop_and_start(k8s_apiserver_restored):
+    cluster = k8s_apiserver_restored
+    core = cluster.core()
+    core.api_client.configuration.retries = 0
+    cluster.stop_apiserver()
+    with pytest.raises(urllib3.exceptions.MaxRetryError):
+        core.list_namespace(_request_timeout=3)
+    cluster.start_apiserver()
+    assert cluster.node in {n.metadata.name for n in cluster.core().list_node().items}
+
+
+def test_not_root_is_a_clear_skip_reason():
+    if os.geteuid() != 0:
+        pytest.skip("already not root")
+    r = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(SCRIPT), "up"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert r.returncode == 3
+    assert "must run as root" in r.stderr
+
+
+def _pids() -> dict[str, str]:
+    r = script("status")
+    return {ln.split(":")[0]: ln for ln in r.stdout.splitlines() if "pid" in ln}
