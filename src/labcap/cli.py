@@ -804,6 +804,15 @@ def gate(
     help="sha256 of every file, of none, or of a sample of N files per tree.",
 )
 @click.option(
+    "--artifacts",
+    "artifact_source",
+    type=click.Choice(["auto", "api", "store"]),
+    default="auto",
+    show_default=True,
+    help="MLflow artifact listings through the server's API, or read from the artifact store "
+    "(auto: the store when a run's artifact_uri is a local path here, else the API).",
+)
+@click.option(
     "--ignore",
     multiple=True,
     metavar="GLOB",
@@ -911,7 +920,9 @@ def verify(**kw: Any) -> None:
         users=sample_users(kw["users"]),
         logins=LoginSettings(spawn_margin=_percent(kw["spawn_margin"], "--spawn-margin")),
         data=DataSettings(
-            ChecksumPolicy.parse(kw["checksums"]), ignore=tuple(kw["ignore"]) or DEFAULT_IGNORE
+            ChecksumPolicy.parse(kw["checksums"]),
+            ignore=tuple(kw["ignore"]) or DEFAULT_IGNORE,
+            artifact_source=kw["artifact_source"],
         ),
         capacity=_capacity_settings(kw, thresholds_from_options(kw["max_regressions"])),
         out=out,

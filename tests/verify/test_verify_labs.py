@@ -188,3 +188,17 @@ def test_new_mlflow_down_means_roll_back(labs: Labs) -> None:
     (data,) = result.checks
     assert data.status == INCONCLUSIVE and data.critical
     assert result.verdict == ROLL_BACK
+
+
+def test_artifact_listing_from_the_store_equals_the_api(labs: Labs) -> None:
+    from labcap.verify.mlflow_data import MlflowReader
+
+    def listings(source: str) -> dict[str, dict]:
+        reader = MlflowReader(labs.old.endpoints.mlflow_url, artifact_source=source)
+        snap = reader.snapshot(lambda _m: None, "old")
+        assert snap.errors == [] and snap.artifact_sources[source] == len(snap.runs)
+        return {r.run_id: r.artifacts for r in snap.runs if r.experiment.startswith("exp-")}
+
+    via_api, via_store = listings("api"), listings("store")
+    assert len(via_api) == 6 and all(len(a) == 3 for a in via_api.values())  # 2 files + model/
+    assert via_store == via_api

@@ -28,6 +28,9 @@ class DataSettings:
     # experiment names, and top-level entries of each file tree, left out of the comparison
     ignore: tuple[str, ...] = DEFAULT_IGNORE
     workers: int = 8
+    # artifact listings: "auto" (the store when the artifact_uri is a local path here, else
+    # the API), "api" or "store"
+    artifact_source: str = "auto"
 
 
 def check_data(
@@ -103,7 +106,12 @@ def _mlflow(
     old: Deployment, new: Deployment, settings: DataSettings, progress: Progress
 ) -> tuple[list[Difference], dict[str, Any], list[str]]:
     readers = {
-        d.label: MlflowReader(d.mlflow_url, d.mlflow_token, workers=settings.workers)
+        d.label: MlflowReader(
+            d.mlflow_url,
+            d.mlflow_token,
+            workers=settings.workers,
+            artifact_source=settings.artifact_source,
+        )
         for d in (old, new)
     }
 
@@ -130,7 +138,7 @@ def _mlflow(
 def _drop_ignored(snap: MlflowSnapshot, patterns: Sequence[str]) -> MlflowSnapshot:
     keep = {n: e for n, e in snap.experiments.items() if not _ignored(n, patterns)}
     runs = [r for r in snap.runs if r.experiment in keep]
-    return MlflowSnapshot(keep, runs, snap.errors)
+    return MlflowSnapshot(keep, runs, snap.errors, snap.artifact_sources)
 
 
 def _ignored(name: str, patterns: Sequence[str]) -> bool:

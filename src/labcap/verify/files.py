@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -107,6 +108,7 @@ def compare_trees(
     ignore: Sequence[str] = (),
 ) -> tuple[list[Difference], dict[str, object]]:
     """Every difference between the two trees, and their counts, sizes and hashing stats."""
+    started = time.monotonic()
     old, new = scan_tree(old_root, ignore), scan_tree(new_root, ignore)
     label = f"{old_root} -> {new_root}"
     diffs = [
@@ -155,7 +157,9 @@ def compare_trees(
         "dirs": {"old": _count(old, "dir"), "new": _count(new, "dir")},
         "bytes": {"old": _bytes(old), "new": _bytes(new)},
         "checksums": {"mode": policy.mode, "files_hashed": len(hashed)},
+        "elapsed_s": round(time.monotonic() - started, 2),
     }
+    progress(f"verify data: {label}: compared in {details['elapsed_s']:.1f} s")
     return diffs, details
 
 

@@ -68,6 +68,11 @@ def __labcap_gpu_probe():
 PROBE_EXPRESSION = "__labcap_gpu_probe()"
 
 
+def _gap(*args: Any, **kw: Any) -> Difference:
+    """A difference between the plan and what the server sees."""
+    return Difference(*args, labels=("planned", "seen"), **kw)
+
+
 def run_probe_locally() -> dict[str, Any]:
     """The same probe in this process (what the device check script runs on a GPU host)."""
     scope: dict[str, Any] = {}
@@ -135,13 +140,13 @@ def judge_gpu(plan: Mapping[str, Any], seen: Mapping[str, Any]) -> CheckResult:
             "gpu",
             FAIL,
             f"the plan expects {expected} GPU(s) ({sharing}); the server sees none",
-            (Difference("gpu-not-visible", "user server", f"{expected} GPU(s)", 0, why),),
+            (_gap("gpu-not-visible", "user server", f"{expected} GPU(s)", 0, why),),
             details,
         )
     devices = list(seen.get("devices") or [])
     desc = ", ".join(f"{d['name']} {d['memory_total_bytes'] / 2**30:.0f} GiB" for d in devices)
     diffs = [
-        Difference("gpu-no-memory", f"GPU {d['index']} {d['name']}", None, 0)
+        _gap("gpu-no-memory", f"GPU {d['index']} {d['name']}", None, 0)
         for d in devices
         if not d.get("memory_total_bytes")
     ]
@@ -158,7 +163,7 @@ def judge_gpu(plan: Mapping[str, Any], seen: Mapping[str, Any]) -> CheckResult:
     shares = [m for d in devices for m in d.get("mig_devices", [])] if sharing == "mig" else devices
     if len(shares) > 1:
         diffs.append(
-            Difference(
+            _gap(
                 "gpu-sharing-mismatch",
                 "GPU shares visible to one user server",
                 1,
@@ -170,7 +175,7 @@ def judge_gpu(plan: Mapping[str, Any], seen: Mapping[str, Any]) -> CheckResult:
         diffs += _mig_differences(plan, devices)
     else:
         diffs += [
-            Difference(
+            _gap(
                 "gpu-sharing-mismatch",
                 f"GPU {d['index']} MIG mode",
                 "disabled",
@@ -202,7 +207,7 @@ def _mig_differences(plan: Mapping[str, Any], devices: list[dict[str, Any]]) -> 
     for d in devices:
         if not d.get("mig_mode"):
             diffs.append(
-                Difference(
+                _gap(
                     "gpu-sharing-mismatch",
                     f"GPU {d['index']} MIG mode",
                     "enabled",
@@ -211,11 +216,11 @@ def _mig_differences(plan: Mapping[str, Any], devices: list[dict[str, Any]]) -> 
                 )
             )
     if any(d.get("mig_mode") for d in devices) and not mig_devices:
-        diffs.append(Difference("gpu-sharing-mismatch", "MIG devices", "at least one", 0))
+        diffs.append(_gap("gpu-sharing-mismatch", "MIG devices", "at least one", 0))
     for m in mig_devices:
         if wanted and not any(profile in m["name"] for profile in wanted):
             diffs.append(
-                Difference(
+                _gap(
                     "gpu-sharing-mismatch",
                     f"MIG device {m['name']}",
                     ", ".join(wanted),

@@ -2,6 +2,11 @@
 listings of both tracking servers, read through the REST API (read-only: searches and
 listings, never a write), compared item by item.
 
+Artifact listings come through the server's ``artifacts/list`` (one call per run and
+directory), or, with ``artifact_source="auto"``, straight from the artifact store when a run's
+``artifact_uri`` is a local path that exists here (a local or mounted store: the same listing,
+without two HTTP calls per run); ``"api"`` and ``"store"`` force one or the other.
+
 Runs are matched by run id when the two servers share ids (a database copy keeps them);
 otherwise by experiment name, run name and start time (a copy through the API makes new ids).
 """
@@ -9,11 +14,15 @@ otherwise by experiment name, run name and start time (a copy through the API ma
 from __future__ import annotations
 
 import math
+import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import requests
 
@@ -41,6 +50,8 @@ class RunRecord:
     metrics: dict[str, tuple[Any, Any, Any]]  # key -> (value, step, timestamp)
     tags: dict[str, str]
     artifacts: dict[str, tuple[bool, int | None]] = field(default_factory=dict)
+    artifact_uri: str = ""
+    artifact_source: str = ""  # where the listing came from: api or store
 
     @property
     def label(self) -> str:
@@ -52,15 +63,23 @@ class MlflowSnapshot:
     experiments: dict[str, dict[str, Any]]  # by name
     runs: list[RunRecord]
     errors: list[str]
+    artifact_sources: dict[str, int] = field(default_factory=dict)
 
 
 class MlflowReader:
     """Paginated, read-only REST access to one tracking server."""
 
     def __init__(
-        self, url: str, token: str = "", *, timeout_s: float = 30.0, workers: int = 8
+        self,
+        url: str,
+        token: str = "",
+        *,
+        timeout_s: float = 30.0,
+        workers: int = 8,
+        artifact_source: str = "auto",
     ) -> None:
         self.url = url.rstrip("/")
+        self.artifact_source = artifact_source
         self._token = token
         self.timeout_s = timeout_s
         self.workers = workers
@@ -149,13 +168,26 @@ class MlflowReader:
 
         def list_one(rec: RunRecord) -> None:
             try:
-                rec.artifacts = self.artifacts(rec.run_id)
+                local = _local_dir(rec.artifact_uri)
+                if self.artifact_source == "store" and local is None:
+                    raise MlflowReadError(f"artifact_uri {rec.artifact_uri!r} is not a local path")
+                if self.artifact_source != "api" and local is not None:
+                    rec.artifacts, rec.artifact_source = list_store(local), "store"
+                else:
+                    rec.artifacts, rec.artifact_source = self.artifacts(rec.run_id), "api"
             except MlflowReadError as e:
                 errors.append(f"artifacts of run {rec.label}: {e}")
 
+        started = time.monotonic()
         with ThreadPoolExecutor(self.workers) as pool:
             list(pool.map(list_one, runs))
-        return MlflowSnapshot({e["name"]: e for e in exps}, runs, errors)
+        sources = {k: sum(r.artifact_source == k for r in runs) for k in ("api", "store")}
+        progress(
+            f"verify data: {label} MLflow: artifacts of {len(runs)} runs listed in "
+            f"{time.monotonic() - started:.1f} s ({sources['api']} through the API, "
+            f"{sources['store']} from the store)"
+        )
+        return MlflowSnapshot({e["name"]: e for e in exps}, runs, errors, sources)
 
 
 def _run_record(raw: dict[str, Any], experiments: dict[str, dict[str, Any]]) -> RunRecord:
@@ -172,7 +204,36 @@ def _run_record(raw: dict[str, Any], experiments: dict[str, dict[str, Any]]) -> 
             for m in data.get("metrics", [])
         },
         tags={t["key"]: t.get("value") for t in data.get("tags", [])},
+        artifact_uri=str(info.get("artifact_uri") or ""),
     )
+
+
+def _local_dir(uri: str) -> Path | None:
+    """The directory of a local artifact URI (``file://`` or an absolute path) if it exists."""
+    if uri.startswith("file://"):
+        path = Path(unquote(urlsplit(uri).path))
+    elif uri.startswith("/"):
+        path = Path(uri)
+    else:
+        return None
+    return path if path.is_dir() else None
+
+
+def list_store(root: Path) -> dict[str, tuple[bool, int | None]]:
+    """The listing ``artifacts/list`` gives, read from the store: path -> (is_dir, size)."""
+    out: dict[str, tuple[bool, int | None]] = {}
+    try:
+        for dirpath, dirnames, filenames in os.walk(root):
+            rel = Path(dirpath).relative_to(root)
+            for d in dirnames:
+                out[(rel / d).as_posix()] = (True, None)
+            for f in filenames:
+                out[(rel / f).as_posix()] = (False, (Path(dirpath) / f).stat().st_size)
+            if len(out) > _MAX_ARTIFACTS_PER_RUN:
+                raise MlflowReadError(f"{root}: over {_MAX_ARTIFACTS_PER_RUN} artifacts")
+    except OSError as e:
+        raise MlflowReadError(f"{root}: {e.strerror or e}") from None
+    return out
 
 
 def compare_mlflow(old: MlflowSnapshot, new: MlflowSnapshot) -> tuple[list[Difference], dict]:
@@ -203,6 +264,7 @@ def compare_mlflow(old: MlflowSnapshot, new: MlflowSnapshot) -> tuple[list[Diffe
         diffs += _compare_run(runs_old[key], runs_new[key])
     details = {
         "matched_runs_by": "run id" if by_id else "experiment, run name and start time",
+        "artifact_listings": {"old": old.artifact_sources, "new": new.artifact_sources},
         "experiments": {"old": len(old.experiments), "new": len(new.experiments)},
         "runs": {"old": len(old.runs), "new": len(new.runs)},
         "artifacts": {

@@ -33,11 +33,13 @@ class Difference:
     old: Any = None
     new: Any = None
     detail: str = ""
+    # what ``old`` and ``new`` stand for (the GPU check compares the plan with what it saw)
+    labels: tuple[str, str] = ("old", "new")
 
     def line(self) -> str:
         values = ""
         if self.old is not None or self.new is not None:
-            values = f": old {_short(self.old)}, new {_short(self.new)}"
+            values = f": {self.labels[0]} {_short(self.old)}, {self.labels[1]} {_short(self.new)}"
         detail = f" ({self.detail})" if self.detail else ""
         return f"{self.kind} {self.subject}{values}{detail}"
 
