@@ -70,3 +70,44 @@ def test_no_kubeconfig_secret_in_a_k8s_probe_runs_artefacts(k8s_cluster, tmp_pat
     assert c.returncode == 0, c.stderr
     namespaces = [f for f in json.loads(c.stdout) if f["kind"] == "namespace"]
     assert all(f["action"] != "would remove" for f in namespaces), (MANAGED_BY_LABEL, namespaces)
+
+
+def test_cleanup_deletes_a_crashed_runs_namespace_and_only_it(k8s_cluster, tmp_path):
+    from labcap.cleanup import MANAGED_BY, RUN_ID_LABEL
+
+    core = k8s_cluster.core()
+    names = {"labcap-crashed-x1": "x1", "labcap-other-x2": "x2"}
+    for name, run_id in names.items():
+        labels = {MANAGED_BY_LABEL: MANAGED_BY, RUN_ID_LABEL: run_id}
+        core.create_namespace({"metadata": {"name": name, "labels": labels}})
+    try:
+        c = subprocess.run(
+            [sys.executable, "-m", "labcap.cli", "cleanup", "--run", "x1", "--json"]
+            + ["--kubeconfig", str(k8s_cluster.kubeconfig), "--runs-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"DOCKER_HOST": "unix:///nonexistent", "PATH": "/usr/bin:/bin"},
+        )
+        assert c.returncode == 0, c.stderr
+        found = [f for f in json.loads(c.stdout) if f["kind"] == "namespace"]
+        assert [(f["name"], f["action"]) for f in found] == [("labcap-crashed-x1", "removed")]
+        if _exists(core, "labcap-crashed-x1"):  # deletion takes a moment: it is on its way
+            assert core.read_namespace("labcap-crashed-x1").status.phase == "Terminating"
+        assert core.read_namespace("labcap-other-x2").status.phase == "Active"
+    finally:
+        for name in names:
+            if _exists(core, name):
+                core.delete_namespace(name)
+
+
+def _exists(core, name: str) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        core.read_namespace(name)
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    return True
