@@ -138,7 +138,9 @@ def table_findings(
     steps = [s for s in _list(manifest.get("load", {}).get("steps")) if isinstance(s, dict)]
     if not steps or windows is None:
         return []
-    out = _failure_findings(failures, steps)
+    # a startup probe measures failures (exits, timeouts): they are its result, not a fault
+    probe = isinstance(manifest.get("probe"), dict)
+    out = [] if probe else _failure_findings(failures, steps)
     steady = windows[~windows["settling"].astype(bool)] if len(windows) else windows
     with_data = set(int(i) for i in steady["step_index"].unique()) if len(steady) else set()
     if manifest.get("status") == "complete":
@@ -156,7 +158,7 @@ def table_findings(
     first = windows[windows["step_index"] == 0] if len(windows) else windows
     requests = int(first["requests"].sum()) if len(first) else 0
     failures = int(first["failures"].sum()) if len(first) else 0
-    if requests and 100 * failures / requests > bounds.max_first_step_error_pct:
+    if not probe and requests and 100 * failures / requests > bounds.max_first_step_error_pct:
         pct = 100 * failures / requests
         out.append(
             Finding(

@@ -153,3 +153,9 @@ def test_refused_connections_and_timeouts_are_named(tmp_path, recorded_run):
     assert found["target-down"].message.endswith("7 requests in step 2 (2 users)")
     assert found["timeouts"].message.endswith("2 requests in step 2 (2 users)")
     assert {f.severity for f in found.values()} == {"partial"}
+
+
+def test_a_startup_probes_failures_are_its_measurement_not_a_fault(tmp_path, recorded_run):
+    run = recorded_run(tmp_path / "run", {1: OK}, slos=["p95_ms=100"], failures={1: 60})
+    _edit(run, probe={"run_id": "abc", "label": "labcap.probe=abc"})
+    assert RunDir.open(run).manifest["status"] == "complete"
