@@ -80,8 +80,10 @@ def main() -> int:
         f"{p['users']}{'+' if p['verdict'] == 'pass' else '-'}"
         + ("(early)" if p["stopped_early"] else "") for p in search["probes"]))  # fmt: skip
     within = a_l and abs(a_a - a_l) <= 0.1 * a_l
-    print(f"adaptive answer within 10 % of the ladder's: {bool(within)}; "
-          f"time ratio adaptive/ladder: {t_a / t_l:.2f} (acceptance <= 0.5)")
+    print(
+        f"adaptive answer within 10 % of the ladder's: {bool(within)}; "
+        f"time ratio adaptive/ladder: {t_a / t_l:.2f} (acceptance <= 0.5)"
+    )
     return 0
 
 

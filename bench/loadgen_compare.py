@@ -76,9 +76,9 @@ def labcap(url: str, seconds: float, rate: float, workers: int = 0) -> dict:
     for enc in w["hdr"]:
         if enc:
             h.add(HdrHistogram.decode(enc))
-    steady_s = w.groupby("window_index")["end_s"].first() - w.groupby("window_index")[
-        "start_s"
-    ].first()
+    steady_s = (
+        w.groupby("window_index")["end_s"].first() - w.groupby("window_index")["start_s"].first()
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     gens = manifest["generator"]["per_worker"]
     cpu = [g["cpu_pct_mean"] / 100 for g in gens.values() if g["cpu_pct_mean"] is not None]
