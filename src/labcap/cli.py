@@ -826,7 +826,7 @@ def gate(
     help="How much slower new's median spawn may be (also >10 s) before it fails.",
 )
 @click.option("--capacity-users", default="2,4", show_default=True, help="Capacity load steps.")
-@click.option("--capacity-step", default="30s", show_default=True, help="Each step's length.")
+@click.option("--capacity-step", default="60s", show_default=True, help="Each step's length.")
 @click.option(
     "--capacity-scenario", default="", help="Scenario [default: lab, or the one the URLs allow]."
 )

@@ -37,7 +37,7 @@ class CapacitySettings:
 
     scenario: str = ""  # "" = lab when both hub and MLflow are known, else the one there is
     users: tuple[int, ...] = (2, 4)
-    step_duration_s: float = 30.0
+    step_duration_s: float = 60.0
     window_s: float = 2.0
     spawn_rate: float = 2.0
     thresholds: GateThresholds = field(default_factory=GateThresholds)
