@@ -155,7 +155,7 @@ def _docker_figures(plan: CapacityPlan) -> list[tuple[str, str, Any]]:
             xaxis_title="step (concurrent users, or containers started at once)",
             yaxis_title="ms after the container was created",
         )
-        title = "Container / pod startup phases per step (engine timestamps; pods: watch clock)"
+        title = "Container startup phases per step (engine timestamps; pods: watch clock)"
         figs.append(("startup", title, box))
     samples = run.table("container_samples")
     if samples is not None and len(samples):
