@@ -410,3 +410,16 @@ def test_logins_without_a_password_is_a_usage_error():
     new = resolve_deployment("new", "http://127.0.0.1:9", env={})
     with pytest.raises(LabcapError, match="LABCAP_NEW_HUB_PASSWORD"):
         run_verify(old, new, VerifySettings(checks=("logins",)))
+
+
+def test_store_listing_has_the_api_shape(tmp_path):
+    from labcap.verify.mlflow_data import list_store
+
+    _tree(tmp_path / "run", {"a.txt": "12345", "model/w.bin": "xy"})
+    assert list_store(tmp_path / "run") == {
+        "a.txt": (False, 5),
+        "model": (True, None),
+        "model/w.bin": (False, 2),
+    }
+    # MLflow makes a run's artifact directory only when something is logged
+    assert list_store(tmp_path / "never-logged") == {}

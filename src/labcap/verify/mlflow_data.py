@@ -171,7 +171,10 @@ class MlflowReader:
                 local = _local_dir(rec.artifact_uri)
                 if self.artifact_source == "store" and local is None:
                     raise MlflowReadError(f"artifact_uri {rec.artifact_uri!r} is not a local path")
-                if self.artifact_source != "api" and local is not None:
+                # auto: only a store that is here (MLflow makes a run's directory lazily, so
+                # with "store" a missing one is a run without artifacts, as the API says)
+                here = local is not None and (self.artifact_source == "store" or local.is_dir())
+                if self.artifact_source != "api" and here:
                     rec.artifacts, rec.artifact_source = list_store(local), "store"
                 else:
                     rec.artifacts, rec.artifact_source = self.artifacts(rec.run_id), "api"
@@ -209,19 +212,19 @@ def _run_record(raw: dict[str, Any], experiments: dict[str, dict[str, Any]]) -> 
 
 
 def _local_dir(uri: str) -> Path | None:
-    """The directory of a local artifact URI (``file://`` or an absolute path) if it exists."""
+    """The directory of a local artifact URI (``file://`` or an absolute path), else None."""
     if uri.startswith("file://"):
-        path = Path(unquote(urlsplit(uri).path))
-    elif uri.startswith("/"):
-        path = Path(uri)
-    else:
-        return None
-    return path if path.is_dir() else None
+        return Path(unquote(urlsplit(uri).path))
+    if uri.startswith("/"):
+        return Path(uri)
+    return None
 
 
 def list_store(root: Path) -> dict[str, tuple[bool, int | None]]:
     """The listing ``artifacts/list`` gives, read from the store: path -> (is_dir, size)."""
     out: dict[str, tuple[bool, int | None]] = {}
+    if not root.exists():
+        return out
     try:
         for dirpath, dirnames, filenames in os.walk(root):
             rel = Path(dirpath).relative_to(root)
