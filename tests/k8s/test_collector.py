@@ -201,3 +201,23 @@ def _no_probe_namespaces_left(k8s_cluster):
         if n.metadata.name.startswith("labcap-probe-") and n.status.phase != "Terminating"
     ]
     assert not left, left
+
+
+def test_a_crashing_container_is_recorded_with_its_restarts(k8s_cluster):
+    with k8s_cluster.namespace() as ns:
+        c = _collector(k8s_cluster, ns)
+        try:
+            body = k8s_cluster.pod_manifest("crasher", command=["sh", "-c", "sleep 1; exit 3"])
+            k8s_cluster.core().create_namespaced_pod(ns, body)
+
+            def restarted():
+                t = c.tables()["scheduling_conflicts"]
+                return [t] if (t["kind"] == "restart").any() else None
+
+            (t,) = wait_for(restarted, 90, "a restart of the crashing container")
+        finally:
+            c.stop()
+        (r,) = c.startup_records()
+        assert r.restarts >= 1  # it was Ready for a second first: the startup itself succeeded
+        assert r.outcome == "ready" and not math.isnan(r.ready_s)
+        assert (t[t["kind"] == "restart"]["pod"] == "crasher").all()
