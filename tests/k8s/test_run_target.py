@@ -132,3 +132,23 @@ def _token(kubeconfig: Path) -> str:
         if "token:" in line:
             return line.split("token:", 1)[1].strip().strip('"')
     raise AssertionError("no token in the test kubeconfig")
+
+
+def test_wrong_token_is_one_line_exit_2_and_never_printed(k8s_cluster, tmp_path):
+    good = _token(k8s_cluster.kubeconfig)
+    bad = "wrongtoken" + "x" * 40
+    kc = tmp_path / "kubeconfig"
+    kc.write_text(k8s_cluster.kubeconfig.read_text().replace(good, bad))
+    out = tmp_path / "probe"
+    r = subprocess.run(
+        [sys.executable, "-m", "labcap.cli", "probe", "startup", "--target", "k8s",
+         "--kubeconfig", str(kc), "--image", k8s_cluster.test_image, "--out", str(out)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"labcap: error: the Kubernetes API server at {k8s_cluster.server} rejected the "
+        "credentials (401 Unauthorized)"
+    ]
+    assert bad not in r.stderr + r.stdout and good not in r.stderr + r.stdout
+    assert not out.exists()
