@@ -348,25 +348,70 @@ def _storm(
     rounds: list[_Round],
 ) -> None:
     """One round: ``n`` creates issued together, a wait for readiness, removal."""
-    started = time.time()
-    gate = threading.Barrier(n)
     ports = [_free_port() if settings.port == "auto" else settings.port for _ in range(n)]
 
     def one(k: int) -> _Attempt:
         name = f"labcap-probe-{run_id}-{step_index}-{round_index}-{k}"
+        return _create_and_start(settings, client, collector, run_id, name, ports[k], step_index)
+
+    storm_round(
+        StormRound(step_index, n, settings.timeout_s, "the engine was lost before it was ready"),
+        one,
+        collector,
+        lambda: collector.engine_lost,
+        lambda ids: _remove(client, ids),
+        rounds,
+    )
+
+
+@dataclass(frozen=True)
+class StormRound:
+    step_index: int
+    concurrency: int
+    timeout_s: float
+    lost_why: str  # the outcome's reason when the source is lost mid-round
+
+
+def storm_round(
+    spec: StormRound,
+    create: Callable[[int], Any],
+    collector: Any,
+    lost: Callable[[], bool],
+    remove: Callable[[list[str]], None],
+    rounds: list[Any],
+) -> None:
+    """Issue ``create(k)`` for k < n at the same moment, wait until every container or pod
+    is ready or never will be (``collector.terminal``), give up on the rest, remove them.
+
+    Shared by the Docker and Kubernetes probes. Attempts carry their id as
+    ``container_id`` or ``uid``; the round is appended to ``rounds`` even when
+    interrupted, so the cleanup and the run directory account for every attempt.
+    """
+    started = time.time()
+    n = spec.concurrency
+    gate = threading.Barrier(n)
+
+    def one(k: int) -> Any:
         with contextlib.suppress(threading.BrokenBarrierError):
             gate.wait(timeout=10)  # issue the creates together: that is the storm
-        return _create_and_start(settings, client, collector, run_id, name, ports[k], step_index)
+        return create(k)
+
+    def ids_of(attempts: Any) -> list[str]:
+        return [
+            i
+            for a in attempts
+            if (i := getattr(a, "container_id", None) or getattr(a, "uid", None))
+        ]
 
     pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="labcap-probe")
     futures = [pool.submit(one, k) for k in range(n)]
-    why = f"not ready within {settings.timeout_s:g} s"
+    why = f"not ready within {spec.timeout_s:g} s"
     try:
-        ids = [a.container_id for a in (f.result() for f in futures) if a.container_id]
-        deadline = time.monotonic() + settings.timeout_s
+        ids = ids_of(f.result() for f in futures)
+        deadline = time.monotonic() + spec.timeout_s
         while len(collector.terminal(ids)) < len(ids) and time.monotonic() < deadline:
-            if collector.engine_lost:
-                why = "the engine was lost before it was ready"
+            if lost():
+                why = spec.lost_why
                 break
             time.sleep(0.05)
     except KeyboardInterrupt:
@@ -375,10 +420,10 @@ def _storm(
     finally:
         pool.shutdown(wait=True)  # in-flight creates finish, so nothing escapes the cleanup
         attempts = tuple(f.result() for f in futures if f.done() and f.exception() is None)
-        ids = [a.container_id for a in attempts if a.container_id]
+        ids = ids_of(attempts)
         collector.give_up(ids, why)
-        _remove(client, ids)
-        rounds.append(_Round(step_index, n, started, time.time(), attempts))
+        remove(ids)
+        rounds.append(_Round(spec.step_index, n, started, time.time(), attempts))
 
 
 def _create_and_start(

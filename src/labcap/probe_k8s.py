@@ -26,11 +26,9 @@ import contextlib
 import json
 import math
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +58,7 @@ from labcap.probe import (
     ContainerNotReady,
     ProbeResult,
     StartupRow,
+    StormRound,
     _ignore_signals,
     _now,
     _plan,
@@ -68,6 +67,7 @@ from labcap.probe import (
     _step_of,
     _step_spans,
     _write_windows,
+    storm_round,
     validate_common,
 )
 from labcap.store import RunDir, atomic_write_parquet, prepare_run_dir, run_lock
@@ -350,39 +350,24 @@ def _storm(
     rounds: list[_Round],
 ) -> None:
     """One round: ``n`` creates issued together, a wait for readiness, deletion."""
-    started = time.time()
-    gate = threading.Barrier(n)
     round_key = f"{step_index}-{round_index}"
 
     def one(k: int) -> _Attempt:
         name = f"probe-{step_index}-{round_index}-{k}"
-        with contextlib.suppress(threading.BrokenBarrierError):
-            gate.wait(timeout=10)  # issue the creates together: that is the storm
         return _create_pod(
             settings, core, collector, namespace, run_id, round_key, name, step_index
         )
 
-    pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="labcap-k8s-probe")
-    futures = [pool.submit(one, k) for k in range(n)]
-    why = f"not ready within {settings.timeout_s:g} s"
-    try:
-        uids = [a.uid for a in (f.result() for f in futures) if a.uid]
-        deadline = time.monotonic() + settings.timeout_s
-        while len(collector.terminal(uids)) < len(uids) and time.monotonic() < deadline:
-            if collector.api_lost:
-                why = "the API server was lost before it was ready"
-                break
-            time.sleep(0.05)
-    except KeyboardInterrupt:
-        why = "interrupted before it was ready"
-        raise
-    finally:
-        pool.shutdown(wait=True)  # in-flight creates finish, so nothing escapes the cleanup
-        attempts = tuple(f.result() for f in futures if f.done() and f.exception() is None)
-        uids = [a.uid for a in attempts if a.uid]
-        collector.give_up(uids, why)
-        _delete_round(core, collector, namespace, run_id, round_key, uids)
-        rounds.append(_Round(step_index, n, started, time.time(), attempts))
+    storm_round(
+        StormRound(
+            step_index, n, settings.timeout_s, "the API server was lost before it was ready"
+        ),
+        one,
+        collector,
+        lambda: collector.api_lost,
+        lambda uids: _delete_round(core, collector, namespace, run_id, round_key, uids),
+        rounds,
+    )
 
 
 def _pod_body(settings: K8sProbeSettings, name: str, run_id: str, round_key: str) -> dict:
