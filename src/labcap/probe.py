@@ -592,12 +592,55 @@ def _finalise(
     interrupted: bool,
     progress: Progress,
 ) -> ProbeResult:
+    return finish_probe(
+        run,
+        manifest,
+        settings,
+        rounds,
+        _records(rounds, docker_c),
+        docker_c,
+        host,
+        reasons,
+        interrupted,
+        progress,
+        tables=("container_samples",),
+        samples_table="container_samples",
+        feed=_feed,
+        table=startup_table,
+        noun="containers",
+    )
+
+
+def finish_probe(
+    run: RunDir,
+    manifest: dict[str, Any],
+    settings: Any,
+    rounds: list[Any],
+    records: Any,
+    collector: Any,
+    host: HostCollector,
+    reasons: list[str],
+    interrupted: bool,
+    progress: Progress,
+    *,
+    tables: tuple[str, ...],
+    samples_table: str | None,
+    feed: Callable[[WindowRecorder, Any], None],
+    table: Callable[[Any, tuple[int, ...]], tuple[Any, ...]],
+    noun: str,
+    probe_extra: dict[str, Any] | None = None,
+) -> ProbeResult:
+    """Write a startup probe's run directory (the Docker and Kubernetes probes alike).
+
+    ``records`` are the probe's startup records; ``tables`` names the collector's tables
+    written beside them with ``t_s``/``step_index`` (``samples_table``, if any, is the one
+    whose container samples feed the contention summary); ``feed`` turns a record into
+    window rows and ``table`` builds the printed per-concurrency table.
+    """
     t0 = rounds[0].started_unix if rounds else time.time()
     step_spans = _step_spans(rounds)
     step_s = max([max(e - s, 0.1) for s, e in step_spans.values()] or [1.0])
     plan = _plan(settings, math.ceil(step_s * 10) / 10)
-    records = _records(rounds, docker_c)
-    tables = docker_c.tables()
     starts = [step_spans[i][0] for i in sorted(step_spans)]
 
     def place(frame: Any) -> Any:
@@ -610,20 +653,23 @@ def _finalise(
     atomic_write_parquet(
         run.path / "startup_records.parquet", records.assign(t_s=records["t_unix"] - t0)
     )
-    samples = place(tables["container_samples"])
+    collected = collector.tables()
+    placed = {name: place(collected[name]) for name in tables}
     host_samples = place(host.tables()["host_samples"])
-    atomic_write_parquet(run.path / "container_samples.parquet", samples)
+    for name, frame in placed.items():
+        atomic_write_parquet(run.path / f"{name}.parquet", frame)
     atomic_write_parquet(run.path / "host_samples.parquet", host_samples)
     finished_steps = {r.step_index for r in rounds}
     if not interrupted and not reasons and finished_steps != set(range(len(plan.steps))):
         reasons.append("not every step ran")
-    _write_windows(run, plan, records, finished_steps, reasons)
+    _write_windows(run, plan, records, finished_steps, reasons, feed=feed)
+    samples = placed[samples_table] if samples_table else None
     contention = contention_by_step(samples, host_samples, records, plan)
     attempted = len(records)
     pull_failed = int((records["outcome"] == "pull-failed").sum()) if attempted else 0
     if attempted and pull_failed == attempted:
         status = "failed"
-        reasons.insert(0, records["reason"].iloc[0])
+        reasons.insert(0, str(records["reason"].iloc[0]))
     else:
         status = "partial" if (interrupted or reasons) else "complete"
     manifest = dict(
@@ -632,21 +678,22 @@ def _finalise(
         status_reasons=reasons,
         ended_at=_now(),
         load=plan_to_dict(plan),
-        collectors=[asdict(docker_c.status()), asdict(host.status())],
+        collectors=[asdict(collector.status()), asdict(host.status())],
         contention=contention,
     )
     manifest["probe"] = dict(
         manifest["probe"],
         step_duration_s={str(i): round(e - s, 3) for i, (s, e) in step_spans.items()},
         slot_s=plan.steps[0].duration_s,
+        **(probe_extra or {}),
     )
     manifest["notes"] = manifest["notes"] + [
         f"windows.parquet lays the steps out as equal slots of {plan.steps[0].duration_s:g} s "
         "(the longest step); t_s in the tables is real time since the first storm"
     ]
     run.write_manifest(manifest)
-    rows = startup_table(records, settings.concurrency)
-    progress(f"probe {status}: {attempted} containers in {len(rounds)} rounds, in {run.path}")
+    rows = table(records, settings.concurrency)
+    progress(f"probe {status}: {attempted} {noun} in {len(rounds)} rounds, in {run.path}")
     return ProbeResult(
         run.path,
         manifest["probe"]["run_id"],

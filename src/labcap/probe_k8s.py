@@ -35,7 +35,6 @@ from typing import Any
 
 from labcap import __version__
 from labcap.collectors.base import RunContext
-from labcap.collectors.docker import contention_by_step
 from labcap.collectors.host import HostCollector, HostSettings
 from labcap.collectors.kubernetes import (
     COLUMN_CLOCKS,
@@ -64,13 +63,11 @@ from labcap.probe import (
     _plan,
     _restore_signals,
     _Round,
-    _step_of,
-    _step_spans,
-    _write_windows,
+    finish_probe,
     storm_round,
     validate_common,
 )
-from labcap.store import RunDir, atomic_write_parquet, prepare_run_dir, run_lock
+from labcap.store import RunDir, prepare_run_dir, run_lock
 
 NAMESPACE_PREFIX = "labcap-probe-"
 ROUND_LABEL = "labcap.round"
@@ -464,73 +461,27 @@ def _finalise(
     interrupted: bool,
     progress: Progress,
 ) -> ProbeResult:
-    t0 = rounds[0].started_unix if rounds else time.time()
-    step_spans = _step_spans(rounds)  # type: ignore[arg-type]
-    step_s = max([max(e - s, 0.1) for s, e in step_spans.values()] or [1.0])
-    plan = _plan(settings, math.ceil(step_s * 10) / 10)  # type: ignore[arg-type]
     records = _records(rounds, collector)
-    tables = collector.tables()
-    starts = [step_spans[i][0] for i in sorted(step_spans)]
-
-    def place(frame: Any) -> Any:
-        if not len(frame):
-            return frame.assign(t_s=[], step_index=[])
-        frame = frame.assign(t_s=frame["t_unix"] - t0)
-        frame["step_index"] = [_step_of(t, starts) for t in frame["t_unix"]]
-        return frame
-
-    atomic_write_parquet(
-        run.path / "startup_records.parquet", records.assign(t_s=records["t_unix"] - t0)
-    )
-    host_samples = place(host.tables()["host_samples"])
-    atomic_write_parquet(run.path / "host_samples.parquet", host_samples)
-    for name in ("scheduling_conflicts", "node_inventory"):
-        atomic_write_parquet(run.path / f"{name}.parquet", place(tables[name]))
     gaps = [f"collector kubernetes: {w}" for w in collector.status().warnings]
     if gaps and not any(r.startswith("lost the Kubernetes") for r in reasons):
         reasons.extend(gaps[:10])
-    finished = {r.step_index for r in rounds}
-    if not interrupted and not reasons and finished != set(range(len(plan.steps))):
-        reasons.append("not every step ran")
-    _write_windows(run, plan, records, finished, reasons, feed=_feed)
-    contention = contention_by_step(None, host_samples, records, plan)
-    attempted = len(records)
-    pull_failed = int((records["outcome"] == "pull-failed").sum()) if attempted else 0
-    if attempted and pull_failed == attempted:
-        status = "failed"
-        reasons.insert(0, str(records["reason"].iloc[0]))
-    else:
-        status = "partial" if (interrupted or reasons) else "complete"
-    manifest = dict(
+    return finish_probe(
+        run,
         manifest,
-        status=status,
-        status_reasons=reasons,
-        ended_at=_now(),
-        load=plan_to_dict(plan),
-        collectors=[asdict(collector.status()), asdict(host.status())],
-        contention=contention,
-    )
-    manifest["probe"] = dict(
-        manifest["probe"],
-        step_duration_s={str(i): round(e - s, 3) for i, (s, e) in step_spans.items()},
-        slot_s=plan.steps[0].duration_s,
-        watch_resumes=collector.watch_resumes,
-    )
-    manifest["notes"] = manifest["notes"] + [
-        f"windows.parquet lays the steps out as equal slots of {plan.steps[0].duration_s:g} s "
-        "(the longest step); t_s in the tables is real time since the first storm"
-    ]
-    run.write_manifest(manifest)
-    rows = startup_table(records, settings.concurrency)
-    progress(f"probe {status}: {attempted} pods in {len(rounds)} rounds, in {run.path}")
-    return ProbeResult(
-        run.path,
-        manifest["probe"]["run_id"],
-        status,
-        tuple(reasons),
-        rows,
-        tuple(contention),
+        settings,
+        rounds,
+        records,
+        collector,
+        host,
+        reasons,
         interrupted,
+        progress,
+        tables=("scheduling_conflicts", "node_inventory"),
+        samples_table=None,
+        feed=_feed,
+        table=startup_table,
+        noun="pods",
+        probe_extra={"watch_resumes": collector.watch_resumes},
     )
 
 
