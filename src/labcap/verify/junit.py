@@ -9,8 +9,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from labcap.errors import LabcapError
-from labcap.store import atomic_write_bytes
+from labcap.reports.junit import junit_document, write_junit_bytes
 from labcap.verify.model import FAIL, INCONCLUSIVE, SKIPPED, VerifyResult
 
 SUITE = "labcap.verify"
@@ -32,33 +31,19 @@ def junit_xml(result: VerifyResult) -> bytes:
         else:
             ET.SubElement(case, "system-out").text = body
         cases.append(case)
-    counts = {
-        "tests": str(len(cases)),
-        "failures": str(sum(c.status == FAIL for c in result.checks)),
-        "errors": str(sum(c.status == INCONCLUSIVE for c in result.checks)),
-    }
-    skipped = str(sum(c.status == SKIPPED for c in result.checks))
-    root = ET.Element("testsuites", name="labcap verify", **counts, time="0")
-    suite = ET.SubElement(root, "testsuite", name=SUITE, **counts, skipped=skipped, time="0")
-    props = ET.SubElement(suite, "properties")
-    for name, value in (
-        ("verdict", result.verdict),
-        ("exit_code", str(result.exit_code)),
-        ("old", result.old.get("source", "")),
-        ("new", result.new.get("source", "")),
-    ):
-        ET.SubElement(props, "property", name=name, value=value)
-    suite.extend(cases)
-    ET.SubElement(suite, "system-out").text = result.summary
-    ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    return junit_document(
+        "labcap verify",
+        SUITE,
+        cases,
+        (
+            ("verdict", result.verdict),
+            ("exit_code", str(result.exit_code)),
+            ("old", result.old.get("source", "")),
+            ("new", result.new.get("source", "")),
+        ),
+        result.summary,
+    )
 
 
 def write_junit(result: VerifyResult, path: str | Path) -> Path:
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, junit_xml(result))
-    except OSError as e:
-        raise LabcapError(f"{path}: cannot write the JUnit file ({e.strerror or e})") from None
-    return path
+    return write_junit_bytes(junit_xml(result), path)
