@@ -88,6 +88,20 @@ def cli() -> None:
     """
 
 
+def _kube_target_options(f: Any) -> Any:
+    """--kubeconfig and --context of a command's ``--target k8s``."""
+    f = click.option("--context", "kube_context", default=None, help="With --target k8s: context.")(
+        f
+    )
+    return click.option(
+        "--kubeconfig",
+        default=None,
+        metavar="FILE",
+        help="With --target k8s: kubeconfig [default: $KUBECONFIG, ~/.kube/config, then "
+        "/etc/rancher/k3s/k3s.yaml].",
+    )(f)
+
+
 def _load_options(f: Any) -> Any:
     options = [
         click.option(
@@ -176,14 +190,7 @@ def _load_options(f: Any) -> Any:
     "container startups and resources from the Docker engine (DOCKER_HOST). k8s: also "
     "record pod startup phases, scheduling conflicts and node inventory from Kubernetes/K3s.",
 )
-@click.option(
-    "--kubeconfig",
-    default=None,
-    metavar="FILE",
-    help="With --target k8s: kubeconfig [default: $KUBECONFIG, ~/.kube/config, then "
-    "/etc/rancher/k3s/k3s.yaml].",
-)
-@click.option("--context", "kube_context", default=None, help="With --target k8s: context.")
+@_kube_target_options
 @click.option(
     "--namespace",
     "namespaces",
@@ -979,14 +986,7 @@ def probe() -> None:
     help="Where containers are started: the Docker engine of DOCKER_HOST, or pods in a "
     "throw-away namespace of a Kubernetes/K3s cluster (deleted afterwards).",
 )
-@click.option(
-    "--kubeconfig",
-    default=None,
-    metavar="FILE",
-    help="With --target k8s: kubeconfig [default: $KUBECONFIG, ~/.kube/config, then "
-    "/etc/rancher/k3s/k3s.yaml].",
-)
-@click.option("--context", "kube_context", default=None, help="With --target k8s: context.")
+@_kube_target_options
 @click.option(
     "--pull-policy",
     type=click.Choice(["IfNotPresent", "Never", "Always"]),
