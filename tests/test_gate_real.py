@@ -4,10 +4,14 @@ The target's ``/slow?ms=N`` path answers after N ms, so a controlled slowdown is
 different N. Three runs of ~8 s of load each: a baseline, the same target again
 (must pass) and the target slowed by ~20 % (must fail with exit 1).
 
-These runs hold ~120-250 requests per step. On a shared two-core machine their p95
+These runs hold ~100-250 requests per step. On a shared two-core machine their p95
 moves by up to ±20 % from run to run (scheduling hiccups), which no 10 % margin can
-tell from a regression; their median by about ±4 %. So these tests gate the
-median at 10 % (the synthetic tests in test_gate.py cover p95).
+tell from a regression. Their median moves less, but not by a fixed fraction: the
+machine adds whole milliseconds of scheduling delay on top of the target's own time
+(CI once saw a 40 ms target answer at a median of 46 ms in one run and 52-55 ms in the
+next, +12-18 %, with a Kubernetes cluster still running behind it). So the target's own
+time is 100 ms, where such a delay is a few per cent, the median is gated at 15 % and the
+slowdown is +40 %, far beyond both (the synthetic tests in test_gate.py cover p95).
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ import pytest
 
 SUPPORT = Path(__file__).parent / "support"
 LOCUSTFILE = SUPPORT / "locustfile_target.py"
-BASE_MS = 40
-SLOW_MS = 50  # +25 % on the target's own time; about +20 % on the median seen by users
-GATE_ARGS = ("--max-regression", "p50=10%", "--max-regression", "p95=off")
+BASE_MS = 100
+SLOW_MS = 140  # +40 % on the target's own time; about +35-40 % on the median seen by users
+GATE_ARGS = ("--max-regression", "p50=15%", "--max-regression", "p95=off")
 RUN_ARGS = (
     "--users", "4,8", "--step-duration", "4s", "--settle", "1s", "--window", "0.5s",
     "--spawn-rate", "50",

@@ -1,12 +1,15 @@
 """A real Kubernetes 1.20 cluster for the k8s tests (no mocks): ``k8s_cluster``.
 
-Session-scoped. ``scripts/test-cluster up`` builds Kubernetes from Debian's source package
-on first use (several minutes; cached in /var/cache/labcap-k8s, later sessions start in
-~20 s) and runs etcd, kube-apiserver (TLS + token auth on 127.0.0.1), controller-manager,
-scheduler and a kubelet on a private dockerd. The tests skip ONLY when the script says it
-cannot run here (exit 3: not root, no Debian archive), with its reason; any other failure
-is an error. At the end the cluster is taken down again, unless it was already up when the
-session began (someone else's) or LABCAP_K8S_KEEP=1.
+Package-scoped: the cluster runs only while tests/k8s runs, so its kubelet, API server and
+etcd do not load the machine under the timing-sensitive tests that follow (a gate test on
+real runs failed in CI with the cluster still up behind it). ``scripts/test-cluster up``
+builds Kubernetes from Debian's source package on first use (several minutes; cached in
+/var/cache/labcap-k8s, later sessions start in ~20 s) and runs etcd, kube-apiserver (TLS +
+token auth on 127.0.0.1), controller-manager, scheduler and a kubelet on a private dockerd.
+The tests skip ONLY when the script says it cannot run here (exit 3: not root, no Debian
+archive), with its reason; any other failure is an error. At the end of the package the
+cluster is taken down again, unless it was already up when the session began (someone
+else's) or LABCAP_K8S_KEEP=1.
 
 Usage::
 
@@ -25,7 +28,7 @@ import pytest
 from tests.k8s.cluster import Cluster, ClusterUnavailable, keep_cluster
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def k8s_cluster():
     try:
         cluster = Cluster.up()
