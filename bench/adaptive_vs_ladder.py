@@ -78,7 +78,11 @@ def main() -> int:
           f"{band_a:>12}{len(search['probes']):>7}{t_a:>9.1f}")  # fmt: skip
     print("probe path: " + ", ".join(
         f"{p['users']}{'+' if p['verdict'] == 'pass' else '-'}"
-        + ("(early)" if p["stopped_early"] else "") for p in search["probes"]))  # fmt: skip
+        + ("(early)" if p["stopped_early"] or p.get("passed_early") else "")
+        + f" {p['wall_s']}s" for p in search["probes"]))  # fmt: skip
+    for p in search["probes"]:
+        print(f"  probe {p['order']}: {p['users']} users, {p['verdict']}, {p['wall_s']} s, "
+              f"{p['rps']:.1f} req/s; chosen: {p.get('chosen', '')}")  # fmt: skip
     within = a_l and abs(a_a - a_l) <= 0.1 * a_l
     print(
         f"adaptive answer within 10 % of the ladder's: {bool(within)}; "

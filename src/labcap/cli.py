@@ -216,7 +216,8 @@ def _load_options(f: Any) -> Any:
     default=DEFAULT_STEPS,
     show_default=True,
     help="Concurrent users per step, comma separated; or auto: search for the capacity "
-    "adaptively up to --max-users (grow x2, then bisect; each probe one step).",
+    "adaptively up to --max-users (grow x2, then narrow the bracket at the knee the "
+    "operational laws estimate; each probe one step, ended once its verdict is clear).",
 )
 @click.option(
     "--max-users",

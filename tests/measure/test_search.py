@@ -38,6 +38,52 @@ def test_grows_geometrically_then_bisects():
     assert _search(0, SearchSettings(max_users=8)) == [1]
 
 
+def test_grows_faster_after_a_wide_margin_pass():
+    s = SearchSettings(max_users=64)
+    assert next_users(s, 8, None) == 16
+    assert next_users(s, 8, None, wide_margin=True) == 32
+    assert next_users(s, 32, None, wide_margin=True) == 64  # never past the maximum
+
+
+def test_narrows_the_bracket_at_the_knee_estimate():
+    s = SearchSettings(max_users=64)
+    # the estimate inside the bracket is the next probe (bisection would take 48)
+    assert next_users(s, 32, 64, estimate=40.3) == 40
+    # at or below the passing count: just above it, by the resolution
+    assert next_users(s, 40, 64, estimate=40.0) == 44
+    assert next_users(s, 40, 64, estimate=12.0) == 44
+    # at or beyond the failing count, or no estimate: the midpoint
+    assert next_users(s, 32, 64, estimate=80.0) == 48
+    assert next_users(s, 32, 64) == 48
+    # within resolution: done, whatever the estimate says
+    assert next_users(s, 40, 44, estimate=42.0) is None
+    # the first probe failed: nothing passed, no cycle time, bisect down
+    assert next_users(s, None, 8, estimate=5.0) == 4
+
+
+def test_a_wrong_estimate_costs_probes_never_the_answer():
+    """Whatever the estimates say, the search ends within resolution of the true capacity."""
+    import random
+
+    rng = random.Random(7)
+    for cap in (5, 17, 40, 77, 150, 999):
+        s = SearchSettings(max_users=1000, start_users=10)
+        passed = failed = None
+        for _ in range(40):
+            est = rng.uniform(0, 2000)
+            u = next_users(s, passed, failed, estimate=est if failed else None,
+                           wide_margin=rng.random() < 0.5)  # fmt: skip
+            if u is None:
+                break
+            assert (passed or 0) < u and (failed is None or u < failed)
+            passed, failed = (u, failed) if u <= cap else (passed, u)
+        else:
+            raise AssertionError("the search did not end")
+        assert (passed or 0) <= cap
+        if failed is not None:
+            assert failed - (passed or 0) <= max(1, 0.1 * (passed or 0))
+
+
 def test_stops_within_resolution_of_the_answer():
     for cap in (5, 17, 40, 77, 150, 999):
         s = SearchSettings(max_users=1000, start_users=10)
@@ -79,8 +125,15 @@ def test_search_on_a_target_of_known_capacity(tmp_path, queue_target):
     probes = search["probes"]
     # every probe recorded, in the order it ran (one load engine: users change step by step)
     assert [p["order"] for p in probes] == list(range(1, len(probes) + 1))
-    assert [p["users"] for p in probes[:3]] == [8, 16, 32]
+    assert probes[0]["users"] == 8 and probes[0]["chosen"] == "first probe"
     assert all(p["wall_s"] > 0 and p["verdict"] in ("pass", "fail") for p in probes)
+    # after the first failure the bracket narrows at the operational-law knee estimate
+    # (N* = X_max x cycle time), which the probe records with its figures
+    first_fail = next(i for i, p in enumerate(probes) if p["verdict"] == "fail")
+    assert "knee estimate" in probes[first_fail + 1]["chosen"], probes
+    # a probe ended as soon as its verdict was clear is shorter than its step
+    early = [p for p in probes if p["stopped_early"] or p["passed_early"]]
+    assert early and all(p["wall_s"] < 6.9 for p in early), probes
     passes = [p["users"] for p in probes if p["verdict"] == "pass"]
     fails = [p["users"] for p in probes if p["verdict"] == "fail"]
     assert fails and max(passes) < min(fails)
@@ -129,3 +182,36 @@ def test_one_noisy_window_does_not_end_a_probe_two_in_a_row_do():
     ctl.step_result({})  # this probe failed
     assert ctl.next_users() == 4  # the next one starts afresh
     assert window(9, 1000) is not None  # 3.3x: at once
+
+
+def test_a_probe_passes_early_only_by_a_wide_margin_on_enough_requests():
+    from types import SimpleNamespace
+
+    from labcap.loadtests.recorder import new_histogram, record_values
+    from labcap.model import parse_slo
+    from labcap.planner.search import SearchController
+
+    def series(ms: float, requests: int, failures: int = 0) -> dict:
+        h = new_histogram()
+        record_values(h, [int(ms * 1000)] * (requests - failures))
+        return {("api", "GET"): [h, requests, failures]}
+
+    def ctl() -> SearchController:
+        c = SearchController(
+            SearchSettings(max_users=64), (parse_slo("p95_ms=300"), parse_slo("error_pct=1"))
+        )
+        c.next_users()
+        return c
+
+    w = SimpleNamespace(index=3, settling=False)
+    assert "within 1/1.5" in ctl().clear_pass(w, series(150, 40))  # p95 at half the SLO
+    assert ctl().clear_pass(w, series(150, 10)) is None  # too few requests to tell
+    assert ctl().clear_pass(w, series(250, 40)) is None  # passing, but near the SLO
+    assert ctl().clear_pass(w, series(150, 100, failures=1)) is None  # 1 % failed: near
+    assert ctl().clear_pass(SimpleNamespace(index=1, settling=True), series(150, 40)) is None
+    c = ctl()
+    c.clear_pass(w, series(150, 40))
+    c.probes[-1]["steady_s"] = 2.0
+    c.step_result(series(150, 40))
+    assert c.probes[-1]["verdict"] == "pass" and c.probes[-1]["rps"] == 20.0
+    assert c.next_users() == 32  # a wide-margin pass: grow x4

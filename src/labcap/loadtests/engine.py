@@ -189,9 +189,19 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
     cut = Event()  # the search stops a probe that clearly fails
 
     def on_window(w: Any, records: list[dict[str, Any]]) -> None:
-        why = search.clear_fail(w, records) if search is not None else None
+        if search is None:
+            return
+        why = search.clear_fail(w, records)
         if why:
             _progress(f"stopping the probe early: {why}")
+            cut.set()
+            return
+        if w.end_s >= plan.steps[w.step_index].end_s - 1e-6:
+            return  # the probe's last window: it ends here anyway
+        # the steady windows of the open probe so far (the recorder's step accumulator)
+        why = search.clear_pass(w, recorder._step_series)
+        if why:
+            _progress(f"probe passed by a wide margin, moving on: {why}")
             cut.set()
 
     recorder.on_window = on_window
@@ -231,14 +241,19 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
             if next_users is None:
                 break
             users = recorder.step_users[step.index] = next_users
-            search.probes[-1]["started_s"] = time.monotonic()
-            _progress(f"search probe {len(search.probes)}: {users} users")
+            probe = search.probes[-1]
+            probe["started_s"] = time.monotonic()
+            probe["steady_s"] = step.duration_s - step.settle_s
+            _progress(f"search probe {len(search.probes)}: {users} users ({probe['chosen']})")
         _progress(f"step {step.index + 1}/{n_steps}: {users} users for {step.duration_s:g}s")
         runner.start(users, spawn_rate=plan.spawn_rate)
         cut.clear()
         while not stop.is_set() and recorder.elapsed() < step.end_s:
             cut.wait(timeout=min(0.5, max(0.0, step.end_s - recorder.elapsed())))
             if cut.is_set():
+                if search is not None and search.probes:
+                    steady_start = step.start_s + step.settle_s
+                    search.probes[-1]["steady_s"] = round(recorder.elapsed() - steady_start, 3)
                 # jump to the step's end: its remaining windows close empty, the plan's
                 # layout (and every later window's place in it) stays as it was
                 recorder.t0 -= max(0.0, step.end_s - recorder.elapsed())

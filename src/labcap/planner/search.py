@@ -1,13 +1,29 @@
 """Adaptive capacity search: ``labcap run --users auto --max-users N``.
 
 Instead of a fixed ladder of user counts, probe one count at a time: grow
-geometrically (x ``factor``) while the SLOs hold, then bisect between the last
+geometrically (x ``factor``, or x ``factor``² while a probe meets every SLO by a
+wide margin) while the SLOs hold, then narrow the bracket between the last
 passing and the first failing count until the two are within ``resolution`` of
 each other. The probes run in one load engine, one plan step each (settling,
 then steady windows), the engine choosing each step's users when it begins
 (``SearchController``), so the deployment moves from count to count as in a
-ladder instead of starting cold. A probe whose steady window clearly breaks an
-SLO (by ``clear_fail_ratio``) ends there: more of it cannot make it a pass.
+ladder instead of starting cold.
+
+A probe is held only until its verdict is clear. One whose steady windows break
+an SLO by ``clear_fail_ratio`` (two in a row, or one by 3x) ends there: more of it
+cannot make it a pass. One whose steady data so far meets every SLO within
+1/``clear_fail_ratio`` of its limit, over at least ``min_pass_requests`` requests,
+ends too: it is a pass by a wide margin. Probes near an SLO run their full length;
+that is where the answer is decided.
+
+Narrowing the bracket uses the operational laws of a closed system (each user
+waits for an answer, then thinks): by Little's law N = X (R + Z), so the highest
+passing probe gives the users' cycle time C = N / X, and a saturated probe gives
+the throughput ceiling X_max. The knee lies near N* = X_max C (the asymptotic
+bound of Denning and Buzen's operational analysis). The next count is that
+estimate when it falls inside the bracket, a count just above the passing one when
+the estimate says the knee is already there, and the midpoint otherwise, so a
+wrong estimate costs a probe, never the answer.
 
 The run directory then holds the probes as one step ladder sorted by users (so
 ``labcap plan`` and ``labcap report`` read it as any run), and its manifest's
@@ -32,11 +48,14 @@ from labcap.runner import Progress, RunRequest, RunResult, execute_run
 HARD_RATIO = 3.0  # one steady window this far over an SLO ends a probe at once
 
 METHOD = (
-    "adaptive: start at start_users, multiply by factor while every SLO holds, then bisect "
-    "between the last passing and first failing user count until they are within resolution "
-    "(relative) of each other; each probe is one step (settling, then steady windows); a "
-    "probe is stopped early when two steady windows in a row break an SLO by clear_fail_ratio "
-    "or more, or one by 3x"
+    "adaptive: start at start_users, multiply by factor (factor^2 after a wide-margin pass) "
+    "while every SLO holds, then narrow the bracket between the last passing and first "
+    "failing user count until they are within resolution (relative) of each other, probing "
+    "the knee estimated by the operational laws (N* = X_max x N/X) when it falls inside, "
+    "else the midpoint; each probe is one step (settling, then steady windows), held until "
+    "its verdict is clear: stopped as a fail when two steady windows in a row break an SLO "
+    "by clear_fail_ratio or more, or one by 3x; stopped as a pass when its steady data meets "
+    "every SLO within 1/clear_fail_ratio of its limit over min_pass_requests requests"
 )
 
 
@@ -48,23 +67,45 @@ class SearchSettings:
     resolution: float = 0.10
     clear_fail_ratio: float = 1.5
     min_window_requests: int = 20  # error_pct of a window with fewer is not judged early
+    min_pass_requests: int = 20  # a probe ends early as a wide-margin pass on no fewer
 
     def first(self) -> int:
         return max(1, min(self.max_users, self.start_users or self.max_users // 8))
 
 
-def next_users(settings: SearchSettings, passed: int | None, failed: int | None) -> int | None:
-    """The next user count to probe, or None when the search is done."""
+def next_users(
+    settings: SearchSettings,
+    passed: int | None,
+    failed: int | None,
+    *,
+    wide_margin: bool = False,
+    estimate: float | None = None,
+) -> int | None:
+    """The next user count to probe, or None when the search is done.
+
+    ``wide_margin``: the last probe met every SLO within 1/clear_fail_ratio of its limit
+    (grow by factor² instead of factor). ``estimate``: the knee by the operational laws
+    (users), used to narrow the bracket once a count has failed.
+    """
     if failed is None:
         if passed is None:
             return settings.first()
         if passed >= settings.max_users:
             return None
-        return min(settings.max_users, max(passed + 1, math.ceil(passed * settings.factor)))
+        factor = settings.factor**2 if wide_margin else settings.factor
+        return min(settings.max_users, max(passed + 1, math.ceil(passed * factor)))
     low = passed or 0
     if failed - low <= max(1, settings.resolution * low):
         return None
-    return (low + failed) // 2 if failed - low > 1 else None
+    middle = (low + failed) // 2
+    if estimate is None or not passed:
+        return middle
+    guess = round(estimate)
+    if guess <= low:  # the knee is at the passing count already: check just above it
+        guess = math.ceil(low * (1 + settings.resolution))
+    if guess >= failed:
+        return middle
+    return max(low + 1, guess)
 
 
 class ClearFailWatch:
@@ -122,8 +163,11 @@ class ClearFailWatch:
         return None
 
 
-def judge_series(series: dict[tuple[str, str], list[Any]], slos: tuple[Slo, ...]) -> bool:
-    """Does one probe's steady data meet every SLO? (capacity.check_step's rules.)"""
+def judge_series(
+    series: dict[tuple[str, str], list[Any]], slos: tuple[Slo, ...], scale: float = 1.0
+) -> bool:
+    """Does one probe's steady data meet every SLO (each limit times ``scale``)?
+    (capacity.check_step's rules.)"""
     from labcap.loadtests.recorder import histogram_summary, new_histogram
 
     by_ep: dict[str, list[Any]] = {}
@@ -139,14 +183,14 @@ def judge_series(series: dict[tuple[str, str], list[Any]], slos: tuple[Slo, ...]
     own = {(s.endpoint, s.metric) for s in slos if s.endpoint}
     for slo in slos:
         if slo.metric == "error_pct":
-            if 100 * fail / req > slo.threshold:
+            if 100 * fail / req > slo.threshold * scale:
                 return False
             continue
         for ep, (hist, _r, _f) in by_ep.items():
             if slo.endpoint not in (None, ep) or (slo.endpoint is None and (ep, slo.metric) in own):
                 continue
             value = histogram_summary(hist)[slo.metric.replace("_ms", "_us")]
-            if value is None or value / 1000 > slo.threshold:
+            if value is None or value / 1000 > slo.threshold * scale:
                 return False
         if slo.endpoint and slo.endpoint not in by_ep:
             return False
@@ -154,27 +198,66 @@ def judge_series(series: dict[tuple[str, str], list[Any]], slos: tuple[Slo, ...]
 
 
 class SearchController:
-    """Inside the load engine: picks each step's users, judges it, stops clear fails."""
+    """Inside the load engine: picks each step's users, judges it, ends clear verdicts."""
 
     def __init__(self, settings: SearchSettings, slos: tuple[Slo, ...]) -> None:
         self.settings = settings
         self.slos = slos
         self.passed: int | None = None
         self.failed: int | None = None
+        self.wide_margin = False
         self.probes: list[dict[str, Any]] = []
+        # users -> (steady requests, steady seconds): the throughput each probe measured
+        self.throughput: dict[int, tuple[int, float]] = {}
         self.watch = ClearFailWatch(slos, settings.clear_fail_ratio, settings.min_window_requests)
         self.hard = ClearFailWatch(slos, HARD_RATIO, settings.min_window_requests)
         self._soft_prev: int | None = None
 
+    def knee_estimate(self) -> tuple[float, str] | None:
+        """N* = X_max x C from the probes so far (users, and how it was reached)."""
+        if not self.passed or self.passed not in self.throughput:
+            return None
+        rates = {u: n / s for u, (n, s) in self.throughput.items() if s > 0 and n > 0}
+        if self.passed not in rates or not rates:
+            return None
+        x_max = max(rates.values())
+        cycle = self.passed / rates[self.passed]
+        return x_max * cycle, (
+            f"knee estimate {x_max * cycle:.1f} users = {x_max:.1f} req/s (the most any probe "
+            f"carried) x {cycle:.2f} s cycle at {self.passed} users (N / X)"
+        )
+
     def next_users(self) -> int | None:
-        users = next_users(self.settings, self.passed, self.failed)
+        estimate = self.knee_estimate() if self.failed is not None else None
+        users = next_users(
+            self.settings, self.passed, self.failed, wide_margin=self.wide_margin,
+            estimate=estimate[0] if estimate else None,
+        )  # fmt: skip
         self._soft_prev = None
         if users is not None:
             self.probes.append(
                 {"order": len(self.probes) + 1, "users": users, "verdict": None,
-                 "stopped_early": "", "started_s": None, "wall_s": None}
+                 "stopped_early": "", "passed_early": "", "chosen": self._why(users, estimate),
+                 "started_s": None, "wall_s": None, "steady_s": None}
             )  # fmt: skip
         return users
+
+    def _why(self, users: int, estimate: tuple[float, str] | None) -> str:
+        if self.passed is None and self.failed is None:
+            return "first probe"
+        if self.failed is None:
+            grow = self.settings.factor ** (2 if self.wide_margin else 1)
+            margin = " (the last probe passed by a wide margin)" if self.wide_margin else ""
+            return f"grow x{grow:g} from {self.passed}{margin}"
+        middle = ((self.passed or 0) + self.failed) // 2
+        if estimate and users != middle:
+            if round(estimate[0]) <= (self.passed or 0):
+                return (
+                    f"{estimate[1]}: at or below the passing count, so just above it "
+                    f"(+{self.settings.resolution:.0%})"
+                )
+            return estimate[1]
+        return f"midpoint of {self.passed or 0} (pass) and {self.failed} (fail)"
 
     def clear_fail(self, window: Any, records: list[dict[str, Any]]) -> str | None:
         """A reason to end the probe: one steady window over HARD_RATIO x an SLO, or two
@@ -190,10 +273,39 @@ class SearchController:
             self.probes[-1]["stopped_early"] = why
         return why
 
+    def clear_pass(self, window: Any, series: dict[tuple[str, str], list[Any]]) -> str | None:
+        """A reason to end the probe as a pass: its steady data so far (``series``) meets
+        every SLO within 1/clear_fail_ratio of its limit over min_pass_requests or more."""
+        if window.settling or not self.probes or not self.slos:
+            return None
+        probe = self.probes[-1]
+        if probe["stopped_early"] or probe["passed_early"]:
+            return None
+        requests = sum(acc[1] for acc in series.values())
+        if requests < self.settings.min_pass_requests:
+            return None
+        ratio = self.settings.clear_fail_ratio
+        if not judge_series(series, self.slos, scale=1 / ratio):
+            return None
+        why = (
+            f"window {window.index}: every SLO met within 1/{ratio:g} of its limit over "
+            f"{requests} requests"
+        )
+        probe["passed_early"] = why
+        return why
+
     def step_result(self, series: dict[tuple[str, str], list[Any]]) -> None:
         probe = self.probes[-1]
         ok = not probe["stopped_early"] and judge_series(series, self.slos)
         probe["verdict"] = "pass" if ok else "fail"
+        steady_s = probe.get("steady_s") or 0.0
+        requests = sum(acc[1] for acc in series.values())
+        self.throughput[probe["users"]] = (requests, steady_s)
+        # over the time it really ran (the steady windows after an early stop close empty)
+        probe["rps"] = round(requests / steady_s, 3) if steady_s > 0 else 0.0
+        self.wide_margin = bool(
+            ok and judge_series(series, self.slos, 1 / self.settings.clear_fail_ratio)
+        )
         if ok:
             self.passed = probe["users"]
         else:
@@ -314,8 +426,9 @@ def _assemble(
     by_users = {s.users: s for s in plan_capacity(RunDir.open(out)).steps}
     for p in probes:
         st = by_users.get(p["users"])
-        p.update(p95_ms=st.p95_ms if st else None, rps=st.rps if st else 0.0,
-                 error_pct=st.error_pct if st else 0.0)  # fmt: skip
+        p.update(p95_ms=st.p95_ms if st else None, error_pct=st.error_pct if st else 0.0)
+        if p.get("rps") is None:
+            p["rps"] = st.rps if st else 0.0
     RunDir(out).write_manifest(manifest)
     s = manifest["search"]
     progress(
