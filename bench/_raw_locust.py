@@ -1,6 +1,10 @@
 """Raw Locust (the library, no labcap hooks): FastHttpUser against URL; prints one JSON line.
 
-    python bench/_raw_locust.py URL USERS SECONDS RATE_PER_USER   (RATE 0: no wait)
+    python bench/_raw_locust.py URL USERS SECONDS RATE_PER_USER [jitter]   (RATE 0: no wait)
+
+With ``jitter``, the users are de-synchronised as labcap does it (each starts after a random
+part of its wait; every wait x uniform(0.9, 1.1)), so what is left between this and labcap is
+labcap's own per-request work.
 
 Counts requests and this process's CPU over the steady interval (after a 1 s
 ramp); with a rate, also response-time percentiles (HDR, µs) from the request event.
@@ -8,6 +12,7 @@ ramp); with a rate, also response-time percentiles (HDR, µs) from the request e
 
 import json
 import os
+import random
 import sys
 import time
 
@@ -17,11 +22,20 @@ from locust import FastHttpUser, constant, constant_throughput, task
 from locust.env import Environment
 
 url, users, seconds, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+JITTER = sys.argv[5:] == ["jitter"] and rate > 0
 
 
 class U(FastHttpUser):
     host = url
     wait_time = constant_throughput(rate) if rate > 0 else constant(0)
+
+    if JITTER:
+
+        def on_start(self):
+            gevent.sleep(random.uniform(0, 1 / rate))
+
+        def wait_time(self):
+            return random.uniform(0.9, 1.1) / rate
 
     @task
     def get(self):

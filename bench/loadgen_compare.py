@@ -5,10 +5,12 @@
 1. flat out, 20 connections/users, one process each: req/s, CPU (% of a core) and req/s
    per core; labcap's load path is `labcap run` with its collectors on (host; GPU auto),
    in one process and with --workers 1 and --workers 2 (Locust master/worker).
-2. a fixed 200 req/s from 20 users (each 10 req/s, jittered): p50/p95/p99 response time
-   and what each adds over wrk (whose delay script paces its 20 connections alike).
+2. a fixed 200 req/s from 20 users (each 10 req/s): p50/p95/p99 response time and what each
+   adds over wrk (whose delay script paces its 20 connections alike), for raw Locust as it
+   comes (constant_throughput: lock-step), raw Locust de-synchronised as labcap does it, and
+   labcap; medians over interleaved rounds (a VM's latency drifts from minute to minute).
 
-    .venv/bin/python bench/loadgen_compare.py [--seconds 8] [--paced-seconds 15]
+    .venv/bin/python bench/loadgen_compare.py [--seconds 8] [--paced-seconds 15] [--repeats 3]
 
 Acceptance (issue 8): labcap >= 0.9 x raw FastHttpUser req/s per process; 2 workers
 >= 1.7 x one; added p99 over wrk at 200 req/s <= 0.5 ms with no lock-step flag.
@@ -47,8 +49,9 @@ def wrk(url: str, seconds: float, delay_ms: float = 0) -> dict:
     }
 
 
-def raw_locust(url: str, seconds: float, rate: float) -> dict:
-    r, _, _ = run_timed([PY, str(BENCH / "_raw_locust.py"), url, "20", str(seconds), str(rate)])
+def raw_locust(url: str, seconds: float, rate: float, jitter: bool = False) -> dict:
+    cmd = [PY, str(BENCH / "_raw_locust.py"), url, "20", str(seconds), str(rate)]
+    r, _, _ = run_timed(cmd + (["jitter"] if jitter else []))
     if r.returncode:
         return {"error": r.stderr.strip().splitlines()[-1]}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -97,6 +100,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--paced-seconds", type=float, default=15.0)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds of the paced part")
     args = ap.parse_args()
     print("# command: .venv/bin/python bench/loadgen_compare.py " + " ".join(sys.argv[1:]))
     print(f"# machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
@@ -125,14 +129,27 @@ def main() -> int:
             print(f"labcap / raw Locust, req/s per core: {ratio:.2f} (acceptance >= 0.9)")
             print(f"labcap 2 workers / 1 worker, req/s: {w2['rps'] / w1['rps']:.2f} (>= 1.7)")
 
-        print("\n## fixed 200 req/s from 20 users (10 req/s each, jittered)")
+        print("\n## fixed 200 req/s from 20 users (10 req/s each)")
         print(f"{'generator':<34}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'+p50':>8}{'+p95':>8}"
               f"{'+p99':>8}  lock-step")  # fmt: skip
-        paced = {
-            "wrk (delay script)": wrk(url, args.paced_seconds, delay_ms=100),
-            "raw Locust FastHttpUser": raw_locust(url, args.paced_seconds, 10),
-            "labcap run (1 process)": labcap(url, args.paced_seconds, 10),
+        generators = {
+            "wrk (delay script)": lambda: wrk(url, args.paced_seconds, delay_ms=100),
+            "raw Locust FastHttpUser": lambda: raw_locust(url, args.paced_seconds, 10),
+            "raw Locust, jittered as labcap": lambda: raw_locust(
+                url, args.paced_seconds, 10, jitter=True
+            ),
+            "labcap run (1 process)": lambda: labcap(url, args.paced_seconds, 10),
         }
+        rounds = []
+        for i in range(args.repeats):  # interleaved, so drift on the machine hits all alike
+            rounds.append({name: run() for name, run in generators.items()})
+            if args.repeats > 1:
+                print(f"# round {i + 1}/{args.repeats}: " + ", ".join(
+                    f"{n.split(' (')[0]} p99 {r.get('p99_ms', float('nan')):.2f}"
+                    for n, r in rounds[-1].items()))  # fmt: skip
+        paced = {name: _median_of(r[name] for r in rounds) for name in generators}
+        if args.repeats > 1:
+            print(f"# medians over {args.repeats} interleaved rounds")
         base = paced["wrk (delay script)"]
         for name, r in paced.items():
             if "error" in r or "error" in base:
@@ -144,7 +161,32 @@ def main() -> int:
                 + "".join(f"{a:>8.3f}" for a in added)
                 + f"  {r.get('lockstep', '-')}  ({r['rps']:.0f} req/s)"
             )
+        jit, lab = paced["raw Locust, jittered as labcap"], paced["labcap run (1 process)"]
+        if "error" not in jit and "error" not in lab:
+            print(
+                "labcap over raw Locust with the same jitter (labcap's own per-request work): "
+                + ", ".join(
+                    f"p{q} {lab[f'p{q}_ms'] - jit[f'p{q}_ms']:+.3f} ms" for q in (50, 95, 99)
+                )
+            )
     return 0
+
+
+def _median_of(results) -> dict:
+    """Per key, the median over the rounds (an error in any round is the result)."""
+    import statistics
+
+    results = list(results)
+    bad = next((r for r in results if "error" in r), None)
+    if bad:
+        return bad
+    out = {}
+    for k, v in results[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = statistics.median(r[k] for r in results)
+        else:
+            out[k] = v if all(r[k] == v for r in results) else [r[k] for r in results]
+    return out
 
 
 if __name__ == "__main__":

@@ -138,9 +138,10 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
     from locust.env import Environment
     from locust.log import setup_logging
 
-    from labcap.loadtests.recorder import WindowRecorder
+    from labcap.loadtests.recorder import WindowRecorder, preload
 
     setup_logging(cfg.get("locust_log_level", "WARNING"))
+    preload()
     plan = plan_from_dict(cfg["load"])
     journal = open(journal_path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
 
@@ -454,7 +455,9 @@ def run_worker(cfg: dict[str, Any], port: int, name: str) -> int:
     from locust.log import setup_logging
 
     from labcap.loadtests.merge import MessageJournal
-    from labcap.loadtests.recorder import WindowRecorder
+    from labcap.loadtests.recorder import WindowRecorder, preload
+
+    preload()
 
     # the master stops us (Ctrl-C reaches the whole process group)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
