@@ -8,7 +8,8 @@
 2. a fixed 200 req/s from 20 users (each 10 req/s): p50/p95/p99 response time and what each
    adds over wrk (whose delay script paces its 20 connections alike), for raw Locust as it
    comes (constant_throughput: lock-step), raw Locust de-synchronised as labcap does it, and
-   labcap; medians over interleaved rounds (a VM's latency drifts from minute to minute).
+   labcap, and Locust's HTTP client (geventhttpclient) alone, without Locust: the floor of
+   any FastHttpUser-based path; medians over interleaved rounds (a VM's latency drifts).
 
     .venv/bin/python bench/loadgen_compare.py [--seconds 8] [--paced-seconds 15] [--repeats 3]
 
@@ -52,6 +53,13 @@ def wrk(url: str, seconds: float, delay_ms: float = 0) -> dict:
 def raw_locust(url: str, seconds: float, rate: float, jitter: bool = False) -> dict:
     cmd = [PY, str(BENCH / "_raw_locust.py"), url, "20", str(seconds), str(rate)]
     r, _, _ = run_timed(cmd + (["jitter"] if jitter else []))
+    if r.returncode:
+        return {"error": r.stderr.strip().splitlines()[-1]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def raw_client(url: str, seconds: float, rate: float) -> dict:
+    r, _, _ = run_timed([PY, str(BENCH / "_raw_client.py"), url, "20", str(seconds), str(rate)])
     if r.returncode:
         return {"error": r.stderr.strip().splitlines()[-1]}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -134,6 +142,7 @@ def main() -> int:
               f"{'+p99':>8}  lock-step")  # fmt: skip
         generators = {
             "wrk (delay script)": lambda: wrk(url, args.paced_seconds, delay_ms=100),
+            "geventhttpclient alone, jittered": lambda: raw_client(url, args.paced_seconds, 10),
             "raw Locust FastHttpUser": lambda: raw_locust(url, args.paced_seconds, 10),
             "raw Locust, jittered as labcap": lambda: raw_locust(
                 url, args.paced_seconds, 10, jitter=True

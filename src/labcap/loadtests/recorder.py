@@ -23,6 +23,7 @@ from labcap.model import LoadPlan
 # 1 µs .. 1 h at 3 significant digits: a spawn that takes minutes still fits.
 HDR_MIN_US, HDR_MAX_US, HDR_DIGITS = 1, 3_600_000_000, 3
 REASON_MAX_CHARS = 200
+SMALL_BATCH = 4096  # record_values: fewer values than this are scatter-added
 USER_GAP_S = 0.1
 
 
@@ -93,7 +94,12 @@ def record_values(h: HdrHistogram, values: Any) -> None:
     sub = v >> (bucket + h.unit_magnitude)
     index = ((bucket + 1) << h.sub_bucket_half_count_magnitude) + sub - h.sub_bucket_half_count
     counts = np.ctypeslib.as_array(h.counts)
-    counts += np.bincount(index, minlength=h.counts_len)[: h.counts_len].astype(counts.dtype)
+    if len(index) < SMALL_BATCH:
+        # a window's few hundred values: scatter-add them; a bincount over all ~23k
+        # buckets (allocated, converted, added) cost the event loop ~0.3 ms per window
+        np.add.at(counts, index, 1)
+    else:
+        counts += np.bincount(index, minlength=h.counts_len)[: h.counts_len].astype(counts.dtype)
     h.total_count += len(v)
     h.min_value = min(h.min_value, int(v.min()))
     h.max_value = max(h.max_value, int(v.max()))
@@ -254,7 +260,7 @@ class WindowRecorder:
         for key, s in self.series.items():
             record_values(s.hist, s.values)
             if not w.settling:
-                record_values(self._step_hist, s.values)
+                self._step_hist.add(s.hist)
                 acc = self._step_series.setdefault(key, [new_histogram(), 0, 0])
                 acc[0].add(s.hist)
                 acc[1] += s.requests
@@ -262,8 +268,9 @@ class WindowRecorder:
             s.values = array("q")
         written: list[dict[str, Any]] = []
         for (name, method), s in sorted(self.series.items()):
+            summary = histogram_summary(s.hist)
             written.append({"endpoint": name, "method": method, "requests": s.requests,
-                            "failures": s.failures, **histogram_summary(s.hist)})  # fmt: skip
+                            "failures": s.failures, **summary})  # fmt: skip
             self._write(
                 {
                     "kind": "window",
@@ -278,7 +285,7 @@ class WindowRecorder:
                     "method": method,
                     "requests": s.requests,
                     "failures": s.failures,
-                    **histogram_summary(s.hist),
+                    **summary,
                     "hdr": s.hist.encode().decode("ascii") if s.hist.get_total_count() else "",
                 }
             )
