@@ -187,7 +187,18 @@ def _write_collector_tables(
     """Each collector's tables as Parquet, with ``t_s`` and ``step_index`` beside ``t_unix``."""
     records = read_journal(run.path / JOURNAL)
     t0 = next((r["t0_unix"] for r in records if r.get("kind") == "start"), None)
-    starts = [s.start_s for s in plan.steps]
+    # when each step really began (the engine journals it): an adaptive search that ends a
+    # probe early moves every later step forward of the plan's times
+    began = {
+        r["step_index"]: r["t_unix"] - t0
+        for r in records
+        if r.get("kind") == "step" and t0 is not None and "t_unix" in r
+    }
+    last = max(began, default=None)
+    starts = [
+        began.get(s.index, s.start_s if last is None or s.index < last else float("inf"))
+        for s in plan.steps
+    ]  # steps after the last that began never ran: samples after it are the last one's
     # two sources of one table (GPU samples from NVML and dcgm-exporter) share its file
     tables: dict[str, list[Any]] = {}
     for c in collectors:

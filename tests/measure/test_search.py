@@ -137,6 +137,17 @@ def test_search_on_a_target_of_known_capacity(tmp_path, queue_target):
     passes = [p["users"] for p in probes if p["verdict"] == "pass"]
     fails = [p["users"] for p in probes if p["verdict"] == "fail"]
     assert fails and max(passes) < min(fails)
+    # collector samples lie on the probe that was running when they were taken (each step's
+    # real start is journalled: early-ended probes move every later one forward of the plan),
+    # numbered like the windows: the probe's place in the ladder
+    import itertools
+
+    import pandas as pd
+
+    host = pd.read_parquet(out / "host_samples.parquet").sort_values("t_s")
+    seen = [k for k, _ in itertools.groupby(host["step_index"]) if k >= 0]
+    ladder = sorted(p["users"] for p in probes)
+    assert seen == [ladder.index(p["users"]) for p in probes], (seen, probes)
     # the assembled run is a ladder of the probes; plan reads it like any run
     assert [s["users"] for s in plan["steps"]] == sorted(p["users"] for p in probes)
     assert plan["capacity"]["max_users_at_slo"] == search["max_users_at_slo"] == max(passes)

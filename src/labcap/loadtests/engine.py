@@ -247,6 +247,7 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
             probe["steady_s"] = step.duration_s - step.settle_s
             _progress(f"search probe {len(search.probes)}: {users} users ({probe['chosen']})")
         _progress(f"step {step.index + 1}/{n_steps}: {users} users for {step.duration_s:g}s")
+        recorder.mark_step(step.index, users)
         runner.start(users, spawn_rate=plan.spawn_rate)
         cut.clear()
         while not stop.is_set() and recorder.elapsed() < step.end_s:
@@ -419,6 +420,8 @@ def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> in
         if stop.is_set():
             break
         _progress(f"step {step.index + 1}/{n_steps}: {step.users} users for {step.duration_s:g}s")
+        write({"kind": "step", "step_index": step.index, "users": step.users,
+               "t_unix": time.time()})  # fmt: skip
         runner.start(step.users, spawn_rate=plan.spawn_rate)
         stop.wait(timeout=max(0.0, step.end_s - elapsed()))
     stop.wait()

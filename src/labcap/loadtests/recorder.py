@@ -174,6 +174,11 @@ class WindowRecorder:
         # Wall-clock start, so collectors' timestamps can be placed on the plan's steps.
         self._write({"kind": "start", "t0_unix": time.time()})
 
+    def mark_step(self, index: int, users: int) -> None:
+        """Journal when a step really began (wall clock): collector samples are placed on
+        steps by it, since a probe the search ends early moves every later step forward."""
+        self._write({"kind": "step", "step_index": index, "users": users, "t_unix": time.time()})
+
     def elapsed(self) -> float:
         return 0.0 if self.t0 is None else self.clock() - self.t0
 

@@ -351,6 +351,27 @@ def search_capacity(
     return _assemble(base.out, result, probes, settings, time.monotonic() - started, progress)
 
 
+def _renumber_steps(out: Path, place: dict[int, int], per_step: int, skip: set[str]) -> None:
+    """Every other table with a step_index (collector samples, send records): the probe's
+    place in the sorted ladder, as for the windows (window_index moves with it)."""
+    import pandas as pd
+
+    from labcap.store import atomic_write_parquet
+
+    for path in sorted(out.glob("*.parquet")):
+        if path.name in skip:
+            continue
+        frame = pd.read_parquet(path)
+        if "step_index" not in frame.columns or not len(frame):
+            continue
+        old_step = frame["step_index"].astype(int)
+        new_step = old_step.map(lambda i: place.get(i, -1))  # -1: before the first probe
+        if "window_index" in frame.columns:
+            frame["window_index"] = frame["window_index"] + (new_step - old_step) * per_step
+        frame["step_index"] = new_step
+        atomic_write_parquet(path, frame)
+
+
 def _assemble(
     out: Path,
     result: RunResult,
@@ -405,6 +426,7 @@ def _assemble(
     manifest["status_reasons"] = reasons
     atomic_write_parquet(out / WINDOWS, windows.reset_index(drop=True))
     atomic_write_parquet(out / FAILURES, failures.reset_index(drop=True))
+    _renumber_steps(out, place, per_step, skip={WINDOWS, FAILURES, f"{STEPS_TABLE}.parquet"})
     atomic_write_parquet(
         out / f"{STEPS_TABLE}.parquet", steps_frame(step_statistics(windows, plan))
     )
@@ -420,7 +442,8 @@ def _assemble(
     }
     manifest["notes"] = list(manifest.get("notes", [])) + [
         "steps are the adaptive search's probes sorted by users; they ran in the order of "
-        "search.probes (collector tables keep that timeline)"
+        "search.probes (collector tables keep that timeline in t_s; their step_index is the "
+        "ladder's, like the windows')"
     ]
     RunDir(out).write_manifest(manifest)
     by_users = {s.users: s for s in plan_capacity(RunDir.open(out)).steps}
