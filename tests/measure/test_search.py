@@ -148,6 +148,16 @@ def test_search_on_a_target_of_known_capacity(tmp_path, queue_target):
     seen = [k for k, _ in itertools.groupby(host["step_index"]) if k >= 0]
     ladder = sorted(p["users"] for p in probes)
     assert seen == [ladder.index(p["users"]) for p in probes], (seen, probes)
+    # each probe ran for its wall_s, one after the other from the run's start: a sample taken
+    # well inside a probe's stretch of time (1 s from either end) is that probe's
+    ends = list(itertools.accumulate(p["wall_s"] for p in probes))
+    checked = 0
+    for t, k in zip(host["t_s"], host["step_index"], strict=True):
+        for p, end in zip(probes, ends, strict=True):
+            if end - p["wall_s"] + 1.0 <= t <= end - 1.0:
+                assert k == ladder.index(p["users"]), (t, k, probes)
+                checked += 1
+    assert checked >= len(probes), checked
     # the assembled run is a ladder of the probes; plan reads it like any run
     assert [s["users"] for s in plan["steps"]] == sorted(p["users"] for p in probes)
     assert plan["capacity"]["max_users_at_slo"] == search["max_users_at_slo"] == max(passes)
