@@ -49,9 +49,12 @@ def test_narrows_the_bracket_at_the_knee_estimate():
     s = SearchSettings(max_users=64)
     # the estimate inside the bracket is the next probe (bisection would take 48)
     assert next_users(s, 32, 64, estimate=40.3) == 40
-    # at or below the passing count: just above it, by the resolution
+    # at, below or just above the passing count: one resolution step above it, so the
+    # probe closes the bracket if it fails (44 - 40 <= 10 % of 40)
     assert next_users(s, 40, 64, estimate=40.0) == 44
     assert next_users(s, 40, 64, estimate=12.0) == 44
+    assert next_users(s, 41, 64, estimate=41.7) == 45
+    assert next_users(s, 41, 45, estimate=41.7) is None
     # at or beyond the failing count, or no estimate: the midpoint
     assert next_users(s, 32, 64, estimate=80.0) == 48
     assert next_users(s, 32, 64) == 48

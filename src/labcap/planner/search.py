@@ -22,7 +22,8 @@ passing probe gives the users' cycle time C = N / X, and a saturated probe gives
 the throughput ceiling X_max. The knee lies near N* = X_max C (the asymptotic
 bound of Denning and Buzen's operational analysis). The next count is that
 estimate when it falls inside the bracket, a count just above the passing one when
-the estimate says the knee is already there, and the midpoint otherwise, so a
+the estimate says the knee is already there (one resolution step up: a probe there
+either closes the bracket or moves it up by a full step), and the midpoint otherwise, so a
 wrong estimate costs a probe, never the answer.
 
 The run directory then holds the probes as one step ladder sorted by users (so
@@ -100,12 +101,14 @@ def next_users(
     middle = (low + failed) // 2
     if estimate is None or not passed:
         return middle
-    guess = round(estimate)
-    if guess <= low:  # the knee is at the passing count already: check just above it
-        guess = math.ceil(low * (1 + settings.resolution))
+    # Never closer to the passing count than one resolution step: a probe there either
+    # closes the bracket (it fails) or moves the passing count up by a full step (it passes);
+    # an estimate just above the passing count would spend a probe on one or two users.
+    step_up = low + max(1, math.floor(settings.resolution * low))
+    guess = max(round(estimate), step_up)
     if guess >= failed:
         return middle
-    return max(low + 1, guess)
+    return guess
 
 
 class ClearFailWatch:
@@ -251,10 +254,10 @@ class SearchController:
             return f"grow x{grow:g} from {self.passed}{margin}"
         middle = ((self.passed or 0) + self.failed) // 2
         if estimate and users != middle:
-            if round(estimate[0]) <= (self.passed or 0):
+            if round(estimate[0]) < users:
                 return (
-                    f"{estimate[1]}: at or below the passing count, so just above it "
-                    f"(+{self.settings.resolution:.0%})"
+                    f"{estimate[1]}: within {self.settings.resolution:.0%} of the passing "
+                    f"count, so one resolution step above it"
                 )
             return estimate[1]
         return f"midpoint of {self.passed or 0} (pass) and {self.failed} (fail)"
