@@ -302,6 +302,7 @@ def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> in
     from locust.log import setup_logging
 
     from labcap.loadtests.merge import WindowMerger
+    from labcap.loadtests.recorder import step_record
 
     setup_logging(cfg.get("locust_log_level", "WARNING"))
     plan = plan_from_dict(cfg["load"])
@@ -418,8 +419,7 @@ def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> in
         if stop.is_set():
             break
         _progress(f"step {step.index + 1}/{n_steps}: {step.users} users for {step.duration_s:g}s")
-        write({"kind": "step", "step_index": step.index, "users": step.users,
-               "t_unix": time.time()})  # fmt: skip
+        write(step_record(step.index, step.users))
         runner.start(step.users, spawn_rate=plan.spawn_rate)
         stop.wait(timeout=max(0.0, step.end_s - elapsed()))
     stop.wait()

@@ -81,9 +81,6 @@ class SendClock:
         self.bins[0 if i < 0 else (n - 1 if i >= n else i)] += 1
         self.sends += 1
 
-    def counts(self) -> list[int]:
-        return self.bins.tolist()
-
     def sparse(self) -> list[list[int]]:
         """Non-empty bins as [index, count] pairs (what a Locust worker sends its master)."""
         return [[i, c] for i, c in enumerate(self.bins) if c]

@@ -33,6 +33,13 @@ def preload() -> None:
     import numpy  # noqa: F401
 
 
+def step_record(index: int, users: int) -> dict[str, Any]:
+    """The journal record of when a step really began (wall clock): collector samples are
+    placed on steps by it, since a probe the search ends early moves every later step
+    forward of the plan."""
+    return {"kind": "step", "step_index": index, "users": users, "t_unix": time.time()}
+
+
 def new_histogram() -> HdrHistogram:
     return HdrHistogram(HDR_MIN_US, HDR_MAX_US, HDR_DIGITS)
 
@@ -175,9 +182,7 @@ class WindowRecorder:
         self._write({"kind": "start", "t0_unix": time.time()})
 
     def mark_step(self, index: int, users: int) -> None:
-        """Journal when a step really began (wall clock): collector samples are placed on
-        steps by it, since a probe the search ends early moves every later step forward."""
-        self._write({"kind": "step", "step_index": index, "users": users, "t_unix": time.time()})
+        self._write(step_record(index, users))
 
     def elapsed(self) -> float:
         return 0.0 if self.t0 is None else self.clock() - self.t0

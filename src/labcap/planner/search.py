@@ -218,10 +218,8 @@ class SearchController:
 
     def knee_estimate(self) -> tuple[float, str] | None:
         """N* = X_max x C from the probes so far (users, and how it was reached)."""
-        if not self.passed or self.passed not in self.throughput:
-            return None
         rates = {u: n / s for u, (n, s) in self.throughput.items() if s > 0 and n > 0}
-        if self.passed not in rates or not rates:
+        if not self.passed or self.passed not in rates:
             return None
         x_max = max(rates.values())
         cycle = self.passed / rates[self.passed]
@@ -354,9 +352,23 @@ def search_capacity(
     return _assemble(base.out, result, probes, settings, time.monotonic() - started, progress)
 
 
+def _to_ladder(
+    frame: Any, place: dict[int, int], per_step: int, missing: int | None = None
+) -> tuple[Any, Any]:
+    """Renumber one table's step_index from the order the probes ran to their place in the
+    sorted ladder (window_index moves with it, per_step windows a step); a step with no
+    place becomes ``missing`` (None: NaN). Returns the old and new step numbers."""
+    old_step = frame["step_index"].astype(int)
+    new_step = old_step.map(place if missing is None else lambda i: place.get(i, missing))
+    if "window_index" in frame.columns:
+        frame["window_index"] = frame["window_index"] + (new_step - old_step) * per_step
+    frame["step_index"] = new_step
+    return old_step, new_step
+
+
 def _renumber_steps(out: Path, place: dict[int, int], per_step: int, skip: set[str]) -> None:
     """Every other table with a step_index (collector samples, send records): the probe's
-    place in the sorted ladder, as for the windows (window_index moves with it)."""
+    place in the sorted ladder, as for the windows."""
     import pandas as pd
 
     from labcap.store import atomic_write_parquet
@@ -367,11 +379,7 @@ def _renumber_steps(out: Path, place: dict[int, int], per_step: int, skip: set[s
         frame = pd.read_parquet(path)
         if "step_index" not in frame.columns or not len(frame):
             continue
-        old_step = frame["step_index"].astype(int)
-        new_step = old_step.map(lambda i: place.get(i, -1))  # -1: before the first probe
-        if "window_index" in frame.columns:
-            frame["window_index"] = frame["window_index"] + (new_step - old_step) * per_step
-        frame["step_index"] = new_step
+        _to_ladder(frame, place, per_step, missing=-1)  # -1: before the first probe
         atomic_write_parquet(path, frame)
 
 
@@ -409,16 +417,13 @@ def _assemble(
     for frame in (windows, failures):
         if not len(frame):
             continue
-        old_step = frame["step_index"].astype(int)
-        new_step = old_step.map(place)
-        frame["window_index"] = frame["window_index"] + (new_step - old_step) * per_step
+        old_step, new_step = _to_ladder(frame, place, per_step)
         if "start_s" in frame:
             shift = new_step.map(lambda j: plan.steps[j].start_s) - old_step.map(
                 lambda i: old.steps[i].start_s
             )
             frame["start_s"] = frame["start_s"] + shift
             frame["end_s"] = frame["end_s"] + shift
-        frame["step_index"] = new_step
     windows = windows[windows["step_index"].notna()].sort_values(["window_index", "endpoint"])
     manifest["load"] = plan_to_dict(plan)
     # the engine's plan had a step for every probe the search might take; the ones it did
