@@ -164,6 +164,12 @@ def test_search_on_a_target_of_known_capacity(tmp_path, queue_target):
     # the assembled run is a ladder of the probes; plan reads it like any run
     assert [s["users"] for s in plan["steps"]] == sorted(p["users"] for p in probes)
     assert plan["capacity"]["max_users_at_slo"] == search["max_users_at_slo"] == max(passes)
+    # the planned steps the search did not need are not "missing", also when read back
+    from labcap.store import RunDir
+
+    manifest = RunDir.open(out).manifest
+    assert all(f["check"] != "missing-steps" for f in manifest["validity"]["findings"])
+    assert not [r for r in manifest["status_reasons"] if "planned steps" in r], manifest
     # queueing theory: N* = 40; the SLO breaks between N* and N* + k (tests/test_queueing.py)
     n_star = saturation_users(WORKERS, SERVICE_S, THINK_S)
     assert 0.85 * n_star <= search["max_users_at_slo"] <= 1.15 * n_star, search
@@ -239,3 +245,60 @@ def test_a_probe_passes_early_only_by_a_wide_margin_on_enough_requests():
     c.step_result(series(150, 40))
     assert c.probes[-1]["verdict"] == "pass" and c.probes[-1]["rps"] == 20.0
     assert c.next_users() == 32  # a wide-margin pass: grow x4
+
+
+def test_binomial_tail_is_exact():
+    from math import comb
+
+    from labcap.planner.search import binomial_tail
+
+    for n, k, p in [(50, 0, 0.05), (50, 3, 0.05), (50, 12, 0.05), (200, 30, 0.1), (7, 7, 0.5),
+                    (1000, 80, 0.05), (30, 31, 0.2), (40, 2, 0.0), (40, 2, 1.0)]:  # fmt: skip
+        exact = sum(comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+        assert abs(binomial_tail(n, k, p) - exact) <= 1e-12 + 1e-9 * exact, (n, k, p)
+
+
+def test_count_above_counts_only_values_surely_over_the_limit():
+    import random
+
+    from labcap.loadtests.recorder import count_above, new_histogram, record_values
+
+    rnd = random.Random(8)
+    values = [rnd.randint(1, 2_000_000) for _ in range(5000)]
+    h = new_histogram()
+    record_values(h, values)
+    for limit in (1, 999, 150_000, 300_000, 1_999_999):
+        low = sum(v > h.get_highest_equivalent_value(limit) for v in values)
+        assert low <= count_above(h, limit) <= sum(v > limit for v in values)
+
+
+def test_a_probe_fails_early_when_its_data_breaks_an_slo_beyond_chance():
+    from types import SimpleNamespace
+
+    from labcap.loadtests.recorder import new_histogram, record_values
+    from labcap.model import parse_slo
+    from labcap.planner.search import SearchController, confident_breach
+
+    def series(fast: int, slow: int, failures: int = 0) -> dict:
+        h = new_histogram()
+        record_values(h, [100_000] * fast + [400_000] * slow)  # 100 ms and 400 ms
+        return {("api", "GET"): [h, fast + slow + failures, failures]}
+
+    p95, err = (parse_slo("p95_ms=300"),), (parse_slo("error_pct=1"),)
+    # 5 % above 300 ms is what p95 <= 300 allows: 3 of 50 is chance, 12 of 50 is not
+    assert confident_breach(series(47, 3), p95, 0.999) is None
+    assert "12 of 50 requests took over 300 ms" in confident_breach(series(38, 12), p95, 0.999)
+    # the empirical p95 of 6 slow in 100 is over 300 ms, but that is within chance
+    assert confident_breach(series(94, 6), p95, 0.999) is None
+    assert confident_breach(series(50, 1), (parse_slo("max_ms=300"),), 0.999) is not None
+    assert confident_breach(series(100, 0, failures=2), err, 0.999) is None
+    assert "10 of 110 requests failed" in confident_breach(series(100, 0, failures=10), err, 0.999)
+
+    ctl = SearchController(SearchSettings(max_users=64), p95)
+    ctl.next_users()
+    w = SimpleNamespace(index=3, settling=False)
+    rec = {"endpoint": "api", "method": "GET", "requests": 50, "failures": 0, "p95_us": 400_000}
+    assert ctl.clear_fail(w, [rec], series(8, 4)) is None  # too few requests to tell
+    assert ctl.clear_fail(w, [rec], series(47, 3)) is None
+    why = ctl.clear_fail(w, [rec], series(38, 12))
+    assert why.startswith("window 3: api: 12 of 50") and ctl.probes[-1]["stopped_early"] == why

@@ -199,3 +199,22 @@ def test_a_worker_that_dies_leaves_a_partial_run_with_the_gap_named(tmp_path, ta
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "partial"
     assert any("workers sent no data" in r for r in manifest["status_reasons"])
+
+
+def test_generator_cpu_is_taken_over_real_spans_not_the_empty_windows_of_a_cut_probe():
+    from labcap.runner import _generator_cpu
+
+    def rec(i: int, wall: float, cpu: float) -> dict:
+        return {"kind": "generator", "worker": "local", "window_index": i, "wall_s": wall,
+                "cpu_s": cpu}  # fmt: skip
+
+    # 1 s windows at 30 % of a core; then a probe ended early: its three remaining windows
+    # close 1 ms apart (5 ms of CPU each: 500 % over 1 ms), then the next probe's 1 s window
+    records = [rec(0, 0.0, 0.0), rec(1, 1.0, 0.3), rec(2, 2.0, 0.6), rec(3, 2.001, 0.605),
+               rec(4, 2.002, 0.61), rec(5, 2.003, 0.615), rec(6, 3.003, 0.915)]  # fmt: skip
+    said: list[str] = []
+    gen = _generator_cpu(records, said.append)["per_worker"]["local"]
+    assert gen["cpu_pct_max"] < 35 and not said, (gen, said)
+    assert gen["windows"] == 3  # 0-1, 1-2, 2-3.003
+    hot = [rec(0, 0.0, 0.0), rec(1, 1.0, 0.9)]
+    assert "used 90 % of a core" in _generator_cpu(hot, said.append)["warnings"][0]

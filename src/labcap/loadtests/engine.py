@@ -192,12 +192,12 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
     def on_window(w: Any, records: list[dict[str, Any]]) -> None:
         if search is None or w.end_s >= plan.steps[w.step_index].end_s - 1e-6:
             return  # the probe's last window: it ends here anyway, judged on all its data
-        why = search.clear_fail(w, records)
+        # the steady windows of the open probe so far (the recorder's step accumulator)
+        why = search.clear_fail(w, records, recorder._step_series)
         if why:
             _progress(f"stopping the probe early: {why}")
             cut.set()
             return
-        # the steady windows of the open probe so far (the recorder's step accumulator)
         why = search.clear_pass(w, recorder._step_series)
         if why:
             _progress(f"probe passed by a wide margin, moving on: {why}")

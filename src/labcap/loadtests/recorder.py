@@ -44,6 +44,18 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(HDR_MIN_US, HDR_MAX_US, HDR_DIGITS)
 
 
+def _bucket_lowest(h: HdrHistogram, indexes: Any) -> tuple[Any, Any]:
+    """hdrh's get_value_from_index, vectorised: (lowest value, bucket) of each index."""
+    import numpy as np
+
+    bucket = (indexes >> h.sub_bucket_half_count_magnitude) - 1
+    sub = (indexes & (h.sub_bucket_half_count - 1)) + h.sub_bucket_half_count
+    first = bucket < 0
+    sub = np.where(first, sub - h.sub_bucket_half_count, sub)
+    bucket = np.where(first, 0, bucket)
+    return sub.astype(np.float64) * np.exp2(bucket + h.unit_magnitude), bucket
+
+
 def histogram_summary(h: HdrHistogram) -> dict[str, float | None]:
     """Mean and percentiles in µs (None when the histogram is empty).
 
@@ -60,13 +72,7 @@ def histogram_summary(h: HdrHistogram) -> dict[str, float | None]:
     nonzero = np.flatnonzero(counts)
     bucket_counts = counts[nonzero].astype(np.float64)
     cumulative = np.cumsum(bucket_counts)
-    # hdrh's get_value_from_index, vectorised: the lowest value of each bucket...
-    bucket = (nonzero >> h.sub_bucket_half_count_magnitude) - 1
-    sub = (nonzero & (h.sub_bucket_half_count - 1)) + h.sub_bucket_half_count
-    first = bucket < 0
-    sub = np.where(first, sub - h.sub_bucket_half_count, sub)
-    bucket = np.where(first, 0, bucket)
-    lowest = sub.astype(np.float64) * np.exp2(bucket + h.unit_magnitude)
+    lowest, bucket = _bucket_lowest(h, nonzero)  # the lowest value of each bucket...
     # ...and its median-equivalent value, which hdrh's mean weights by
     medians = lowest + np.floor(np.exp2(bucket + h.unit_magnitude) / 2)
 
@@ -83,6 +89,19 @@ def histogram_summary(h: HdrHistogram) -> dict[str, float | None]:
         "p99_us": at(99),
         "max_us": float(h.get_max_value()),
     }
+
+
+def count_above(h: HdrHistogram, value_us: float) -> int:
+    """How many recorded values lie surely above ``value_us``: those in buckets whose
+    lowest value is higher (the bucket holding ``value_us`` itself is not counted)."""
+    import numpy as np
+
+    if h.get_total_count() == 0:
+        return 0
+    counts = np.ctypeslib.as_array(h.counts)
+    nonzero = np.flatnonzero(counts)
+    lowest, _ = _bucket_lowest(h, nonzero)
+    return int(counts[nonzero][lowest > value_us].sum())
 
 
 def record_values(h: HdrHistogram, values: Any) -> None:

@@ -11,10 +11,14 @@ ladder instead of starting cold.
 
 A probe is held only until its verdict is clear. One whose steady windows break
 an SLO by ``clear_fail_ratio`` (two in a row, or one by 3x) ends there: more of it
-cannot make it a pass. One whose steady data so far meets every SLO within
-1/``clear_fail_ratio`` of its limit, over at least ``min_pass_requests`` requests,
-ends too: it is a pass by a wide margin. Probes near an SLO run their full length;
-that is where the answer is decided.
+cannot make it a pass. So does one whose steady data so far shows, by an exact
+binomial test at ``fail_confidence``, that an SLO is broken: for ``p95_ms=T``, more
+requests above T than a true 5 % would give but once in 1,000 (the test runs once a
+window, so a probe that truly meets its SLO has a few such chances; ``max_ms`` needs
+only one request above T, which no further data can undo). One whose steady data so
+far meets every SLO within 1/``clear_fail_ratio`` of its limit, over at least
+``min_pass_requests`` requests, ends too: it is a pass by a wide margin. Probes near
+an SLO run their full length; that is where the answer is decided.
 
 Narrowing the bracket uses the operational laws of a closed system (each user
 waits for an answer, then thinks): by Little's law N = X (R + Z), so the highest
@@ -55,7 +59,8 @@ METHOD = (
     "the knee estimated by the operational laws (N* = X_max x N/X) when it falls inside, "
     "else the midpoint; each probe is one step (settling, then steady windows), held until "
     "its verdict is clear: stopped as a fail when two steady windows in a row break an SLO "
-    "by clear_fail_ratio or more, or one by 3x; stopped as a pass when its steady data meets "
+    "by clear_fail_ratio or more, or one by 3x, or when its steady data breaks an SLO by an "
+    "exact binomial test at fail_confidence; stopped as a pass when its steady data meets "
     "every SLO within 1/clear_fail_ratio of its limit over min_pass_requests requests"
 )
 
@@ -69,6 +74,7 @@ class SearchSettings:
     clear_fail_ratio: float = 1.5
     min_window_requests: int = 20  # error_pct of a window with fewer is not judged early
     min_pass_requests: int = 20  # a probe ends early as a wide-margin pass on no fewer
+    fail_confidence: float = 0.999  # ... and as a fail on a binomial test at this level
 
     def first(self) -> int:
         return max(1, min(self.max_users, self.start_users or self.max_users // 8))
@@ -166,12 +172,12 @@ class ClearFailWatch:
         return None
 
 
-def judge_series(
-    series: dict[tuple[str, str], list[Any]], slos: tuple[Slo, ...], scale: float = 1.0
-) -> bool:
-    """Does one probe's steady data meet every SLO (each limit times ``scale``)?
-    (capacity.check_step's rules.)"""
-    from labcap.loadtests.recorder import histogram_summary, new_histogram
+def _by_endpoint(
+    series: dict[tuple[str, str], list[Any]],
+) -> tuple[dict[str, list[Any]], int, int]:
+    """One probe's series merged per endpoint ([histogram, requests, failures]), and the
+    requests and failures over all of them."""
+    from labcap.loadtests.recorder import new_histogram
 
     by_ep: dict[str, list[Any]] = {}
     for (name, _method), (hist, req, fail) in series.items():
@@ -181,6 +187,82 @@ def judge_series(
         acc[2] += fail
     req = sum(a[1] for a in by_ep.values())
     fail = sum(a[2] for a in by_ep.values())
+    return by_ep, req, fail
+
+
+def binomial_tail(n: int, k: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), exact (summed from k up until the terms vanish)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    lp, lq = math.log(p), math.log1p(-p)
+    log_c = math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+    term = math.exp(log_c + k * lp + (n - k) * lq)
+    total = term
+    for i in range(k, n):  # pmf(i + 1) = pmf(i) (n - i) / (i + 1) p / q
+        term *= (n - i) / (i + 1) * p / (1 - p)
+        total += term
+        if term < total * 1e-12 and i > n * p:
+            break
+    return min(1.0, total)
+
+
+def confident_breach(
+    series: dict[tuple[str, str], list[Any]], slos: tuple[Slo, ...], confidence: float
+) -> str | None:
+    """A reason when one probe's steady data so far shows an SLO broken beyond chance.
+
+    A percentile SLO ``pQ_ms=T`` holds when at most (100 - Q) % of requests take
+    longer than T. If k of n took surely longer (their HDR bucket lies wholly above
+    T), the SLO is broken with ``confidence`` when P(Binomial(n, 1 - Q/100) >= k) <
+    1 - confidence: even a true share of exactly (100 - Q) % would rarely give k.
+    ``error_pct=E`` is the same test on the failed requests; ``max_ms=T`` is broken
+    for good by one request above T.
+    """
+    from labcap.loadtests.recorder import count_above
+
+    alpha = 1 - confidence
+    by_ep, req, fail = _by_endpoint(series)
+    own = {(s.endpoint, s.metric) for s in slos if s.endpoint}
+    for slo in slos:
+        if slo.metric == "error_pct":
+            tail = binomial_tail(req, fail, slo.threshold / 100)
+            if req and tail < alpha:
+                return (
+                    f"{fail} of {req} requests failed ({100 * fail / req:.1f} %), over "
+                    f"{slo.expression} with {confidence:.1%} confidence"
+                )
+            continue
+        for ep, (hist, _r, _f) in by_ep.items():
+            if slo.endpoint not in (None, ep) or (slo.endpoint is None and (ep, slo.metric) in own):
+                continue
+            n = hist.get_total_count()
+            above = count_above(hist, slo.threshold * 1000)
+            if slo.metric == "max_ms":
+                share = 0.0
+            else:
+                share = 1 - float(slo.metric[1:].removesuffix("_ms")) / 100
+            if above and binomial_tail(n, above, share) < alpha:
+                return (
+                    f"{ep}: {above} of {n} requests took over {slo.threshold:g} ms, so "
+                    f"{slo.expression} is broken with {confidence:.1%} confidence"
+                )
+    return None
+
+
+def judge_series(
+    series: dict[tuple[str, str], list[Any]], slos: tuple[Slo, ...], scale: float = 1.0
+) -> bool:
+    """Does one probe's steady data meet every SLO (each limit times ``scale``)?
+    (capacity.check_step's rules.)"""
+    from labcap.loadtests.recorder import histogram_summary
+
+    by_ep, req, fail = _by_endpoint(series)
     if req == 0 or req == fail:
         return False  # nothing succeeded: no latency to judge
     own = {(s.endpoint, s.metric) for s in slos if s.endpoint}
@@ -260,9 +342,16 @@ class SearchController:
             return estimate[1]
         return f"midpoint of {self.passed or 0} (pass) and {self.failed} (fail)"
 
-    def clear_fail(self, window: Any, records: list[dict[str, Any]]) -> str | None:
+    def clear_fail(
+        self,
+        window: Any,
+        records: list[dict[str, Any]],
+        series: dict[tuple[str, str], list[Any]] | None = None,
+    ) -> str | None:
         """A reason to end the probe: one steady window over HARD_RATIO x an SLO, or two
-        in a row over clear_fail_ratio x (one noisy window on a busy machine is not enough)."""
+        in a row over clear_fail_ratio x (one noisy window on a busy machine is not enough),
+        or the probe's steady data so far (``series``, at least min_pass_requests requests)
+        breaking an SLO by the binomial test of ``confident_breach``."""
         if window.settling or not self.probes or self.probes[-1]["stopped_early"]:
             return None
         marked = {"window_index": window.index}
@@ -270,6 +359,10 @@ class SearchController:
         hard = next((w for r in records if (w := self.hard._judge({**r, **marked}))), None)
         previous, self._soft_prev = self._soft_prev, window.index if soft else None
         why = hard or (soft if soft and previous == window.index - 1 else None)
+        enough = series and sum(a[1] for a in series.values()) >= self.settings.min_pass_requests
+        if not why and enough and self.slos:
+            breach = confident_breach(series, self.slos, self.settings.fail_confidence)
+            why = f"window {window.index}: {breach}" if breach else None
         if why:
             self.probes[-1]["stopped_early"] = why
         return why
@@ -399,6 +492,7 @@ def _assemble(
     """
     from labcap.planner.capacity import STEPS_TABLE, plan_capacity, step_statistics, steps_frame
     from labcap.store import FAILURES, WINDOWS, RunDir, atomic_write_parquet
+    from labcap.validity import worst
 
     run = RunDir.open(out)
     probes = [{k: v for k, v in p.items() if k != "started_s"} for p in probes if p.get("verdict")]
@@ -432,6 +526,12 @@ def _assemble(
     if manifest.get("status") == "partial" and not reasons:
         manifest["status"] = "complete"
     manifest["status_reasons"] = reasons
+    validity = manifest.get("validity")
+    if isinstance(validity, dict) and isinstance(validity.get("findings"), list):
+        # (validity.on_read re-applies recorded findings: a stale one would make it partial)
+        found = [f for f in validity["findings"] if f.get("check") != "missing-steps"]
+        status = worst("complete", *(f.get("severity") for f in found))
+        manifest["validity"] = {**validity, "findings": found, "status": status}
     atomic_write_parquet(out / WINDOWS, windows.reset_index(drop=True))
     atomic_write_parquet(out / FAILURES, failures.reset_index(drop=True))
     _renumber_steps(out, place, per_step, skip={WINDOWS, FAILURES, f"{STEPS_TABLE}.parquet"})
