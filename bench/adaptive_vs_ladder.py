@@ -65,7 +65,10 @@ def main() -> int:
         t_a, adaptive = run(
             url, ["--users", "auto", "--max-users", args.max_users], args.step, tmp / "auto"
         )
-        search = json.loads((tmp / "auto" / "manifest.json").read_text())["search"]
+        manifests = {
+            k: json.loads((tmp / k / "manifest.json").read_text()) for k in ("ladder", "auto")
+        }
+        search = manifests["auto"]["search"]
     finally:
         proc.kill()
         proc.wait()
@@ -83,6 +86,11 @@ def main() -> int:
     for p in search["probes"]:
         print(f"  probe {p['order']}: {p['users']} users, {p['verdict']}, {p['wall_s']} s, "
               f"{p['rps']:.1f} req/s; chosen: {p.get('chosen', '')}")  # fmt: skip
+    for k, m in manifests.items():
+        print(f"{k}: status {m['status']}; lock-step windows {m['lockstep']['windows_flagged']} "
+              f"of {m['lockstep']['windows_judged']}; generator CPU max "
+              f"{m['generator']['per_worker']['local']['cpu_pct_max']} %"
+              + "".join(f"\n  reason: {r}" for r in m.get("status_reasons", [])))  # fmt: skip
     within = a_l and abs(a_a - a_l) <= 0.1 * a_l
     print(
         f"adaptive answer within 10 % of the ladder's: {bool(within)}; "
