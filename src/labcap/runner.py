@@ -157,7 +157,7 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
             _write_collector_tables(run, req.collectors, req.plan, progress)
             # again: a collector whose tables() failed has a gap to record
             manifest["collectors"] = [asdict(c.status()) for c in req.collectors]
-            result = _finalise(run, manifest, rc, progress)
+            result = _finalise(run, manifest, rc, progress, searching=req.search is not None)
         except OSError as e:  # disk full, directory removed: the journal still holds the run
             raise RunFailedError(
                 f"{req.out}: could not write the results ({e.strerror or e}); every window "
@@ -302,7 +302,9 @@ def _stop_engine(proc: subprocess.Popen[bytes], sig: int) -> int:
     return proc.wait()
 
 
-def _finalise(run: RunDir, manifest: dict[str, Any], rc: int, progress: Progress) -> RunResult:
+def _finalise(
+    run: RunDir, manifest: dict[str, Any], rc: int, progress: Progress, searching: bool = False
+) -> RunResult:
     import pandas as pd
 
     records = read_journal(run.path / JOURNAL)
@@ -361,7 +363,10 @@ def _finalise(run: RunDir, manifest: dict[str, Any], rc: int, progress: Progress
     # The tables now hold everything the journal did.
     (run.path / JOURNAL).unlink(missing_ok=True)
     (run.path / ENGINE_CONFIG).unlink(missing_ok=True)
-    progress(f"run {status}: {len(windows)} window records written to {run.path}")
+    if searching and status != "failed":  # its status is settled once the probes are a ladder
+        progress(f"load done: {len(windows)} window records written to {run.path}")
+    else:
+        progress(f"run {status}: {len(windows)} window records written to {run.path}")
     if status == "failed":
         raise LabcapError(reasons[0])
     return RunResult(run.path, status, tuple(reasons))

@@ -170,6 +170,12 @@ def test_search_on_a_target_of_known_capacity(tmp_path, queue_target):
     manifest = RunDir.open(out).manifest
     assert all(f["check"] != "missing-steps" for f in manifest["validity"]["findings"])
     assert not [r for r in manifest["status_reasons"] if "planned steps" in r], manifest
+    # lock-step windows are named like the windows table's (the ladder's numbering)
+    sends = pd.read_parquet(out / "sends.parquet")
+    judged = sends[~sends["settling"] & (sends["sends"] >= 50)]
+    flagged = sorted(int(i) for i in judged[judged["lockstep"]]["window_index"])
+    assert manifest["lockstep"]["flagged_window_indexes"] == flagged[:50], manifest["lockstep"]
+    assert f"run {manifest['status']}" in r.stderr.splitlines()[-1], r.stderr
     # queueing theory: N* = 40; the SLO breaks between N* and N* + k (tests/test_queueing.py)
     n_star = saturation_users(WORKERS, SERVICE_S, THINK_S)
     assert 0.85 * n_star <= search["max_users_at_slo"] <= 1.15 * n_star, search
@@ -302,3 +308,13 @@ def test_a_probe_fails_early_when_its_data_breaks_an_slo_beyond_chance():
     assert ctl.clear_fail(w, [rec], series(47, 3)) is None
     why = ctl.clear_fail(w, [rec], series(38, 12))
     assert why.startswith("window 3: api: 12 of 50") and ctl.probes[-1]["stopped_early"] == why
+
+
+def test_lockstep_window_numbers_follow_the_probes_into_the_ladder():
+    from labcap.planner.search import ladder_windows
+
+    # probes ran as steps 0, 1, 2 (users 8, 64, 40): the ladder puts them at 0, 2, 1;
+    # 4 windows a step; step 3 was planned but never ran
+    place = {0: 0, 1: 2, 2: 1}
+    assert ladder_windows([1, 5, 6, 9, 13], place, 4) == [1, 5, 9, 10]  # 9 -> 5, 5 -> 9
+    assert ladder_windows([7, 10], place, 4) == [10 - 4, 7 + 4]

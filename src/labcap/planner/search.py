@@ -459,6 +459,16 @@ def _to_ladder(
     return old_step, new_step
 
 
+def ladder_windows(indexes: list[int], place: dict[int, int], per_step: int) -> list[int]:
+    """Engine window numbers as the ladder's (as ``_to_ladder`` moves the tables' rows),
+    sorted; a window of a step no probe ran is dropped."""
+    return sorted(
+        i + (place[i // per_step] - i // per_step) * per_step
+        for i in indexes
+        if i // per_step in place
+    )
+
+
 def _renumber_steps(out: Path, place: dict[int, int], per_step: int, skip: set[str]) -> None:
     """Every other table with a step_index (collector samples, send records): the probe's
     place in the sorted ladder, as for the windows."""
@@ -519,6 +529,12 @@ def _assemble(
             frame["start_s"] = frame["start_s"] + shift
             frame["end_s"] = frame["end_s"] + shift
     windows = windows[windows["step_index"].notna()].sort_values(["window_index", "endpoint"])
+    lockstep = manifest.get("lockstep")
+    if isinstance(lockstep, dict) and lockstep.get("flagged_window_indexes"):
+        # the engine's window numbers, like the tables': the probe's place in the ladder
+        lockstep["flagged_window_indexes"] = ladder_windows(
+            lockstep["flagged_window_indexes"], place, per_step
+        )
     manifest["load"] = plan_to_dict(plan)
     # the engine's plan had a step for every probe the search might take; the ones it did
     # not need are not missing
@@ -564,6 +580,7 @@ def _assemble(
     s = manifest["search"]
     progress(
         f"search done in {wall_s:.0f}s over {len(probes)} probes: "
-        f"max_users_at_slo {s['max_users_at_slo']}, first failing {s['first_failing_users']}"
+        f"max_users_at_slo {s['max_users_at_slo']}, first failing {s['first_failing_users']}; "
+        f"run {manifest['status']}" + (f" ({'; '.join(reasons)})" if reasons else "")
     )
     return RunResult(out, manifest["status"], tuple(reasons))
