@@ -104,16 +104,15 @@ def queue_target():
         yield url
 
 
-def test_search_on_a_target_of_known_capacity(tmp_path, queue_target):
-    out = tmp_path / "search"
-    r = subprocess.run(
+def _run_search(queue_target: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [
             sys.executable, "-m", "labcap.cli", "run", "--host", queue_target,
             "--scenario", str(SUPPORT / "locustfile_queue.py"),
             "--users", "auto", "--max-users", "64",
             "--step-duration", "7s", "--settle", "3s", "--window", "2s", "--spawn-rate", "60",
             "--slo", f"p95_ms={2 * SERVICE_S * 1000:g}", "--slo", "error_pct=1",
-            "--no-calibrate", "--out", str(out), "--json",
+            "--no-calibrate", "--out", str(out), "--json", *extra,
         ],
         capture_output=True, text=True, timeout=400,
         env={
@@ -122,6 +121,11 @@ def test_search_on_a_target_of_known_capacity(tmp_path, queue_target):
             "LABCAP_QUEUE_CYCLE_S": str(SERVICE_S + THINK_S),
         },
     )  # fmt: skip
+
+
+def test_search_on_a_target_of_known_capacity(tmp_path, queue_target):
+    out = tmp_path / "search"
+    r = _run_search(queue_target, out)
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
     search = json.loads((out / "manifest.json").read_text())["search"]
@@ -185,6 +189,30 @@ def test_search_on_a_target_of_known_capacity(tmp_path, queue_target):
     assert r.returncode == 0, r.stderr
     html = (out / "report.html").read_text()
     assert 'id="search"' in html and "Adaptive search path" in html
+
+
+def test_search_with_two_locust_workers(tmp_path, queue_target):
+    import pandas as pd
+
+    out = tmp_path / "search"
+    r = _run_search(queue_target, out, "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    probes = manifest["search"]["probes"]
+    # both workers carried every probe: their windows merged, none late or missing
+    assert sorted(manifest["generator"]["per_worker"]) == ["w1", "w2"]
+    assert not [x for x in manifest["status_reasons"] if "workers sent no data" in x]
+    # a probe ended early moved the workers' clocks too: its windows (and every later one)
+    # closed with the master's, each step holding the users its probe chose
+    early = [p for p in probes if p["stopped_early"] or p["passed_early"]]
+    assert early and all(p["wall_s"] < 6.9 for p in early), probes
+    w = pd.read_parquet(out / "windows.parquet")
+    held = w.groupby("step_index")["target_users"].unique()
+    assert [list(u) for u in held] == [[u] for u in sorted(p["users"] for p in probes)]
+    steady = w[~w["settling"]].groupby("step_index")["requests"].sum()
+    assert (steady > 0).all(), steady
+    n_star = saturation_users(WORKERS, SERVICE_S, THINK_S)
+    assert 0.85 * n_star <= manifest["search"]["max_users_at_slo"] <= 1.15 * n_star, probes
 
 
 def test_users_auto_needs_max_users(queue_target):

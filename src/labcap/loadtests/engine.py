@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,59 @@ def _search_controller(cfg: dict[str, Any]) -> Any:
     return SearchController(
         SearchSettings(**cfg["search"]), tuple(parse_slo(s) for s in cfg.get("slos", []))
     )
+
+
+def _step_done_hook(n_steps: int, search: Any) -> Callable[[int, dict[str, Any]], None]:
+    """A step's summary line; with the search, the probe's verdict."""
+
+    def step_done(i: int, s: dict[str, Any]) -> None:
+        p95 = "n/a" if s["p95_ms"] is None else f"{s['p95_ms']:.0f} ms"
+        _progress(
+            f"step {i + 1}/{n_steps} done: {s['requests']} requests, "
+            f"{s['failures']} failed, p95 {p95} (steady windows)"
+        )
+        if search is not None and search.probes:
+            search.step_result(s["series"])
+            probe = search.probes[-1]
+            probe["wall_s"] = round(time.monotonic() - probe["started_s"], 2)
+            _progress(f"search probe {probe['order']}: {probe['users']} users {probe['verdict']}")
+
+    return step_done
+
+
+def _search_window_hook(
+    search: Any, plan: Any, step_series: Callable[[], dict[Any, list[Any]]], cut: Any
+) -> Callable[[Any, list[dict[str, Any]]], None]:
+    """After each window: end the probe (``cut``) once its verdict is clear.
+    ``step_series``: the open probe's steady windows so far (the recorder's or merger's)."""
+
+    def on_window(w: Any, records: list[dict[str, Any]]) -> None:
+        if search is None or w.end_s >= plan.steps[w.step_index].end_s - 1e-6:
+            return  # the probe's last window: it ends here anyway, judged on all its data
+        why = search.clear_fail(w, records, step_series())
+        if why:
+            _progress(f"stopping the probe early: {why}")
+            cut.set()
+            return
+        why = search.clear_pass(w, step_series())
+        if why:
+            _progress(f"probe passed by a wide margin, moving on: {why}")
+            cut.set()
+
+    return on_window
+
+
+def _begin_probe(search: Any, step: Any, step_users: dict[int, int]) -> int | None:
+    """The search's user count for ``step`` (None: the search is done), recorded."""
+    users = search.next_users()
+    if users is None:
+        return None
+    step_users[step.index] = users
+    probe = search.probes[-1]
+    probe["started_s"] = time.monotonic()
+    probe["steady_s"] = step.duration_s - step.settle_s
+    _progress(f"search probe {len(search.probes)}: {users} users ({probe['chosen']})")
+    return users
 
 
 def load_user_classes(cfg: dict[str, Any]) -> list[type]:
@@ -163,18 +217,6 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
 
     search = _search_controller(cfg)
 
-    def step_done(i: int, s: dict[str, Any]) -> None:
-        p95 = "n/a" if s["p95_ms"] is None else f"{s['p95_ms']:.0f} ms"
-        _progress(
-            f"step {i + 1}/{n_steps} done: {s['requests']} requests, "
-            f"{s['failures']} failed, p95 {p95} (steady windows)"
-        )
-        if search is not None and search.probes:
-            search.step_result(s["series"])
-            probe = search.probes[-1]
-            probe["wall_s"] = round(time.monotonic() - probe["started_s"], 2)
-            _progress(f"search probe {probe['order']}: {probe['users']} users {probe['verdict']}")
-
     def sync_off_loop(fd: int) -> None:
         # A blocking fsync in the event loop would stall every user for its duration.
         gevent.get_hub().threadpool.spawn(os.fsync, fd)
@@ -183,27 +225,12 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
         plan,
         journal,
         active_users=lambda: runner.user_count,
-        on_step_done=step_done,
+        on_step_done=_step_done_hook(n_steps, search),
         sync=sync_off_loop,
     )
     env.events.request.add_listener(recorder.on_request)
-    cut = Event()  # the search stops a probe that clearly fails
-
-    def on_window(w: Any, records: list[dict[str, Any]]) -> None:
-        if search is None or w.end_s >= plan.steps[w.step_index].end_s - 1e-6:
-            return  # the probe's last window: it ends here anyway, judged on all its data
-        # the steady windows of the open probe so far (the recorder's step accumulator)
-        why = search.clear_fail(w, records, recorder._step_series)
-        if why:
-            _progress(f"stopping the probe early: {why}")
-            cut.set()
-            return
-        why = search.clear_pass(w, recorder._step_series)
-        if why:
-            _progress(f"probe passed by a wide margin, moving on: {why}")
-            cut.set()
-
-    recorder.on_window = on_window
+    cut = Event()  # the search ends a probe once its verdict is clear
+    recorder.on_window = _search_window_hook(search, plan, lambda: recorder._step_series, cut)
 
     def on_user_error(user_instance: Any, exception: BaseException, tb: Any) -> None:
         recorder.on_request("ERROR", "(user error)", None, exception=exception)
@@ -236,14 +263,9 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
         recorder.advance()  # close the previous step's windows before users change
         users = step.users
         if search is not None:
-            next_users = search.next_users()
-            if next_users is None:
+            users = _begin_probe(search, step, recorder.step_users)
+            if users is None:
                 break
-            users = recorder.step_users[step.index] = next_users
-            probe = search.probes[-1]
-            probe["started_s"] = time.monotonic()
-            probe["steady_s"] = step.duration_s - step.settle_s
-            _progress(f"search probe {len(search.probes)}: {users} users ({probe['chosen']})")
         _progress(f"step {step.index + 1}/{n_steps}: {users} users for {step.duration_s:g}s")
         recorder.mark_step(step.index, users)
         runner.start(users, spawn_rate=plan.spawn_rate)
@@ -367,13 +389,7 @@ def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> in
         )
     _progress(f"{n_workers} Locust worker processes connected")
     n_steps = len(plan.steps)
-
-    def step_done(i: int, st: dict[str, Any]) -> None:
-        p95 = "n/a" if st["p95_ms"] is None else f"{st['p95_ms']:.0f} ms"
-        _progress(
-            f"step {i + 1}/{n_steps} done: {st['requests']} requests, "
-            f"{st['failures']} failed, p95 {p95} (steady windows)"
-        )
+    search = _search_controller(cfg)
 
     def sync_off_loop(fd: int) -> None:
         gevent.get_hub().threadpool.spawn(os.fsync, fd)
@@ -383,9 +399,11 @@ def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> in
         journal,
         n_workers,
         active_users=lambda: runner.user_count,
-        on_step_done=step_done,
+        on_step_done=_step_done_hook(n_steps, search),
         sync=sync_off_loop,
     )
+    cut = Event()  # the search ends a probe once its verdict is clear
+    merger.on_window = _search_window_hook(search, plan, lambda: merger._step_series, cut)
     runner.register_message(
         "labcap_window",
         lambda environment, msg, **_: merger.add(msg.data["worker"], msg.data["records"]),
@@ -399,12 +417,12 @@ def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> in
 
     gevent.signal_handler(signal.SIGINT, on_signal, "SIGINT")
     gevent.signal_handler(signal.SIGTERM, on_signal, "SIGTERM")
-    t0_unix = time.time()
-    write({"kind": "start", "t0_unix": t0_unix, "workers": n_workers})
-    runner.send_message("labcap_t0", {"t0_unix": t0_unix})
+    clock = {"t0_unix": time.time()}  # the plan's origin; the search moves it on a cut
+    write({"kind": "start", "t0_unix": clock["t0_unix"], "workers": n_workers})
+    runner.send_message("labcap_t0", clock)
 
     def elapsed() -> float:
-        return time.time() - t0_unix
+        return time.time() - clock["t0_unix"]
 
     def ticker() -> None:
         while not stop.is_set():
@@ -415,13 +433,42 @@ def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> in
             gevent.sleep(0.2)
 
     ticker_greenlet = gevent.spawn(ticker)
+    first_window = {w.step_index: w.index for w in reversed(plan.windows)}
     for step in plan.steps:
         if stop.is_set():
             break
-        _progress(f"step {step.index + 1}/{n_steps}: {step.users} users for {step.duration_s:g}s")
-        write(step_record(step.index, step.users))
-        runner.start(step.users, spawn_rate=plan.spawn_rate)
-        stop.wait(timeout=max(0.0, step.end_s - elapsed()))
+        users = step.users
+        if search is not None:
+            # the previous probe is judged once the workers' last windows of it are merged
+            while merger.pos < first_window[step.index] and not stop.is_set():
+                gevent.sleep(0.05)
+            if stop.is_set():
+                break
+            users = _begin_probe(search, step, merger.step_users)
+            if users is None:
+                break
+        _progress(f"step {step.index + 1}/{n_steps}: {users} users for {step.duration_s:g}s")
+        write(step_record(step.index, users))
+        runner.start(users, spawn_rate=plan.spawn_rate)
+        cut.clear()
+        while not stop.is_set() and elapsed() < step.end_s:
+            cut.wait(timeout=min(0.5, max(0.0, step.end_s - elapsed())))
+            if cut.is_set():
+                steady_start = step.start_s + step.settle_s
+                search.probes[-1]["steady_s"] = round(elapsed() - steady_start, 3)
+                # jump to the step's end, on the master's clock and the workers': their
+                # windows of the step close (empty) and the plan's layout stays as it was
+                clock["t0_unix"] -= max(0.0, step.end_s - elapsed())
+                runner.send_message("labcap_t0", clock)
+                break
+    if search is not None and not stop.is_set():
+        last = max((s.index for s in plan.steps if s.index in merger.step_users), default=-1)
+        end = first_window.get(last + 1, len(plan.windows))
+        while merger.pos < end and not stop.is_set():  # the last probe: judged in step_done
+            gevent.sleep(0.05)
+        (journal_path.parent / "probes.json").write_text(json.dumps(search.probes))
+        merger.drop_rest()  # the plan's unused steps: not run
+        stop.set()
     stop.wait()
     ticker_greenlet.kill()
     if interrupted:
@@ -488,8 +535,12 @@ def run_worker(cfg: dict[str, Any], port: int, name: str) -> int:
             gevent.sleep(0.2)
 
     def on_t0(environment: Any, msg: Any, **_: Any) -> None:
-        recorder.t0 = float(msg.data["t0_unix"])
-        gevent.spawn(ticker)
+        first = recorder.t0 is None
+        recorder.t0 = float(msg.data["t0_unix"])  # again when the search ends a probe early
+        if first:
+            gevent.spawn(ticker)
+        else:
+            recorder.advance()  # the ended probe's windows close now
 
     runner.register_message("labcap_t0", on_t0)
     runner.greenlet.join()

@@ -53,7 +53,12 @@ class WindowMerger:
         self.seen_workers: set[str] = set()
         self._step_hist = new_histogram()
         self._step_counts = [0, 0]
+        # the steady windows of the open step per (endpoint, method): [histogram, requests,
+        # failures], as the recorder keeps them (the adaptive search judges a probe by them)
+        self._step_series: dict[tuple[str, str], list[Any]] = {}
         self.gaps: list[str] = []
+        self.step_users: dict[int, int] = {}  # users a step really ran (the search's counts)
+        self.on_window: Callable[[Any, list[dict[str, Any]]], None] | None = None
 
     @property
     def finished(self) -> bool:
@@ -69,6 +74,12 @@ class WindowMerger:
             self.parts.setdefault(idx, {}).setdefault(worker, []).append(r)
             if r.get("kind") == "generator":  # a worker's last record of a window
                 self.delivered.setdefault(idx, set()).add(worker)
+
+    def drop_rest(self) -> None:
+        """End the plan here: no later window is journalled (the search needed no more)."""
+        self.pos = len(self.plan.windows)
+        self.parts.clear()
+        self.delivered.clear()
 
     def poll(self, elapsed_s: float, *, force: bool = False) -> None:
         """Journal every window that all workers delivered (or that is overdue)."""
@@ -110,8 +121,12 @@ class WindowMerger:
         if not series:
             end_s = w.end_s
         steady = not w.settling
+        written: list[dict[str, Any]] = []
         for (name, method), s in sorted(series.items()):
             h = s["hist"]
+            summary = histogram_summary(h)
+            written.append({"endpoint": name, "method": method, "requests": s["requests"],
+                            "failures": s["failures"], **summary})  # fmt: skip
             self._write(
                 {
                     "kind": "window",
@@ -120,13 +135,13 @@ class WindowMerger:
                     "start_s": w.start_s,
                     "end_s": end_s,
                     "settling": w.settling,
-                    "target_users": step.users,
+                    "target_users": self.step_users.get(step.index, step.users),
                     "active_users": users,
                     "endpoint": name,
                     "method": method,
                     "requests": s["requests"],
                     "failures": s["failures"],
-                    **histogram_summary(h),
+                    **summary,
                     "hdr": h.encode().decode("ascii") if h.get_total_count() else "",
                 }
             )
@@ -134,6 +149,10 @@ class WindowMerger:
                 self._step_hist.add(h)
                 self._step_counts[0] += s["requests"]
                 self._step_counts[1] += s["failures"]
+                acc = self._step_series.setdefault((name, method), [new_histogram(), 0, 0])
+                acc[0].add(h)
+                acc[1] += s["requests"]
+                acc[2] += s["failures"]
         reasons: dict[tuple[str, str, str], int] = {}
         for r in records:
             if r["kind"] == "failure":
@@ -171,6 +190,8 @@ class WindowMerger:
                     self._write({**r, "worker": worker})
         self.journal.flush()
         self.sync(self.journal.fileno())
+        if self.on_window is not None:
+            self.on_window(w, written)
         last_of_step = pos + 1 >= len(self.plan.windows) or (
             self.plan.windows[pos + 1].step_index != w.step_index
         )
@@ -184,10 +205,12 @@ class WindowMerger:
                         "failures": self._step_counts[1],
                         "p95_ms": None if summary["p95_us"] is None else summary["p95_us"] / 1000,
                         "users": users,
+                        "series": self._step_series,
                     },
                 )
             self._step_hist = new_histogram()
             self._step_counts = [0, 0]
+            self._step_series = {}
 
     def _write(self, record: dict[str, Any]) -> None:
         self.journal.write(json.dumps(record, separators=(",", ":")) + "\n")

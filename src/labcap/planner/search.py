@@ -426,8 +426,6 @@ def search_capacity(
     probes sorted by users, with the search path in its manifest."""
     if settings.max_users < 1:
         raise LabcapError("--max-users must be at least 1")
-    if base.workers:
-        raise LabcapError("--users auto runs in one generator process: drop --workers")
     n = max_probes(settings)
     # placeholder users: the engine decides each step's count while it runs
     plan = build_plan(
