@@ -90,7 +90,14 @@ def test_phases_recorded_and_ordered_for_single_and_concurrent_starts(k8s_cluste
         assert len(mine) >= 2  # at start and at stop
         assert (mine["cpu_allocatable_m"] > 0).all() and (mine["mem_allocatable_bytes"] > 0).all()
         assert mine["ready"].all()
-        assert not len(tables["scheduling_conflicts"])
+        # No conflict of scheduling or capacity. On a busy 2-core node the kubelet may
+        # report a transient FailedMount / FailedCreatePodSandBox for a pod that then
+        # starts (seen in CI): that is a real event, recorded as it should be, and all
+        # that may appear here; it must name one of the pods this test started.
+        conflicts = tables["scheduling_conflicts"]
+        assert set(conflicts["kind"]) <= {"pod-setup"}, conflicts.to_dict("records")
+        assert set(conflicts["pod_uid"]) <= set(recs), conflicts.to_dict("records")
+        assert (conflicts["source"] == "event").all()
         assert c.status().warnings == ()
 
 
