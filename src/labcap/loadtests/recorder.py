@@ -221,9 +221,11 @@ class WindowRecorder:
         response_time: float | None,
         exception: BaseException | None = None,
         context: dict[str, Any] | None = None,
+        start_time: float | None = None,
         **_: Any,
     ) -> None:
-        """Locust ``request`` event listener (``response_time`` in ms, float)."""
+        """Locust ``request`` event listener (``response_time`` in ms, float; ``start_time``,
+        when the client passes it, the wall-clock instant the request left)."""
         if self.t0 is None:
             return
         self.advance()
@@ -236,8 +238,11 @@ class WindowRecorder:
         s.requests += 1
         if response_time is not None:
             # when the request left: the lock-step check looks at send instants, one per
-            # user per USER_GAP_S (a user's own back-to-back journey is not a burst)
-            sent = self.elapsed() - response_time / 1000.0
+            # user per USER_GAP_S (a user's own back-to-back journey is not a burst). From
+            # start_time where given: WireHttpUser's response_time ends at the kernel's
+            # receipt, before the user woke, so the time since the send can be longer
+            ago = time.time() - start_time if start_time else response_time / 1000.0
+            sent = self.elapsed() - ago
             user = context.get("labcap_user") if context else None
             last = self._user_sent.get(user) if user is not None else None
             if last is None or sent - last >= USER_GAP_S:

@@ -1,0 +1,28 @@
+"""Locust users built on labcap's own client (imports Locust: load-engine processes only).
+
+``WireHttpUser`` is a drop-in for ``FastHttpUser`` in a locustfile that only needs plain
+HTTP/1.1 calls (GET/POST with JSON or bytes, headers; no cookies, redirects or
+compression): ``self.client.get(path, name=...)`` reports each request to Locust's
+request event, timed to the kernel's receipt of the response (``labcap.loadtests.wire``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from locust import User
+
+from labcap.loadtests.wire import WireSession
+
+
+class WireHttpUser(User):
+    abstract = True
+    timeout_s = 60.0  # per request: connect, send and the whole response
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        if not self.host:
+            raise ValueError(f"{type(self).__name__} has no host: pass --host or set `host`")
+        self.client = WireSession(
+            self.host, environment.events.request, user=self, timeout_s=self.timeout_s
+        )
