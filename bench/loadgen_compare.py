@@ -9,7 +9,8 @@
    adds over wrk (whose delay script paces its 20 connections alike), for raw Locust as it
    comes (constant_throughput: lock-step), raw Locust de-synchronised as labcap does it, and
    labcap, and Locust's HTTP client (geventhttpclient) alone, without Locust: the floor of
-   any FastHttpUser-based path; medians over interleaved rounds (a VM's latency drifts).
+   any FastHttpUser-based path; and labcap with its own WireHttpUser, timed to the kernel's
+   receipt of each response; medians over interleaved rounds (a VM's latency drifts).
 
     .venv/bin/python bench/loadgen_compare.py [--seconds 8] [--paced-seconds 15] [--repeats 3]
 
@@ -65,7 +66,7 @@ def raw_client(url: str, seconds: float, rate: float) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def labcap(url: str, seconds: float, rate: float, workers: int = 0) -> dict:
+def labcap(url: str, seconds: float, rate: float, workers: int = 0, client: str = "fast") -> dict:
     out = Path(tempfile.mkdtemp(prefix="labcap-bench-")) / "run"
     cmd = [
         PY, "-m", "labcap.cli", "run", "--host", url, "--scenario", str(LOCUSTFILE),
@@ -73,7 +74,8 @@ def labcap(url: str, seconds: float, rate: float, workers: int = 0) -> dict:
         "--window", "1s", "--spawn-rate", "20" if rate else "1000", "--no-calibrate",
         "--workers", str(workers), "--out", str(out), "--json",
     ]  # fmt: skip
-    r, _, _ = run_timed(cmd, env={**os.environ, "LABCAP_BENCH_RATE": str(rate)})
+    env = {**os.environ, "LABCAP_BENCH_RATE": str(rate), "LABCAP_BENCH_CLIENT": client}
+    r, _, _ = run_timed(cmd, env=env)
     if r.returncode:
         return {"error": r.stderr.strip().splitlines()[-1]}
     import pandas as pd
@@ -122,6 +124,7 @@ def main() -> int:
             "labcap run (1 process)": labcap(url, args.seconds, 0),
             "labcap run --workers 1": labcap(url, args.seconds, 0, workers=1),
             "labcap run --workers 2": labcap(url, args.seconds, 0, workers=2),
+            "labcap run, WireHttpUser": labcap(url, args.seconds, 0, client="wire"),
         }
         for name, r in flat.items():
             if "error" in r:
@@ -136,6 +139,10 @@ def main() -> int:
             ratio = (one["rps"] / one["cpu_frac"]) / (raw["rps"] / raw["cpu_frac"])
             print(f"labcap / raw Locust, req/s per core: {ratio:.2f} (acceptance >= 0.9)")
             print(f"labcap 2 workers / 1 worker, req/s: {w2['rps'] / w1['rps']:.2f} (>= 1.7)")
+        wire = flat["labcap run, WireHttpUser"]
+        if "error" not in wire and "error" not in raw:
+            ratio = (wire["rps"] / wire["cpu_frac"]) / (raw["rps"] / raw["cpu_frac"])
+            print(f"labcap WireHttpUser / raw Locust FastHttpUser, req/s per core: {ratio:.2f}")
 
         print("\n## fixed 200 req/s from 20 users (10 req/s each)")
         print(f"{'generator':<34}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'+p50':>8}{'+p95':>8}"
@@ -148,6 +155,7 @@ def main() -> int:
                 url, args.paced_seconds, 10, jitter=True
             ),
             "labcap run (1 process)": lambda: labcap(url, args.paced_seconds, 10),
+            "labcap run, WireHttpUser": lambda: labcap(url, args.paced_seconds, 10, client="wire"),
         }
         rounds = []
         for i in range(args.repeats):  # interleaved, so drift on the machine hits all alike
@@ -178,6 +186,12 @@ def main() -> int:
                     f"p{q} {lab[f'p{q}_ms'] - jit[f'p{q}_ms']:+.3f} ms" for q in (50, 95, 99)
                 )
             )
+        for name in ("labcap run (1 process)", "labcap run, WireHttpUser"):
+            r = paced[name]
+            if "error" not in r and "error" not in base:
+                added = r["p99_ms"] - base["p99_ms"]
+                print(f"{name}: added p99 over wrk {added:+.3f} ms (acceptance <= 0.5 ms), "
+                      f"lock-step flagged: {r.get('lockstep')}")  # fmt: skip
     return 0
 
 

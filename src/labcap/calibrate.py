@@ -36,7 +36,9 @@ METHOD = (
     "a trivial loopback target started by labcap (asyncio, answers at once) driven by the "
     "scenarios' HTTP client (Locust HttpUser) in one process: floor = response-time "
     "percentiles (HDR, µs) at {rate:g} req/s from {users} jittered users over {floor:g} s; "
-    "ceiling = req/s with no wait over {ceiling:g} s, and per core from the process's CPU time"
+    "ceiling = req/s with no wait over {ceiling:g} s, and per core from the process's CPU time; "
+    "wire floor = the floor of labcap's WireHttpUser (timed to the kernel's receipt of each "
+    "response) measured alike, for locustfiles written on it"
 )
 
 # Which floor percentile bounds the generator's noise for each SLO metric.
@@ -125,11 +127,19 @@ def noise_floor_ms(calibration: dict[str, Any] | None, metric: str) -> float | N
 
 
 def describe(cal: dict[str, Any]) -> str:
-    """Two lines for humans."""
-    return (
+    """Two or three lines for humans."""
+    text = (
         f"generator floor (added latency): p50 {cal['floor_p50_ms']:.3f} ms, "
         f"p95 {cal['floor_p95_ms']:.3f} ms, p99 {cal['floor_p99_ms']:.3f} ms "
         f"at {cal['floor_rate_rps']:g} req/s, {cal['floor_users']} users\n"
+    )
+    if cal.get("wire_floor_p50_ms") is not None:  # absent in older runs' manifests
+        text += (
+            f"WireHttpUser floor: p50 {cal['wire_floor_p50_ms']:.3f} ms, "
+            f"p95 {cal['wire_floor_p95_ms']:.3f} ms, p99 {cal['wire_floor_p99_ms']:.3f} ms "
+            "(timed to the kernel's receipt of each response)\n"
+        )
+    return text + (
         f"generator ceiling: {cal['ceiling_rps']:g} req/s in one process at "
         f"{cal['ceiling_cpu_pct']:g} % of a core ({cal['ceiling_rps_per_core']} req/s per core)"
     )

@@ -35,6 +35,10 @@ def test_calibrate_json_measures_floor_and_ceiling():
     assert cal["failed_requests"] == 0
     assert 0 < cal["floor_p50_ms"] <= cal["floor_p95_ms"] <= cal["floor_p99_ms"]
     assert cal["floor_p99_ms"] <= cal["floor_max_ms"]
+    # labcap's own client, measured alike: timed to the kernel's receipt, it adds less
+    assert cal["wire_floor_requests"] > 100
+    assert 0 < cal["wire_floor_p50_ms"] <= cal["wire_floor_p99_ms"] <= cal["wire_floor_max_ms"]
+    assert cal["wire_floor_p50_ms"] < cal["floor_p50_ms"]
     # a real generator: hundreds of requests per second at least, and some CPU for them
     assert cal["ceiling_rps"] > 100
     assert 0 < cal["ceiling_cpu_pct"] <= 110
@@ -47,6 +51,7 @@ def test_calibrate_text_names_floor_and_ceiling():
     assert r.returncode == 0, r.stderr
     assert "generator floor (added latency): p50" in r.stdout
     assert "generator ceiling:" in r.stdout
+    assert "WireHttpUser floor: p50" in r.stdout
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +76,7 @@ def test_run_calibrates_first_and_the_report_shows_the_floor(tmp_path, target):
     html = (out / "report.html").read_text()
     assert 'id="generator-floor"' in html
     assert f"{cal['floor_p99_ms']:.3f}" in html
+    assert 'id="wire-floor"' in html and f"{cal['wire_floor_p99_ms']:.3f}" in html
 
 
 def test_run_no_calibrate_skips_it(tmp_path, target):

@@ -12,7 +12,9 @@ the target with the same HTTP client the labcap scenarios use (``HttpUser``):
    lock-step), for FLOOR_S; every response time goes into an HDR histogram in
    microseconds. The target answers in a few microseconds, so this is what the
    generator (and loopback) add to every measurement.
-2. *ceiling*: as many requests as the process can send for CEILING_S (USERS
+2. *wire floor*: the same for labcap's own client (``WireHttpUser``, timed to the
+   kernel's receipt of each response), for locustfiles written on it.
+3. *ceiling*: as many requests as the process can send for CEILING_S (USERS
    users, no wait), with the process's CPU time, so req/s per core follows.
 
 Prints one JSON object on stdout.
@@ -65,8 +67,9 @@ def measure(url: str, floor_s: float, ceiling_s: float, users: int, rate: float)
 
     from labcap.loadtests.engine import desynchronised
     from labcap.loadtests.recorder import HDR_MAX_US, histogram_summary, new_histogram
+    from labcap.loadtests.users import WireHttpUser
 
-    hist = new_histogram()
+    hists = {"floor": new_histogram(), "wire_floor": new_histogram()}
     count = [0, 0]  # ok, failed
 
     class Paced(HttpUser):
@@ -80,27 +83,34 @@ def measure(url: str, floor_s: float, ceiling_s: float, users: int, rate: float)
     class Flat(Paced):
         wait_time = constant(0)
 
+    class WirePaced(WireHttpUser):
+        host = url
+        wait_time = constant_throughput(rate / users)
+
+        @task
+        def get(self) -> None:
+            self.client.get("/", name="calibrate")
+
     def on_request(response_time: float, exception: Any = None, **_: Any) -> None:
         if exception is not None:
             count[1] += 1
             return
         count[0] += 1
-        if phase[0] == "floor":
-            hist.record_value(min(max(int(round(response_time * 1000)), 1), HDR_MAX_US))
+        if phase[0] in hists:
+            value = min(max(int(round(response_time * 1000)), 1), HDR_MAX_US)
+            hists[phase[0]].record_value(value)
 
     phase = ["warmup"]
-    paced = type("Paced", (Paced,), desynchronised(Paced))
-    env = Environment(user_classes=[paced])
-    env.events.request.add_listener(on_request)
-    runner = env.create_local_runner()
-    runner.start(users, spawn_rate=10_000)
-    gevent.sleep(min(0.5, floor_s / 4))  # connections open, users de-synchronised
-    phase[0] = "floor"
-    gevent.sleep(floor_s)
-    phase[0] = "done"
-    runner.quit()
-    floor = histogram_summary(hist)
-    floor_requests = hist.get_total_count()
+    for name, cls in (("floor", Paced), ("wire_floor", WirePaced)):
+        env = Environment(user_classes=[type(cls.__name__, (cls,), desynchronised(cls))])
+        env.events.request.add_listener(on_request)
+        runner = env.create_local_runner()
+        runner.start(users, spawn_rate=10_000)
+        gevent.sleep(min(0.5, floor_s / 4))  # connections open, users de-synchronised
+        phase[0] = name
+        gevent.sleep(floor_s)
+        phase[0] = "done"
+        runner.quit()
 
     env = Environment(user_classes=[Flat])
     env.events.request.add_listener(on_request)
@@ -117,13 +127,16 @@ def measure(url: str, floor_s: float, ceiling_s: float, users: int, rate: float)
     done = count[0] - ok0
     runner.quit()
     rps = done / elapsed
+    floor, wire = histogram_summary(hists["floor"]), histogram_summary(hists["wire_floor"])
     cpu_frac = cpu / elapsed
     out = {
         "client": "HttpUser (python-requests), one process",
         "floor_users": users,
         "floor_rate_rps": rate,
-        "floor_requests": floor_requests,
+        "floor_requests": hists["floor"].get_total_count(),
         **{f"floor_{k.removesuffix('_us')}_ms": _ms(v) for k, v in floor.items()},
+        "wire_floor_requests": hists["wire_floor"].get_total_count(),
+        **{f"wire_floor_{k.removesuffix('_us')}_ms": _ms(v) for k, v in wire.items()},
         "ceiling_rps": round(rps, 1),
         "ceiling_cpu_pct": round(100 * cpu_frac, 1),
         "ceiling_rps_per_core": round(rps / cpu_frac, 1) if cpu_frac > 0 else None,
