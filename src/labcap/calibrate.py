@@ -118,10 +118,13 @@ def calibrate(
 
 
 def noise_floor_ms(calibration: dict[str, Any] | None, metric: str) -> float | None:
-    """The generator's own latency at ``metric``'s percentile (ms), if calibrated."""
+    """The generator's own latency at ``metric``'s percentile (ms), if calibrated: the
+    WireHttpUser floor where the run's users were all built on it, else the scenarios'."""
     if not calibration:
         return None
     key = FLOOR_FOR_METRIC.get(metric)
+    if key and calibration.get("floor_client") == "wire":
+        key = "wire_" + key
     value = calibration.get(key) if key else None
     return float(value) if value is not None else None
 

@@ -348,6 +348,11 @@ def _finalise(
         run.path / f"{STEPS_TABLE}.parquet", steps_frame(step_statistics(windows_df, plan))
     )
     manifest = dict(manifest, status=status, status_reasons=reasons, ended_at=_now())
+    clients = [r for r in records if r.get("kind") == "clients"]
+    if manifest.get("calibration") and clients:  # which floor applies: the users' client's
+        manifest["calibration"] = dict(
+            manifest["calibration"], floor_client=clients[-1]["floor_client"]
+        )
     manifest["lockstep"] = _lockstep(run, records, progress)
     manifest["generator"] = _generator_cpu(records, progress)
     gaps = [r["message"] for r in records if r.get("kind") == "worker_gap"]

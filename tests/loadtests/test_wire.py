@@ -157,7 +157,7 @@ def test_labcap_run_with_a_wire_locustfile(tmp_path, server):
     r = subprocess.run(
         [sys.executable, "-m", "labcap.cli", "run", "--host", server, "--scenario",
          str(SUPPORT / "locustfile_wire.py"), "--users", "4", "--step-duration", "5s",
-         "--settle", "1s", "--window", "1s", "--no-calibrate", "--out", str(out), "--json"],
+         "--settle", "1s", "--window", "1s", "--out", str(out), "--json"],
         capture_output=True, text=True, timeout=120, env=dict(os.environ),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -169,3 +169,4 @@ def test_labcap_run_with_a_wire_locustfile(tmp_path, server):
     assert failures["reason"].str.contains("HTTP 503").all()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["lockstep"]["flagged"] is False
+    assert manifest["calibration"]["floor_client"] == "wire"  # its floor judges the SLOs

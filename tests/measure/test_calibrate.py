@@ -71,6 +71,7 @@ def test_run_calibrates_first_and_the_report_shows_the_floor(tmp_path, target):
     manifest = json.loads((out / "manifest.json").read_text())
     cal = manifest["calibration"]
     assert all(cal[k] > 0 for k in FLOOR_KEYS)
+    assert cal["floor_client"] == "http"  # the locustfile's users are HttpUsers
     r = labcap("report", str(out))
     assert r.returncode == 0, r.stderr
     html = (out / "report.html").read_text()
@@ -131,3 +132,14 @@ def test_breach_beyond_the_floor_is_still_a_breach(tmp_path, recorded_run):
     assert plan.max_users_at_slo == 0 and plan.limit_reached
     assert not plan.steps[0].checks[0].within_noise
     assert "generator's noise" not in plan.verdict
+
+
+def test_a_wire_run_is_judged_against_the_wire_floor(tmp_path, recorded_run):
+    # the same 0.2 ms over: within the scenarios' (HttpUser) floor of 0.3 ms, beyond the
+    # WireHttpUser floor of 0.05 ms that applies when every user is built on WireHttpUser
+    lat = {"api.get": [1.2] * 100}
+    run = recorded_run(tmp_path / "r", {5: lat, 10: lat}, slos=["p95_ms=1"])
+    plan = plan_run(str(_with_calibration(run, wire_floor_p95_ms=0.05, floor_client="http")))
+    assert plan.max_users_at_slo == 10
+    plan = plan_run(str(_with_calibration(run, wire_floor_p95_ms=0.05, floor_client="wire")))
+    assert plan.max_users_at_slo == 0 and not plan.steps[0].checks[0].within_noise

@@ -78,6 +78,33 @@ def test_one_users_back_to_back_journey_is_not_a_burst():
     assert _clock(times, 10.0).stats().burst_pct > 50
 
 
+def test_a_slow_saturated_target_is_not_lock_step():
+    # a closed loop past its knee (tests/support/queue_server.py, 56 users): one send every
+    # 37.5 ms, each answered 755 ms later, so a third of a window's answers were sent in the
+    # window before; their sends must not pile up at the window's start
+    import io
+    import json
+
+    from labcap.loadtests.recorder import WindowRecorder
+
+    plan = build_plan((56,), 12.0, settle_s=2.0, window_s=2.0, spawn_rate=100)
+    journal = io.StringIO()
+    journal.fileno = lambda: -1  # type: ignore[method-assign]
+    clock = [0.0]
+    rec = WindowRecorder(plan, journal, clock=lambda: clock[0], sync=lambda fd: None)
+    rec.t0 = 0.0
+    for i in range(int(11.2 / 0.0375)):
+        clock[0] = i * 0.0375 + 0.755
+        rec.on_request("GET", "queue.get", 755.0, context={"labcap_user": i % 56})
+    clock[0] = 12.0
+    rec.advance()
+    sends = [json.loads(ln) for ln in journal.getvalue().splitlines() if '"sends"' in ln]
+    steady = [s for s in sends if not s["settling"]]
+    # counted: the sends answered in their own window (sent in its first 2 - 0.755 s)
+    assert len(steady) == 5 and all(30 <= s["sends"] <= 35 for s in steady[:4])
+    assert not any(s["lockstep"] for s in steady)
+
+
 def test_high_rate_uses_narrow_slots_and_stays_unflagged():
     rng = random.Random(4)
     times = [rng.uniform(0, 2.0) for _ in range(20000)]  # 10k sends/s, independent

@@ -136,6 +136,15 @@ def load_user_classes(cfg: dict[str, Any]) -> list[type]:
     return out
 
 
+def clients_record(user_classes: list[type]) -> dict[str, Any]:
+    """The journal record of which HTTP client the run's users use: the runner applies
+    the WireHttpUser floor from the calibration when every class is built on it."""
+    from labcap.loadtests.users import WireHttpUser
+
+    wire = all(issubclass(c, WireHttpUser) for c in user_classes)
+    return {"kind": "clients", "floor_client": "wire" if wire else "http"}
+
+
 def identified(cls: type) -> dict[str, Any]:
     """A ``context`` that names the user in its request events (for the lock-step check)."""
     base_context = cls.context
@@ -209,6 +218,7 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
         user_classes = load_user_classes(cfg)
     except Exception as e:  # a user's locustfile can raise anything on import
         return fail(f"scenario failed to load: {type(e).__name__}: {e}")
+    journal.write(json.dumps(clients_record(user_classes)) + "\n")
 
     env = Environment(user_classes=user_classes, events=locust_events)
     env.stop_timeout = cfg.get("stop_timeout_s", 10)
@@ -344,6 +354,7 @@ def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> in
         user_classes = load_user_classes(cfg)
     except Exception as e:  # a user's locustfile can raise anything on import
         return fail(f"scenario failed to load: {type(e).__name__}: {e}")
+    write(clients_record(user_classes))
     env = Environment(user_classes=user_classes, events=locust_events)
     env.stop_timeout = cfg.get("stop_timeout_s", 10)
     port = _free_port()
