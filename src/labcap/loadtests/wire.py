@@ -257,7 +257,7 @@ class WireSession:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) base URL: {base_url!r}")
-        self.base_url = base_url.rstrip("/")
+        self.origin = f"{parts.scheme}://{parts.netloc}"
         self.prefix = parts.path.rstrip("/")
         tls = parts.scheme == "https"
         port = parts.port or (443 if tls else 80)
@@ -311,7 +311,7 @@ class WireSession:
                 context=context,
                 exception=response.error,
                 start_time=start_time,
-                url=self.base_url + path,
+                url=self.origin + target,
             )
         return response
 
