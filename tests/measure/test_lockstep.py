@@ -42,19 +42,26 @@ def test_independent_users_are_not_flagged():
     assert st.burst_pct < 5
 
 
-def test_one_users_back_to_back_journey_is_not_a_burst():
-    # 10 users, each a 5-request journey (2 ms per answer) then ~2 s of thinking: the
-    # recorder counts one send per user per 100 ms, so a journey is not a burst
+def _recorder(plan):
+    """A recorder on a hand-driven clock (``clock[0]``), journalling into a StringIO."""
     import io
 
     from labcap.loadtests.recorder import WindowRecorder
 
-    plan = build_plan((10,), 10.0, settle_s=0.5, window_s=9.5, spawn_rate=10)
     journal = io.StringIO()
     journal.fileno = lambda: -1  # type: ignore[method-assign]
     clock = [0.0]
     rec = WindowRecorder(plan, journal, clock=lambda: clock[0], sync=lambda fd: None)
     rec.t0 = 0.0
+    return rec, journal, clock
+
+
+def test_one_users_back_to_back_journey_is_not_a_burst():
+    # 10 users, each a 5-request journey (2 ms per answer) then ~2 s of thinking: the
+    # recorder counts one send per user per 100 ms, so a journey is not a burst
+    rec, journal, clock = _recorder(
+        build_plan((10,), 10.0, settle_s=0.5, window_s=9.5, spawn_rate=10)
+    )
     rng = random.Random(3)
     events = []
     for user in range(10):
@@ -82,17 +89,11 @@ def test_a_slow_saturated_target_is_not_lock_step():
     # a closed loop past its knee (tests/support/queue_server.py, 56 users): one send every
     # 37.5 ms, each answered 755 ms later, so a third of a window's answers were sent in the
     # window before; their sends must not pile up at the window's start
-    import io
     import json
 
-    from labcap.loadtests.recorder import WindowRecorder
-
-    plan = build_plan((56,), 12.0, settle_s=2.0, window_s=2.0, spawn_rate=100)
-    journal = io.StringIO()
-    journal.fileno = lambda: -1  # type: ignore[method-assign]
-    clock = [0.0]
-    rec = WindowRecorder(plan, journal, clock=lambda: clock[0], sync=lambda fd: None)
-    rec.t0 = 0.0
+    rec, journal, clock = _recorder(
+        build_plan((56,), 12.0, settle_s=2.0, window_s=2.0, spawn_rate=100)
+    )
     for i in range(int(11.2 / 0.0375)):
         clock[0] = i * 0.0375 + 0.755
         rec.on_request("GET", "queue.get", 755.0, context={"labcap_user": i % 56})
