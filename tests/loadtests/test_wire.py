@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -170,3 +172,31 @@ def test_labcap_run_with_a_wire_locustfile(tmp_path, server):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["lockstep"]["flagged"] is False
     assert manifest["calibration"]["floor_client"] == "wire"  # its floor judges the SLOs
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    """The same server over https, with a self-signed certificate for 127.0.0.1."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not installed (apt-get install openssl)")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with loopback_server("wire_server.py", str(cert), str(key)) as url:
+        yield url.replace("http://", "https://"), cert
+
+
+def test_https_times_in_user_space_and_checks_the_certificate(tls_server):
+    url, cert = tls_server
+    trusted = WireSession(url, ssl_context=ssl.create_default_context(cafile=str(cert)))
+    r = trusted.get("/chunked")
+    assert r.ok and r.content.startswith(b"chunk-one;")
+    assert r.clock == "user" and r.elapsed_us > 0  # no kernel stamp on decrypted bytes
+    assert trusted.get("/len").content == b"hello"  # keep-alive over TLS
+    untrusted = WireSession(url).get("/len")  # the system's trust store: not this cert
+    assert isinstance(untrusted.error, ssl.SSLCertVerificationError)

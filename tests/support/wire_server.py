@@ -3,10 +3,12 @@
 /len: Content-Length body. /chunked: three chunks and a trailer. /close: no length,
 body until the server closes. /echo (POST): the body and its Content-Type back as JSON.
 /status/N: status N. /once: answers, then closes the keep-alive connection without
-saying so. /garbage: not HTTP. /slow?ms=N: waits N ms. Prints its port, serves until killed.
+saying so. /garbage: not HTTP. /slow?ms=N: waits N ms. With CERT KEY arguments, https.
+Prints its port, serves until killed.
 """
 
 import json
+import ssl
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,6 +75,10 @@ class Handler(BaseHTTPRequestHandler):
 if __name__ == "__main__":
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if len(sys.argv) == 3:  # CERT KEY: serve https
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[1], sys.argv[2])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(server.server_address[1], flush=True)
     server.serve_forever()
     sys.exit(0)

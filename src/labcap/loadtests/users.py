@@ -8,6 +8,7 @@ request event, timed to the kernel's receipt of the response (``labcap.loadtests
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from locust import User
@@ -18,11 +19,18 @@ from labcap.loadtests.wire import WireSession
 class WireHttpUser(User):
     abstract = True
     timeout_s = 60.0  # per request: connect, send and the whole response
+    # https only: a CA bundle to trust (the lab's own CA), else the system's trust store
+    ca_file: str | None = None
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         if not self.host:
             raise ValueError(f"{type(self).__name__} has no host: pass --host or set `host`")
+        context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
         self.client = WireSession(
-            self.host, environment.events.request, user=self, timeout_s=self.timeout_s
+            self.host,
+            environment.events.request,
+            user=self,
+            timeout_s=self.timeout_s,
+            ssl_context=context,
         )

@@ -134,8 +134,16 @@ def _stamp_ns(ancdata: list[tuple[int, int, bytes]]) -> int | None:
 class Connection:
     """One keep-alive connection to ``host:port`` (TLS when ``tls``)."""
 
-    def __init__(self, host: str, port: int, tls: bool = False, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: bool = False,
+        timeout_s: float = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.host, self.port, self.tls, self.timeout_s = host, port, tls, timeout_s
+        self.ssl_context = ssl_context
         self.sock: socket.socket | None = None
         self.kernel_clock = False
         self.reader: _Reader | None = None
@@ -145,7 +153,8 @@ class Connection:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         kernel = False
         if self.tls:  # recvmsg does not exist on TLS sockets: user-space clock
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.host)
+            context = self.ssl_context or ssl.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=self.host)
         elif sys.platform.startswith("linux"):
             try:
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -253,7 +262,10 @@ class WireSession:
         user: Any = None,
         timeout_s: float = 60.0,
         headers: dict[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context``: for https, e.g. one trusting the lab's own CA
+        (``ssl.create_default_context(cafile=...)``); the system's trust store otherwise."""
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) base URL: {base_url!r}")
@@ -261,7 +273,7 @@ class WireSession:
         self.prefix = parts.path.rstrip("/")
         tls = parts.scheme == "https"
         port = parts.port or (443 if tls else 80)
-        self.conn = Connection(parts.hostname, port, tls, timeout_s)
+        self.conn = Connection(parts.hostname, port, tls, timeout_s, ssl_context)
         default_port = port == (443 if tls else 80)
         host = parts.hostname if default_port else f"{parts.hostname}:{port}"
         self.headers = {"Host": host, "User-Agent": "labcap-wire", **(headers or {})}
