@@ -75,9 +75,9 @@ class SendClock:
         self.sends = 0
 
     def add(self, t_s: float) -> None:
-        """One send at ``t_s`` (same clock as the window). A send before the window (its
-        answer came in this one) is not counted: piled on the first bin, a slow target's
-        requests read as a burst (755 ms answers: 38 % of a 2 s window's sends)."""
+        """One send at ``t_s`` (same clock as the window). A send before the window is not
+        counted: piled on the first bin, a slow target's requests read as a burst (755 ms
+        answers: 38 % of a 2 s window's sends); the recorder gives it to its own window."""
         i = int((t_s - self.start_s) / BIN_S)
         if t_s < self.start_s:
             return

@@ -59,6 +59,10 @@ class WindowMerger:
         self.gaps: list[str] = []
         self.step_users: dict[int, int] = {}  # users a step really ran (the search's counts)
         self.on_window: Callable[[Any, list[dict[str, Any]]], None] | None = None
+        # a worker sends a window's send bins one window late (with the next window's
+        # records, see WindowRecorder); they are merged and journalled then
+        self.sends_parts: dict[int, dict[str, dict[str, Any]]] = {}
+        self._sends_meta: dict[int, tuple[float, int]] = {}  # window: (end_s, users)
 
     @property
     def finished(self) -> bool:
@@ -69,6 +73,9 @@ class WindowMerger:
         self.seen_workers.add(worker)
         for r in records:
             idx = r.get("window_index")
+            if r.get("kind") == "sends" and idx is not None and idx >= self.pos - 1:
+                self.sends_parts.setdefault(idx, {})[worker] = r
+                continue
             if idx is None or idx < self.pos:
                 continue  # start/end records, or a window already journalled without it
             self.parts.setdefault(idx, {}).setdefault(worker, []).append(r)
@@ -77,6 +84,7 @@ class WindowMerger:
 
     def drop_rest(self) -> None:
         """End the plan here: no later window is journalled (the search needed no more)."""
+        self._write_sends(self.pos - 1)  # the last journalled window's: as far as it came
         self.pos = len(self.plan.windows)
         self.parts.clear()
         self.delivered.clear()
@@ -170,20 +178,10 @@ class WindowMerger:
                     "count": count,
                 }
             )
-        sends = SendClock(w.start_s, w.end_s)
-        for r in records:
-            if r["kind"] == "sends":
-                sends.add_sparse(r.get("bins") or [])
-        self._write(
-            {
-                "kind": "sends",
-                "window_index": w.index,
-                "step_index": w.step_index,
-                "settling": w.settling,
-                "workers": len(by_worker),
-                **sends.stats(max(end_s - w.start_s, 1e-3), users).to_dict(),
-            }
-        )
+        self._sends_meta[pos] = (end_s, users)
+        self._write_sends(pos - 1)  # every worker's bins of it came with this window
+        if pos + 1 >= len(self.plan.windows):
+            self._write_sends(pos)  # the plan's last: the workers sent its bins at once
         for worker in sorted(by_worker):
             for r in by_worker[worker]:
                 if r["kind"] == "generator":
@@ -211,6 +209,27 @@ class WindowMerger:
             self._step_hist = new_histogram()
             self._step_counts = [0, 0]
             self._step_series = {}
+
+    def _write_sends(self, pos: int) -> None:
+        """Window ``pos``'s sends record: the union of the workers' send bins."""
+        if pos < 0 or pos not in self._sends_meta:
+            return
+        w = self.plan.windows[pos]
+        end_s, users = self._sends_meta.pop(pos)
+        parts = self.sends_parts.pop(pos, {})
+        sends = SendClock(w.start_s, w.end_s)
+        for r in parts.values():
+            sends.add_sparse(r.get("bins") or [])
+        self._write(
+            {
+                "kind": "sends",
+                "window_index": w.index,
+                "step_index": w.step_index,
+                "settling": w.settling,
+                "workers": len(parts),
+                **sends.stats(max(end_s - w.start_s, 1e-3), users).to_dict(),
+            }
+        )
 
     def _write(self, record: dict[str, Any]) -> None:
         self.journal.write(json.dumps(record, separators=(",", ":")) + "\n")

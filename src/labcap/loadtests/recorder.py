@@ -13,6 +13,7 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, Any
 
 from hdrh.histogram import HdrHistogram
@@ -149,6 +150,14 @@ class _Series:
         self.values = array("q")  # µs, recorded into hist in one go when the window closes
 
 
+@dataclass
+class _PendingSends:
+    window: Any
+    clock: SendClock
+    end_s: float
+    users: int
+
+
 class WindowRecorder:
     """Buckets request outcomes into the plan's windows and journals each closed window.
 
@@ -188,6 +197,9 @@ class WindowRecorder:
         self._step_hist = new_histogram()
         self._step_counts = [0, 0]
         self._sends: SendClock | None = None
+        # the last closed window's send clock, kept open one window longer: a request sent
+        # in it and answered in the next counts where it was sent (its record follows then)
+        self._pending: _PendingSends | None = None
         # per user (Locust's request context "labcap_user"): its last counted send
         self._user_sent: dict[Any, float] = {}
         # the adaptive search decides a step's users while it runs
@@ -197,11 +209,32 @@ class WindowRecorder:
         # called with (window, its window records) after each window is journalled
         self.on_window: Callable[[Any, list[dict[str, Any]]], None] | None = None
 
-    def _send_clock(self) -> SendClock:
-        if self._sends is None:
-            w = self.plan.windows[self.window_pos]
-            self._sends = SendClock(w.start_s, w.end_s)
-        return self._sends
+    def _send_clock(self, sent_s: float) -> SendClock | None:
+        """The clock of the window ``sent_s`` lies in: the open one or the one before."""
+        w = self.plan.windows[self.window_pos]
+        if sent_s >= w.start_s:
+            if self._sends is None:
+                self._sends = SendClock(w.start_s, w.end_s)
+            return self._sends
+        pending = self._pending
+        return pending.clock if pending and sent_s >= pending.clock.start_s else None
+
+    def _write_pending(self) -> None:
+        """The last closed window's sends record, now that no more sends can join it."""
+        p, self._pending = self._pending, None
+        if p is None:
+            return
+        w = p.window
+        record = {
+            "kind": "sends",
+            "window_index": w.index,
+            "step_index": w.step_index,
+            "settling": w.settling,
+            **p.clock.stats(max(p.end_s - w.start_s, 1e-3), p.users).to_dict(),
+        }
+        if self.emit_bins:
+            record["bins"] = p.clock.sparse()
+        self._write(record)
 
     def start(self) -> None:
         self.t0 = self.clock()
@@ -245,8 +278,9 @@ class WindowRecorder:
             sent = self.elapsed() - ago
             user = context.get("labcap_user") if context else None
             last = self._user_sent.get(user) if user is not None else None
-            if last is None or sent - last >= USER_GAP_S:
-                self._send_clock().add(sent)
+            clock = self._send_clock(sent)
+            if clock is not None and (last is None or sent - last >= USER_GAP_S):
+                clock.add(sent)
                 if user is not None:
                     self._user_sent[user] = sent
         steady = not self.plan.windows[self.window_pos].settling
@@ -276,6 +310,7 @@ class WindowRecorder:
         self.series.clear()
         self.reasons.clear()
         self._sends = None
+        self._write_pending()
         self.window_pos = len(self.plan.windows)
 
     def close(self, status: str, reason: str = "") -> None:
@@ -343,17 +378,11 @@ class WindowRecorder:
                     "count": count,
                 }
             )
-        sends = self._sends or SendClock(w.start_s, w.end_s)
-        record = {
-            "kind": "sends",
-            "window_index": w.index,
-            "step_index": w.step_index,
-            "settling": w.settling,
-            **sends.stats(max(end_s - w.start_s, 1e-3), users).to_dict(),
-        }
-        if self.emit_bins:
-            record["bins"] = sends.sparse()
-        self._write(record)
+        self._write_pending()
+        self._pending = _PendingSends(w, self._sends or SendClock(w.start_s, w.end_s), end_s, users)
+        self._sends = None
+        if pos + 1 >= len(self.plan.windows) or cut_at is not None:
+            self._write_pending()  # nothing follows it
         self._write(
             {
                 "kind": "generator",
@@ -363,7 +392,6 @@ class WindowRecorder:
                 "wall_s": round(time.monotonic(), 4),
             }
         )
-        self._sends = None
         self.journal.flush()
         self.sync(self.journal.fileno())
         self.series.clear()
