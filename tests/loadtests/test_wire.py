@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from labcap.loadtests.wire import HTTPStatusError, WireError, WireSession
+from labcap.loadtests.wire import CheckFailed, HTTPStatusError, WireError, WireSession
 from tests.support.servers import loopback_server
 
 SUPPORT = Path(__file__).parent.parent / "support"
@@ -61,6 +61,24 @@ def test_post_json_and_bytes(server):
     }
     assert s.post("echo", data=b"raw").json()["body"] == "raw"  # no leading slash
     assert s.post("/echo").json()["body"] == ""  # Content-Length: 0 is sent
+
+
+def test_query_params_and_a_check_on_the_body(server):
+    events = Events()
+    s = WireSession(server, events)
+    r = s.get("/slow", params={"ms": 1})  # /slow reads ms from the query string
+    assert r.ok and r.content == b"slow"
+
+    def wants_run_id(response):
+        return None if "run_id" in response.json()["body"] else "no run_id in the answer"
+
+    r = s.post("/echo", json={"run_id": "x"}, check=wants_run_id)
+    assert r.ok
+    r = s.post("/echo", json={"other": 1}, check=wants_run_id, name="api.create")
+    assert not r.ok and isinstance(r.error, CheckFailed) and r.status == 201
+    assert events.fired[-1]["exception"] is r.error
+    assert str(events.fired[-1]["exception"]) == "no run_id in the answer"
+    s.get("/status/404", check=lambda response: pytest.fail("check called on a 404"))
 
 
 def test_kernel_clock_on_loopback(server):

@@ -1,9 +1,10 @@
 """Locust users built on labcap's own client (imports Locust: load-engine processes only).
 
 ``WireHttpUser`` is a drop-in for ``FastHttpUser`` in a locustfile that only needs plain
-HTTP/1.1 calls (GET/POST with JSON or bytes, headers; no cookies, redirects or
-compression): ``self.client.get(path, name=...)`` reports each request to Locust's
-request event, timed to the kernel's receipt of the response (``labcap.loadtests.wire``).
+HTTP/1.1 calls (GET/POST with JSON or bytes, query params, headers; no cookies, redirects
+or compression): ``self.client.get(path, name=..., check=...)`` reports each request to
+Locust's request event, timed to the kernel's receipt of the response
+(``labcap.loadtests.wire``); ``check(response)`` returning a reason fails it.
 """
 
 from __future__ import annotations

@@ -25,9 +25,10 @@ import ssl
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 # Linux's value (x86-64 and arm64); Python's socket module does not export it.
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -39,6 +40,10 @@ _MAX_HEAD_BYTES = 65536
 
 class WireError(Exception):
     """The server's answer is not HTTP/1.x we can read, or it closed mid-response."""
+
+
+class CheckFailed(Exception):
+    """A response the caller's ``check`` rejected (wrong body, missing field)."""
 
 
 class HTTPStatusError(Exception):
@@ -288,9 +293,13 @@ class WireSession:
         headers: dict[str, str] | None = None,
         data: bytes | str | None = None,
         json: Any = None,
+        params: dict[str, Any] | None = None,
+        check: Callable[[WireResponse], str | None] | None = None,
     ) -> WireResponse:
         """Never raises for the server's or the network's failures: they are reported
-        to the request event and returned in ``WireResponse.error``."""
+        to the request event and returned in ``WireResponse.error``. ``params`` go into the
+        query string; ``check(response)`` (called on a status below 400) returns a reason
+        to report the request as failed, or None (FastHttpUser's ``catch_response``)."""
         all_headers = {**self.headers, **(headers or {})}
         body = b""
         if json is not None:
@@ -301,6 +310,8 @@ class WireSession:
         if body or method in ("POST", "PUT", "PATCH"):
             all_headers["Content-Length"] = str(len(body))
         target = self.prefix + (path if path.startswith("/") else "/" + path)
+        if params:
+            target += ("&" if "?" in target else "?") + urlencode(params, doseq=True)
         head = f"{method} {target} HTTP/1.1\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in all_headers.items()
         )
@@ -312,6 +323,10 @@ class WireSession:
             response = WireResponse(0, elapsed_us=(time.perf_counter_ns() - t0) / 1000, error=e)
         if response.error is None and response.status >= 400:
             response.error = HTTPStatusError(response.status, response.reason, target)
+        if response.error is None and check is not None:
+            reason = check(response)
+            if reason:
+                response.error = CheckFailed(reason)
         if self.request_event is not None:
             context = self.user.context() if self.user is not None else {}
             self.request_event.fire(
