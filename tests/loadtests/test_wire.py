@@ -99,8 +99,9 @@ def test_a_keep_alive_connection_closed_by_the_server_is_reopened(server):
 def test_failures_are_reported_not_raised(server):
     events = Events()
     s = WireSession(server, events)
-    r = s.get("/status/503", name="api.down")
+    r = s.get("/status/503", name="api.down", params={"token": "s3cret-query"})
     assert r.status == 503 and isinstance(r.error, HTTPStatusError) and not r.ok
+    assert "s3cret" not in str(r.error)  # a reason names the path, never the query
     r = s.get("/garbage")
     assert r.status == 0 and isinstance(r.error, WireError)
     assert "not an HTTP/1.x status line" in str(r.error)
@@ -119,7 +120,7 @@ def test_failures_are_reported_not_raised(server):
     ]
     ev = events.fired[0]
     assert ev["request_type"] == "GET" and ev["response_length"] == 2
-    assert ev["url"] == server + "/status/503" and ev["start_time"] > 0
+    assert ev["start_time"] > 0
 
 
 def test_not_an_http_url():

@@ -322,7 +322,8 @@ class WireSession:
         except Exception as e:  # refused, reset, timed out, not HTTP: the request failed
             response = WireResponse(0, elapsed_us=(time.perf_counter_ns() - t0) / 1000, error=e)
         if response.error is None and response.status >= 400:
-            response.error = HTTPStatusError(response.status, response.reason, target)
+            # the path without its query: a query string may carry a token
+            response.error = HTTPStatusError(response.status, response.reason, target.split("?")[0])
         if response.error is None and check is not None:
             reason = check(response)
             if reason:

@@ -9,6 +9,10 @@ search over the experiment's runs and one metric's history. Request names:
 
 MLflow answers 403 to Host headers other than localhost/127.0.0.1 unless its
 allowed hosts are configured, so point ``host`` at ``http://127.0.0.1:PORT``.
+
+The users are ``WireHttpUser``s (labcap's own client, ``labcap.loadtests.wire``): each
+call is timed to the kernel's receipt of its answer, and one generator core carries
+several times the requests python-requests would. No proxy is used.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
-from locust import HttpUser, between, task
+from locust import between, task
 
-from labcap.loadtests.scenarios._common import StepFailed, describe, unique_name
+from labcap.loadtests.scenarios._common import StepFailed, unique_name
+from labcap.loadtests.users import WireHttpUser
 
 API = "/api/2.0/mlflow"
 
@@ -42,7 +47,7 @@ class MLflowJourneySettings:
     )
 
 
-class MLflowUser(HttpUser):
+class MLflowUser(WireHttpUser):
     """One data scientist logging runs into their own experiment."""
 
     host = None
@@ -51,6 +56,10 @@ class MLflowUser(HttpUser):
     username_prefix = "labcap"
     wait_time = between(1, 3)
     settings = MLflowJourneySettings()
+
+    @property
+    def timeout_s(self) -> float:  # WireHttpUser's per-request limit
+        return self.settings.request_timeout_s
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
@@ -78,29 +87,20 @@ class MLflowUser(HttpUser):
 
     def _call(self, method: str, path: str, name: str, ok: Any, **kwargs: Any) -> dict[str, Any]:
         """One API call reported as ``name``; ``ok(body)`` is True when the body is right."""
-        with self.client.request(
-            method,
-            f"{API}/{path}",
-            name=name,
-            catch_response=True,
-            timeout=self.settings.request_timeout_s,
-            **kwargs,
-        ) as r:
-            if r.status_code != 200:
-                if r.status_code == 0 and getattr(r, "error", None) is not None:
-                    reason = f"{name}: {describe(r.error, ())}"
-                else:
-                    reason = f"HTTP {r.status_code} on {name}"
-                r.failure(reason)
-                raise StepFailed(reason)
+
+        def check(response: Any) -> str | None:
             try:
-                body = r.json()
+                body = response.json()
             except ValueError:
                 body = None
-            if not isinstance(body, dict) or not ok(body):
-                r.failure(f"unexpected response body on {name}")
-                raise StepFailed(name)
-            return body
+            if response.status != 200 or not isinstance(body, dict) or not ok(body):
+                return f"unexpected response on {name} (HTTP {response.status})"
+            return None
+
+        r = self.client.request(method, f"{API}/{path}", name=name, check=check, **kwargs)
+        if r.error is not None:  # reported to Locust already, with its reason
+            raise StepFailed(name)
+        return r.json()
 
     def _create_experiment(self) -> None:
         body = self._call(
