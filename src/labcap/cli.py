@@ -179,7 +179,9 @@ def _load_options(f: Any) -> Any:
     "--scenario",
     default="lab",
     show_default=True,
-    help="jupyterhub, mlflow, lab (both), or a path to your own locustfile.py.",
+    help="jupyterhub, mlflow, lab (both), or a path to your own locustfile.py (for plain "
+    "HTTP/1.1 APIs, subclass labcap.loadtests.users.WireHttpUser: timed to the kernel's "
+    "receipt of each answer).",
 )
 @click.option(
     "--target",
