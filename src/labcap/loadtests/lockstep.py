@@ -26,6 +26,7 @@ import math
 from array import array
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 BIN_S = 0.001
 TARGET_MEAN = 0.5  # independent users' mean sends per slot
@@ -78,9 +79,9 @@ class SendClock:
         """One send at ``t_s`` (same clock as the window). A send before the window is not
         counted: piled on the first bin, a slow target's requests read as a burst (755 ms
         answers: 38 % of a 2 s window's sends); the recorder gives it to its own window."""
-        i = int((t_s - self.start_s) / BIN_S)
         if t_s < self.start_s:
             return
+        i = int((t_s - self.start_s) / BIN_S)
         n = len(self.bins)
         self.bins[n - 1 if i >= n else i] += 1
         self.sends += 1
@@ -145,6 +146,17 @@ def burst_stats(
         expected_pct=round(100 * expected, 4),
         lockstep=flagged,
     )
+
+
+def sends_record(window: Any, clock: SendClock, end_s: float, users: int) -> dict[str, Any]:
+    """The journal's ``sends`` record of one window (the recorder's and the master's)."""
+    return {
+        "kind": "sends",
+        "window_index": window.index,
+        "step_index": window.step_index,
+        "settling": window.settling,
+        **clock.stats(max(end_s - window.start_s, 1e-3), users).to_dict(),
+    }
 
 
 def summarise(windows: list[dict[str, object]]) -> dict[str, object]:

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from hdrh.histogram import HdrHistogram
 
-from labcap.loadtests.lockstep import SendClock
+from labcap.loadtests.lockstep import SendClock, sends_record
 from labcap.loadtests.recorder import histogram_summary, new_histogram
 from labcap.model import LoadPlan
 
@@ -220,16 +220,7 @@ class WindowMerger:
         sends = SendClock(w.start_s, w.end_s)
         for r in parts.values():
             sends.add_sparse(r.get("bins") or [])
-        self._write(
-            {
-                "kind": "sends",
-                "window_index": w.index,
-                "step_index": w.step_index,
-                "settling": w.settling,
-                "workers": len(parts),
-                **sends.stats(max(end_s - w.start_s, 1e-3), users).to_dict(),
-            }
-        )
+        self._write({**sends_record(w, sends, end_s, users), "workers": len(parts)})
 
     def _write(self, record: dict[str, Any]) -> None:
         self.journal.write(json.dumps(record, separators=(",", ":")) + "\n")

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from hdrh.histogram import HdrHistogram
 
-from labcap.loadtests.lockstep import SendClock
+from labcap.loadtests.lockstep import SendClock, sends_record
 from labcap.model import LoadPlan
 
 # 1 µs .. 1 h at 3 significant digits: a spawn that takes minutes still fits.
@@ -224,14 +224,7 @@ class WindowRecorder:
         p, self._pending = self._pending, None
         if p is None:
             return
-        w = p.window
-        record = {
-            "kind": "sends",
-            "window_index": w.index,
-            "step_index": w.step_index,
-            "settling": w.settling,
-            **p.clock.stats(max(p.end_s - w.start_s, 1e-3), p.users).to_dict(),
-        }
+        record = sends_record(p.window, p.clock, p.end_s, p.users)
         if self.emit_bins:
             record["bins"] = p.clock.sparse()
         self._write(record)

@@ -88,6 +88,8 @@ class MLflowUser(WireHttpUser):
     def _call(self, method: str, path: str, name: str, ok: Any, **kwargs: Any) -> dict[str, Any]:
         """One API call reported as ``name``; ``ok(body)`` is True when the body is right."""
 
+        parsed: dict[str, Any] = {}
+
         def check(response: Any) -> str | None:
             try:
                 body = response.json()
@@ -95,12 +97,13 @@ class MLflowUser(WireHttpUser):
                 body = None
             if response.status != 200 or not isinstance(body, dict) or not ok(body):
                 return f"unexpected response on {name} (HTTP {response.status})"
+            parsed.update(body)
             return None
 
         r = self.client.request(method, f"{API}/{path}", name=name, check=check, **kwargs)
         if r.error is not None:  # reported to Locust already, with its reason
             raise StepFailed(name)
-        return r.json()
+        return parsed
 
     def _create_experiment(self) -> None:
         body = self._call(
