@@ -41,7 +41,7 @@ def nginx_target() -> Iterator[str]:
     """nginx (one worker) answering 200 on 127.0.0.1; labcap's asyncio target without it."""
     if not shutil.which("nginx"):
         print("# nginx not installed (apt-get install nginx-light): labcap's asyncio target")
-        from labcap.calibrate import trivial_target
+        from labcap.measure.calibrate import trivial_target
 
         with trivial_target() as url:
             yield url

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from docker_common import TEST_IMAGE, engine_client
 
+from labcap.measure.probes.docker import StartupProbeSettings, format_table, run_startup_probe
 from labcap.model import parse_user_steps
-from labcap.probe import StartupProbeSettings, format_table, run_startup_probe
 
 
 def main(levels: str = "1,4,8,16", repeat: str = "3", out: str | None = None) -> None:

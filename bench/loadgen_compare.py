@@ -81,7 +81,7 @@ def labcap(url: str, seconds: float, rate: float, workers: int = 0, client: str 
     import pandas as pd
     from hdrh.histogram import HdrHistogram
 
-    from labcap.loadtests.recorder import new_histogram
+    from labcap.histograms import new_histogram
 
     w = pd.read_parquet(out / "windows.parquet")
     w = w[~w["settling"].astype(bool)]

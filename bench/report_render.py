@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from labcap.loadtests.recorder import WindowRecorder
+from labcap.measure.run import _finalise
 from labcap.model import build_plan, plan_to_dict
-from labcap.runner import _finalise
 from labcap.store import JOURNAL, RunDir
 
 

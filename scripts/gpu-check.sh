@@ -4,7 +4,7 @@
 #   bash scripts/gpu-check.sh            # logs and CSVs in $OUT (default: a temp dir)
 #
 # 1. where hdrhistogram is missing, installs the carried wheels from .whl/ (hdrhistogram,
-#    pbr: what labcap.runner needs beyond the machine's own packages) into /tmp/site;
+#    pbr: what labcap.measure.run needs beyond the machine's own packages) into /tmp/site;
 # 2. runs `pytest -m gpu tests/gpu` (real NVML: a torch process's PID, memory and
 #    utilisation; clean stop; a recording into a run directory);
 # 3. runs bench/gpu_overhead.py: sampler CPU at a 1 s interval, must be < 1 % of a core.

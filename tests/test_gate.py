@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from labcap.errors import LabcapError
-from labcap.loadtests.recorder import new_histogram
+from labcap.histograms import new_histogram
 from labcap.model import build_plan, plan_to_dict
 from labcap.planner.capacity import plan_run
 from labcap.planner.gate import (

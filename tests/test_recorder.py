@@ -104,7 +104,7 @@ def test_summary_equals_hdrh_own_walk(n, sigma):
     over every bucket took ~0.1 s per call and stalled the engine's event loop)."""
     from hdrh.histogram import HdrHistogram
 
-    from labcap.loadtests.recorder import histogram_summary, new_histogram
+    from labcap.histograms import histogram_summary, new_histogram
 
     h = new_histogram()
     for v in np.random.default_rng(n).lognormal(9, sigma, n):

@@ -143,7 +143,7 @@ def test_labcap_imports_and_helps_without_locust():
     code = (
         "import sys\n"
         "from click.testing import CliRunner\n"
-        "import labcap.cli, labcap.planner.capacity, labcap.reports.html, labcap.runner\n"
+        "import labcap.cli, labcap.planner.capacity, labcap.reports.html, labcap.measure.run\n"
         "r = CliRunner().invoke(labcap.cli.cli, ['--help'])\n"
         "assert r.exit_code == 0, r.output\n"
         "for cmd in ('run', 'plan', 'report', 'demo', 'lab'):\n"
@@ -202,8 +202,8 @@ class _SourceLostCollector:
 
 
 def test_a_collector_gap_makes_the_run_partial(tmp_path, target):
+    from labcap.measure.run import RunRequest, execute_run
     from labcap.model import build_plan, parse_slo
-    from labcap.runner import RunRequest, execute_run
 
     plan = build_plan((1,), 2, settle_s=0.5, window_s=1, spawn_rate=5)
     req = RunRequest(

@@ -29,7 +29,7 @@ def _progress(msg: str) -> None:
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
-    from labcap.runner import Interrupted
+    from labcap.measure.run import Interrupted
 
     raise Interrupted()
 
@@ -304,7 +304,7 @@ def run(
     if target != "k8s" and any(k8s.values()):
         raise LabcapError("--kubeconfig, --context, --namespace and --selector need --target k8s")
     if target == "k8s":  # a bad kubeconfig or a dead API server stops us before any work
-        from labcap.collectors.kubernetes import connect
+        from labcap.clients.kube import connect
 
         k8s["target"] = connect(k8s["kubeconfig"], k8s["kube_context"])
     opts["k8s"] = k8s
@@ -368,9 +368,9 @@ def _run_and_print(
     prefix: str | None = None,
 ) -> Any:
     from labcap.loadtests.catalog import SCENARIOS
+    from labcap.measure.run import RunRequest, resolve_scenario
     from labcap.model import build_plan, parse_duration, parse_slo, parse_user_steps
     from labcap.planner.capacity import plan_run
-    from labcap.runner import RunRequest, resolve_scenario
 
     info = resolve_scenario(scenario)  # fail fast on a bad name, before starting anything
     step_s = parse_duration(opts["step_duration"], what="--step-duration")
@@ -390,7 +390,7 @@ def _run_and_print(
         else ("p95_ms=1000", "error_pct=1")
     )
     slos = tuple(parse_slo(s) for s in slo_text)
-    from labcap.preflight import check_locustfile, check_out_dir, check_reachable
+    from labcap.measure.preflight import check_locustfile, check_out_dir, check_reachable
 
     if target != "local":
         check_reachable(hosts)  # unreachable or malformed: one line, no run directory
@@ -434,11 +434,12 @@ def _run_and_print(
 
 def _execute(req: Any, opts: dict[str, Any]) -> Any:
     """One run of the plan, or (--users auto) the adaptive search's probes."""
-    from labcap.runner import execute_run
+    from labcap.measure.run import execute_run
 
     if not opts.get("max_users"):
         return execute_run(req, _progress)
-    from labcap.planner.search import SearchSettings, search_capacity
+    from labcap.measure.search import search_capacity
+    from labcap.planner.search_controller import SearchSettings
 
     step = req.plan.steps[0]
     return search_capacity(
@@ -463,7 +464,7 @@ def _workers(text: str) -> int:
 
 
 def _calibrate_first() -> dict[str, Any]:
-    from labcap.calibrate import calibrate, describe
+    from labcap.measure.calibrate import calibrate, describe
 
     _progress("calibrating the load generator on this machine (--no-calibrate skips)")
     cal = calibrate()
@@ -481,7 +482,7 @@ def _run_on_reference_lab(
     calibration: dict[str, Any] | None = None,
 ) -> Any:
     from labcap.lab import ReferenceLab
-    from labcap.runner import RunRequest
+    from labcap.measure.run import RunRequest
 
     workdir = Path(tempfile.mkdtemp(prefix="labcap-lab-"))
     _progress(f"starting the reference lab in {workdir}")
@@ -513,7 +514,7 @@ def _default_collectors() -> tuple[Any, ...]:
 
 
 def _gpu_collectors(opts: dict[str, Any]) -> tuple[Any, ...]:
-    from labcap.collectors.gpu import gpu_collectors
+    from labcap.collectors.registry import gpu_collectors
 
     return tuple(gpu_collectors(opts.get("gpu_mode", "auto"), opts.get("gpu_metrics_url")))
 
@@ -522,11 +523,11 @@ def _k8s_collectors(target: str, opts: dict[str, Any]) -> tuple[Any, ...]:
     """The Kubernetes collector, connected first: a bad kubeconfig stops us before the load."""
     if target != "k8s":
         return ()
+    from labcap.clients.kube import connect
     from labcap.collectors.kubernetes import (
         DEFAULT_SELECTOR,
         KubernetesCollector,
         KubernetesSettings,
-        connect,
     )
 
     k8s = opts["k8s"]
@@ -1049,8 +1050,13 @@ def probe_startup(target: str, **kw: Any) -> None:
     """
     import shlex
 
+    from labcap.measure.probes.docker import (
+        DEFAULT_SLOS,
+        StartupProbeSettings,
+        format_table,
+        run_startup_probe,
+    )
     from labcap.model import parse_duration, parse_user_steps
-    from labcap.probe import DEFAULT_SLOS, StartupProbeSettings, format_table, run_startup_probe
 
     k8s = {k: kw.pop(k) for k in ("kubeconfig", "kube_context", "pull_policy")}
     if target == "k8s":
@@ -1089,9 +1095,9 @@ def probe_startup(target: str, **kw: Any) -> None:
 def _probe_startup_k8s(kw: dict[str, Any], k8s: dict[str, Any]) -> None:
     import shlex
 
+    from labcap.measure.probes.docker import DEFAULT_SLOS
+    from labcap.measure.probes.k8s import K8sProbeSettings, format_table, run_k8s_startup_probe
     from labcap.model import parse_duration, parse_user_steps
-    from labcap.probe import DEFAULT_SLOS
-    from labcap.probe_k8s import K8sProbeSettings, format_table, run_k8s_startup_probe
 
     if kw["port"] is not None:
         raise LabcapError(
@@ -1289,8 +1295,8 @@ def calibrate(as_json: bool) -> None:
       labcap calibrate
       labcap calibrate --json | jq .floor_p99_ms
     """
-    from labcap.calibrate import calibrate as measure
-    from labcap.calibrate import describe
+    from labcap.measure.calibrate import calibrate as measure
+    from labcap.measure.calibrate import describe
 
     cal = measure()
     click.echo(json.dumps(cal, indent=2, ensure_ascii=False) if as_json else describe(cal))
@@ -1355,7 +1361,7 @@ def cleanup_cmd(
       labcap cleanup --dry-run
       labcap cleanup --run 3f9c2a1b7d4e --kubeconfig ~/.kube/config --json
     """
-    from labcap.cleanup import cleanup
+    from labcap.measure.cleanup import cleanup
 
     found = cleanup(
         run=run_id,

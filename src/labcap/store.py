@@ -33,6 +33,9 @@ JOURNAL = "journal.jsonl"
 WINDOWS = "windows.parquet"
 FAILURES = "failures.parquet"
 LOCK = ".lock"
+# collector tables written beside the windows (their schemas live with their collectors)
+GPU_SAMPLES = "gpu_samples"
+GPU_PROCESSES = "gpu_processes"
 
 WINDOW_COLUMNS = [
     "window_index",

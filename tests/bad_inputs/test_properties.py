@@ -93,7 +93,7 @@ def test_gate_option_parsers(limits, effect, alpha, windows):
 @FAST
 @given(texty)
 def test_target_url_parser(text):
-    from labcap.preflight import check_url
+    from labcap.measure.preflight import check_url
 
     v = _value_or_labcap_error(check_url, text)
     assert v is None or (v[0] and 0 < v[1] < 65536)

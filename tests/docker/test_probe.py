@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from labcap.collectors.docker import DockerCollector, DockerSettings
+from labcap.measure.probes.docker import StartupProbeSettings, run_startup_probe
 from labcap.planner.capacity import plan_run
-from labcap.probe import StartupProbeSettings, run_startup_probe
 from tests.docker.engine import TEST_IMAGE, PrivateEngine, build_test_image, remove_all
 
 

@@ -16,8 +16,8 @@ from labcap.collectors.docker import (
     read_cgroup,
 )
 from labcap.errors import LabcapError
+from labcap.measure.probes.docker import StartupProbeSettings, validate
 from labcap.model import build_plan
-from labcap.probe import StartupProbeSettings, validate
 
 CID = "ab" * 32
 

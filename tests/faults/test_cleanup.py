@@ -16,9 +16,15 @@ import time
 import psutil
 import pytest
 
-from labcap.cleanup import MANAGED_BY, MANAGED_BY_LABEL, RUN_ID_LABEL, _temp_dirs, lock_is_held
+from labcap.measure.cleanup import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    RUN_ID_LABEL,
+    _temp_dirs,
+    lock_is_held,
+)
+from labcap.measure.run import resolve_scenario
 from labcap.model import build_plan, plan_to_dict
-from labcap.runner import resolve_scenario
 from labcap.store import run_lock
 from tests.faults.test_faults import LOCUSTFILE, fault_target, wait_for_window
 

@@ -20,7 +20,8 @@ import pandas as pd
 import pytest
 
 from labcap.collectors.base import RunContext
-from labcap.collectors.gpu import NvmlCollector, NvmlSettings, gpu_collectors
+from labcap.collectors.gpu import NvmlCollector, NvmlSettings
+from labcap.collectors.registry import gpu_collectors
 
 pytestmark = pytest.mark.gpu
 GIB = 2**30
@@ -86,9 +87,9 @@ def test_auto_mode_finds_the_gpu():
 
 
 def test_a_recording_lands_in_the_run_directory_on_the_plans_steps(tmp_path, torch_user):
+    from labcap.measure.run import _write_collector_tables
     from labcap.model import build_plan
     from labcap.planner.gpu_evidence import gpu_evidence
-    from labcap.runner import _write_collector_tables
     from labcap.store import JOURNAL, RunDir
 
     plan = build_plan((1, 2), 2.0, settle_s=0.5, window_s=1.0, spawn_rate=10)

@@ -16,8 +16,8 @@ from labcap.collectors.gpu import (
     PROCESS_COLUMNS,
     SAMPLE_COLUMNS,
     NvmlCollector,
-    gpu_collectors,
 )
+from labcap.collectors.registry import gpu_collectors
 from tests.gpu.conftest import nvml_reason
 
 pytestmark = pytest.mark.skipif(not nvml_reason(), reason="this machine has a usable GPU")

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from labcap.collectors.docker import StartupRecord
+from labcap.collectors.base import StartupRecord
 from labcap.collectors.kubernetes import KubernetesCollector, KubernetesSettings
 from tests.k8s.cluster import wait_for
 

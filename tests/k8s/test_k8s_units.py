@@ -13,16 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from labcap.collectors.docker import StartupRecord
+from labcap.clients.kube import K3S_KUBECONFIG, connect, resolve_kubeconfig
+from labcap.collectors.base import StartupRecord
 from labcap.collectors.kubernetes import (
-    K3S_KUBECONFIG,
     PodStartupRecord,
-    connect,
     insufficient_resources,
     node_inventory,
     parse_k8s_time,
     pod_requests,
-    resolve_kubeconfig,
 )
 from labcap.errors import LabcapError
 from tests.support.servers import loopback_server

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from labcap.collectors.docker import StartupRecord
-from labcap.collectors.kubernetes import MANAGED_BY, connect
+from labcap.clients.kube import connect
+from labcap.collectors.base import StartupRecord
+from labcap.collectors.kubernetes import MANAGED_BY
+from labcap.measure.probes.docker import StartupProbeSettings, run_startup_probe
+from labcap.measure.probes.k8s import NAMESPACE_PREFIX, K8sProbeSettings, run_k8s_startup_probe
 from labcap.planner.capacity import plan_capacity
-from labcap.probe import StartupProbeSettings, run_startup_probe
-from labcap.probe_k8s import NAMESPACE_PREFIX, K8sProbeSettings, run_k8s_startup_probe
 from labcap.reports.compare import measured_values
 from labcap.store import RunDir
 from tests.k8s.cluster import wait_for

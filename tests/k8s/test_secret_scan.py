@@ -12,7 +12,7 @@ import sys
 
 import yaml
 
-from labcap.cleanup import MANAGED_BY_LABEL
+from labcap.measure.cleanup import MANAGED_BY_LABEL
 
 
 def _kubeconfig_secrets(path) -> dict[str, bytes]:
@@ -73,7 +73,7 @@ def test_no_kubeconfig_secret_in_a_k8s_probe_runs_artefacts(k8s_cluster, tmp_pat
 
 
 def test_cleanup_deletes_a_crashed_runs_namespace_and_only_it(k8s_cluster, tmp_path):
-    from labcap.cleanup import MANAGED_BY, RUN_ID_LABEL
+    from labcap.measure.cleanup import MANAGED_BY, RUN_ID_LABEL
 
     core = k8s_cluster.core()
     names = {"labcap-crashed-x1": "x1", "labcap-other-x2": "x2"}

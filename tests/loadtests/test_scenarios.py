@@ -18,12 +18,13 @@ import pytest
 import requests
 
 from labcap.loadtests.catalog import SCENARIOS
-from labcap.loadtests.scenarios._common import REDACTED, redact, unique_name
-from labcap.loadtests.scenarios._kernel_ws import (
+from labcap.loadtests.scenarios.common import unique_name
+from labcap.loadtests.scenarios.kernel_ws import (
     execute_request,
     is_reply_to,
     kernel_channels_url,
 )
+from labcap.redact import REDACTED, redact
 
 DRIVER = Path(__file__).with_name("_drive_scenario.py")
 HUB_NAMES = (
@@ -57,7 +58,7 @@ def _child_env(password: str) -> dict[str, str]:
 
 def test_helpers_load_without_locust() -> None:
     code = (
-        "import sys, labcap.loadtests.scenarios._common, labcap.loadtests.scenarios._kernel_ws;"
+        "import sys, labcap.loadtests.scenarios.common, labcap.loadtests.scenarios.kernel_ws;"
         "print('locust' in sys.modules or 'gevent' in sys.modules)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -71,7 +72,7 @@ def test_unique_names_are_distinct_and_lowercase() -> None:
 
 
 def test_unique_names_differ_between_processes() -> None:
-    code = "from labcap.loadtests.scenarios._common import unique_name; print(unique_name('x'))"
+    code = "from labcap.loadtests.scenarios.common import unique_name; print(unique_name('x'))"
     seen = {
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from labcap.loadtests.lockstep import SendClock, burst_stats, summarise
+from labcap.measure.run import RunRequest, execute_run
 from labcap.model import build_plan, parse_slo
-from labcap.runner import RunRequest, execute_run
 from labcap.store import RunDir
 from tests.support.servers import loopback_server
 

@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 
-from labcap.loadtests.recorder import HDR_MAX_US, HDR_MIN_US, new_histogram, record_values
+from labcap.histograms import HDR_MAX_US, HDR_MIN_US, new_histogram, record_values
 
 
 def test_record_values_equals_record_value():

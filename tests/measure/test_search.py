@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from labcap.planner.search import SearchSettings, next_users
+from labcap.planner.search_controller import SearchSettings, next_users
 from tests.support.queue_server import saturation_users
 from tests.support.servers import loopback_server
 
@@ -228,7 +228,7 @@ def test_one_noisy_window_does_not_end_a_probe_two_in_a_row_do():
     from types import SimpleNamespace
 
     from labcap.model import parse_slo
-    from labcap.planner.search import SearchController
+    from labcap.planner.search_controller import SearchController
 
     ctl = SearchController(SearchSettings(max_users=64), (parse_slo("p95_ms=300"),))
 
@@ -251,9 +251,9 @@ def test_one_noisy_window_does_not_end_a_probe_two_in_a_row_do():
 def test_a_probe_passes_early_only_by_a_wide_margin_on_enough_requests():
     from types import SimpleNamespace
 
-    from labcap.loadtests.recorder import new_histogram, record_values
+    from labcap.histograms import new_histogram, record_values
     from labcap.model import parse_slo
-    from labcap.planner.search import SearchController
+    from labcap.planner.search_controller import SearchController
 
     def series(ms: float, requests: int, failures: int = 0) -> dict:
         h = new_histogram()
@@ -284,7 +284,7 @@ def test_a_probe_passes_early_only_by_a_wide_margin_on_enough_requests():
 def test_binomial_tail_is_exact():
     from math import comb
 
-    from labcap.planner.search import binomial_tail
+    from labcap.planner.search_controller import binomial_tail
 
     for n, k, p in [(50, 0, 0.05), (50, 3, 0.05), (50, 12, 0.05), (200, 30, 0.1), (7, 7, 0.5),
                     (1000, 80, 0.05), (30, 31, 0.2), (40, 2, 0.0), (40, 2, 1.0)]:  # fmt: skip
@@ -295,7 +295,7 @@ def test_binomial_tail_is_exact():
 def test_count_above_counts_only_values_surely_over_the_limit():
     import random
 
-    from labcap.loadtests.recorder import count_above, new_histogram, record_values
+    from labcap.histograms import count_above, new_histogram, record_values
 
     rnd = random.Random(8)
     values = [rnd.randint(1, 2_000_000) for _ in range(5000)]
@@ -309,9 +309,9 @@ def test_count_above_counts_only_values_surely_over_the_limit():
 def test_a_probe_fails_early_when_its_data_breaks_an_slo_beyond_chance():
     from types import SimpleNamespace
 
-    from labcap.loadtests.recorder import new_histogram, record_values
+    from labcap.histograms import new_histogram, record_values
     from labcap.model import parse_slo
-    from labcap.planner.search import SearchController, confident_breach
+    from labcap.planner.search_controller import SearchController, confident_breach
 
     def series(fast: int, slow: int, failures: int = 0) -> dict:
         h = new_histogram()
@@ -339,7 +339,7 @@ def test_a_probe_fails_early_when_its_data_breaks_an_slo_beyond_chance():
 
 
 def test_lockstep_window_numbers_follow_the_probes_into_the_ladder():
-    from labcap.planner.search import ladder_windows
+    from labcap.measure.search import ladder_windows
 
     # probes ran as steps 0, 1, 2 (users 8, 64, 40): the ladder puts them at 0, 2, 1;
     # 4 windows a step; step 3 was planned but never ran

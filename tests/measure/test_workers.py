@@ -202,7 +202,7 @@ def test_a_worker_that_dies_leaves_a_partial_run_with_the_gap_named(tmp_path, ta
 
 
 def test_generator_cpu_is_taken_over_real_spans_not_the_empty_windows_of_a_cut_probe():
-    from labcap.runner import _generator_cpu
+    from labcap.measure.run import _generator_cpu
 
     def rec(i: int, wall: float, cpu: float) -> dict:
         return {"kind": "generator", "worker": "local", "window_index": i, "wall_s": wall,

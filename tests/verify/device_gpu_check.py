@@ -37,7 +37,7 @@ def main() -> int:
         stub = types.ModuleType(package)
         stub.__path__ = []
         sys.modules[package] = stub
-    _load("labcap.verify.model", "src/labcap/verify/model.py")
+    _load("labcap.verify.records", "src/labcap/verify/records.py")
     gpu = _load("labcap.verify.gpu", "src/labcap/verify/gpu.py")
     seen = gpu.run_probe_locally()
     print("probe:", json.dumps(seen))

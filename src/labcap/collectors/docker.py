@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labcap.collectors.base import CollectorStatus, RunContext
+from labcap.collectors.base import CollectorStatus, RunContext, StartupRecord
 
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
@@ -74,35 +74,6 @@ class DockerSettings:
         default="/sys/fs/cgroup", metadata={"help": "Where the cgroup filesystems are mounted."}
     )
     proc_root: str = field(default="/proc", metadata={"help": "The engine host's /proc."})
-
-
-@dataclass(frozen=True)
-class StartupRecord:
-    """One container's startup. Phase times are seconds after ``t_unix`` (its creation)."""
-
-    container_id: str
-    container: str
-    image: str
-    service: str
-    project: str
-    t_unix: float  # created (engine clock); first start when creation predates the run
-    origin: str  # created | started: which event t_unix is
-    requested_s: float  # the create call was sent (labcap clock; probes only)
-    pulled_s: float  # the image pull finished (engine), when one happened
-    created_s: float
-    started_s: float  # State.StartedAt: the process started (engine)
-    running_s: float  # the start event: the engine reports it running
-    healthy_s: float  # first health_status: healthy event
-    http_ready_s: float  # first HTTP answer < 400 on the labelled port (labcap clock)
-    ready_s: float
-    ready_via: str  # http | healthcheck | running
-    exited_s: float
-    clock_source: str  # engine | engine+labcap (http_ready is labcap's clock)
-    outcome: str  # ready | exited | unhealthy | timeout | pull-failed
-    exit_code: float
-    oom_killed: bool
-    restarts: int
-    reason: str
 
 
 @dataclass(frozen=True)

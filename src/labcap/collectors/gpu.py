@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from labcap.collectors.base import CollectorStatus, RunContext
+from labcap.store import GPU_PROCESSES, GPU_SAMPLES
 
-GPU_SAMPLES = "gpu_samples"
-GPU_PROCESSES = "gpu_processes"
 MIG_UTIL_NOTE = (
     "utilisation is not defined under MIG: NVML reports none per instance or for the "
     "partitioned GPU; engine_active_pct (GPM, or dcgm-exporter's "
@@ -205,7 +204,7 @@ def _shutdown(nvml: Any) -> None:
         nvml.nvmlShutdown()
 
 
-def _load_nvml() -> Any:
+def load_nvml() -> Any:
     import pynvml
 
     return pynvml
@@ -297,7 +296,7 @@ class NvmlCollector:
 
     def start(self, ctx: RunContext | None = None) -> None:
         try:
-            nv = self._nvml or _load_nvml()
+            nv = self._nvml or load_nvml()
         except ImportError:
             self._reason = "nvidia-ml-py is not installed: pip install nvidia-ml-py"
             return
@@ -562,36 +561,3 @@ def _text(v: Any) -> str | None:
 
 def _num(v: Any) -> float | None:
     return None if v is None else float(v)
-
-
-def gpu_collectors(mode: str, metrics_url: str | None, interval_s: float = 1.0) -> list[Any]:
-    """The GPU collectors for ``--gpu MODE`` and ``--gpu-metrics-url URL``.
-
-    ``auto`` samples NVML only when it finds a GPU here (else none, silently for
-    the run: the reason is returned by ``nvml_unavailable_reason``); ``nvml`` always
-    adds the collector, which reports itself unavailable with the reason.
-    """
-    from labcap.errors import LabcapError
-
-    if mode not in GPU_MODES:
-        raise LabcapError(f"--gpu {mode!r}: choose one of {', '.join(GPU_MODES)}")
-    out: list[Any] = []
-    if mode == "nvml":
-        out.append(NvmlCollector(NvmlSettings(interval_s=interval_s)))
-    elif mode == "auto":
-        try:
-            nv = _load_nvml()
-        except ImportError:
-            nv = None
-        if nv is not None and not nvml_unavailable_reason(nv):
-            out.append(NvmlCollector(NvmlSettings(interval_s=interval_s), nvml=nv))
-    if metrics_url:
-        from labcap.collectors.dcgm import DcgmCollector, DcgmSettings, check_metrics_url
-
-        out.append(
-            DcgmCollector(DcgmSettings(url=check_metrics_url(metrics_url), interval_s=interval_s))
-        )
-    return out
-
-
-GPU_MODES = ("auto", "nvml", "none")

@@ -32,7 +32,6 @@ import contextlib
 import datetime as dt
 import json
 import math
-import os
 import re
 import threading
 import time
@@ -40,13 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labcap.collectors.base import CollectorStatus, RunContext
-from labcap.collectors.docker import StartupRecord
+from labcap.clients.kube import connect, describe_api_problem
+from labcap.collectors.base import CollectorStatus, RunContext, StartupRecord
 from labcap.errors import LabcapError
+from labcap.redact import redact_url, scrub
 
 DEFAULT_SELECTOR = "component=singleuser-server"  # KubeSpawner's user pods
-K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
-USER_KUBECONFIG = "~/.kube/config"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 CONDITIONS = ("PodScheduled", "Initialized", "ContainersReady", "Ready")
 # Outcomes beyond the Docker collector's: the scheduler refused the pod, or it was evicted.
@@ -171,166 +169,6 @@ class NodeSample:
 NAN = math.nan
 
 # --- connecting -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KubeTarget:
-    """A connected API server: the client to hand to collectors, and where it points."""
-
-    api_client: Any = field(repr=False)
-    server: str
-    context: str
-    kubeconfig: str
-    version: str
-
-
-def resolve_kubeconfig(kubeconfig: str | None, env: dict[str, str] | None = None) -> str:
-    """The kubeconfig to use: --kubeconfig, $KUBECONFIG, ~/.kube/config, then K3s's file."""
-    env = dict(os.environ) if env is None else env
-    if kubeconfig:
-        path = Path(kubeconfig).expanduser()
-        if not path.is_file():
-            raise LabcapError(f"kubeconfig {kubeconfig} does not exist")
-        return str(path)
-    if env.get("KUBECONFIG"):
-        paths = [p for p in env["KUBECONFIG"].split(os.pathsep) if p]
-        present = [p for p in paths if Path(p).expanduser().is_file()]
-        if not present:
-            raise LabcapError(f"KUBECONFIG names no existing file ({env['KUBECONFIG']})")
-        return os.pathsep.join(str(Path(p).expanduser()) for p in present)
-    for candidate in (USER_KUBECONFIG, K3S_KUBECONFIG):
-        path = Path(candidate).expanduser()
-        if path.is_file():
-            if not os.access(path, os.R_OK):
-                raise LabcapError(
-                    f"kubeconfig {path} is not readable (K3s writes it mode 0600: run as root, "
-                    "or copy it and pass --kubeconfig)"
-                )
-            return str(path)
-    raise LabcapError(
-        "no kubeconfig: pass --kubeconfig or set KUBECONFIG "
-        f"(looked in {USER_KUBECONFIG} and {K3S_KUBECONFIG})"
-    )
-
-
-def connect(
-    kubeconfig: str | None = None,
-    context: str | None = None,
-    *,
-    pool: int = 16,
-    timeout_s: float = 10.0,
-) -> KubeTarget:
-    """Load the kubeconfig and check the API server answers; one-line LabcapError if not.
-
-    Never puts a credential in a message: errors name the file, context and server only.
-    """
-    try:
-        from kubernetes import client
-        from kubernetes.config import kube_config
-    except ImportError:
-        raise LabcapError(
-            "the kubernetes package is not installed: pip install kubernetes"
-        ) from None
-    path = resolve_kubeconfig(kubeconfig)
-    cfg = client.Configuration()
-    try:
-        kube_config.load_kube_config(
-            config_file=path, context=context, client_configuration=cfg, persist_config=False
-        )
-    except Exception as e:
-        raise LabcapError(_config_problem(path, context, e)) from None
-    cfg.retries = 1  # a dead server must be noticed in seconds, not after urllib3's retries
-    cfg.connection_pool_maxsize = max(pool, 4)
-    server = _redact(cfg.host)
-    used_context = context or _current_context(path)
-    api = client.ApiClient(cfg)
-    try:
-        resp = client.VersionApi(api).get_code(_request_timeout=(timeout_s, timeout_s))
-        version = str(resp.git_version)
-        # /version is often anonymous: check the credentials on a call that needs them
-        # (403 is fine: a namespace-scoped account is authenticated, just not for this)
-        try:
-            client.CoreV1Api(api).list_namespace(limit=1, _request_timeout=(timeout_s, timeout_s))
-        except Exception as e:
-            if getattr(e, "status", None) != 403:
-                raise
-    except Exception as e:
-        api.close()
-        raise LabcapError(describe_api_problem(e, server)) from None
-    return KubeTarget(api, server, used_context, path, version)
-
-
-def _current_context(path: str) -> str:
-    with contextlib.suppress(Exception):
-        import yaml
-
-        first = path.split(os.pathsep)[0]
-        return str((yaml.safe_load(Path(first).read_text()) or {}).get("current-context") or "")
-    return ""
-
-
-def _config_problem(path: str, context: str | None, exc: BaseException) -> str:
-    text = str(exc)
-    names: list[str] = []
-    with contextlib.suppress(Exception):
-        import yaml
-
-        for p in path.split(os.pathsep):
-            doc = yaml.safe_load(Path(p).read_text()) or {}
-            names += [str(c.get("name")) for c in doc.get("contexts") or [] if isinstance(c, dict)]
-    if context and context not in names:
-        known = ", ".join(names) or "none"
-        return f"context {context!r} is not in kubeconfig {path} (contexts: {known})"
-    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return f"kubeconfig {path} is not usable: {_scrub(first_line)[:200]}"
-
-
-_SECRETISH = re.compile(r"[A-Za-z0-9_\-\.]{32,}")
-
-
-def _scrub(text: str) -> str:
-    """Long opaque strings (tokens, keys) never reach a message."""
-    return _SECRETISH.sub("<redacted>", text)
-
-
-def _redact(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url or "")
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}" if parts.scheme else "?"
-
-
-def describe_api_problem(exc: BaseException, server: str) -> str:
-    """One line saying why the API server did not answer usefully."""
-    status = getattr(exc, "status", None)
-    if status == 401:
-        return f"the Kubernetes API server at {server} rejected the credentials (401 Unauthorized)"
-    if status == 403:
-        return f"the Kubernetes API server at {server} refused access (403 Forbidden)"
-    if isinstance(status, int) and status:
-        reason = getattr(exc, "reason", "") or ""
-        return f"the Kubernetes API server at {server} answered {status} {reason}".strip()
-    chain: list[BaseException] = []
-    e: BaseException | None = exc
-    while e is not None and len(chain) < 10:
-        chain.append(e)
-        e = e.__cause__ or e.__context__ or getattr(e, "reason", None)  # type: ignore[assignment]
-        if not isinstance(e, BaseException):
-            e = None
-    text = " ".join(str(x) for x in chain)
-    if any(isinstance(x, ConnectionRefusedError) for x in chain) or "refused" in text:
-        return f"the Kubernetes API server at {server} is unreachable (connection refused)"
-    if "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text or "certificate" in text:
-        return f"TLS to the Kubernetes API server at {server} failed (certificate not trusted?)"
-    if "timed out" in text or "Timeout" in text:
-        return f"the Kubernetes API server at {server} did not answer in time"
-    if "Name or service not known" in text or "nodename nor servname" in text:
-        return f"the Kubernetes API server's host in {server} does not resolve"
-    return f"the Kubernetes API server at {server} is unreachable: {type(exc).__name__}"
 
 
 # --- parsing --------------------------------------------------------------------------------
@@ -519,7 +357,7 @@ class KubernetesCollector:
                 target = connect(self.settings.kubeconfig, self.settings.context)
                 self._api, self._server = target.api_client, target.server
             else:
-                self._server = _redact(self._api.configuration.host)
+                self._server = redact_url(self._api.configuration.host)
             from kubernetes import client
 
             self._core = client.CoreV1Api(self._api)
@@ -929,7 +767,7 @@ class KubernetesCollector:
             key,
             ConflictRecord(
                 round(t, 6), kind, p.namespace, p.name, p.uid, p.node, reason,
-                _scrub(message)[:500], ",".join(insufficient_resources(message)), count,
+                scrub(message)[:500], ",".join(insufficient_resources(message)), count,
                 "pod-status",
             ),
         )  # fmt: skip
@@ -976,7 +814,7 @@ class KubernetesCollector:
             t = first.t_unix if first else (observed if observed is not None else (ts or now))
             self._conflicts[key] = ConflictRecord(
                 round(t, 6), kind, str(obj.get("namespace") or meta.get("namespace") or ""),
-                str(obj.get("name") or ""), pod_uid, "", reason, _scrub(message)[:500],
+                str(obj.get("name") or ""), pod_uid, "", reason, scrub(message)[:500],
                 ",".join(insufficient_resources(message)), sum(counts.values()), "event",
             )  # fmt: skip
             p = self._pods.get(pod_uid)
@@ -1153,14 +991,14 @@ def _outcome(p: _Pod) -> tuple[str, str]:
     if p.evicted:
         return "evicted", p.evicted
     if p.pull_failure:
-        return "pull-failed", _scrub(p.pull_failure)[:300]
+        return "pull-failed", scrub(p.pull_failure)[:300]
     if p.oom_killed:
         return "exited", "OOM-killed"
     if "exited" in p.seen:
         code = "?" if p.exit_code is None else p.exit_code
         return "exited", f"exited with code {code} {p.terminated_reason}".strip()
     if p.unschedulable:
-        return "unschedulable", _scrub(p.unschedulable)[:300]
+        return "unschedulable", scrub(p.unschedulable)[:300]
     if p.deleted:
         return "deleted", "deleted before it was ready"
     if p.frozen_outcome in ("timeout",):
@@ -1172,16 +1010,12 @@ __all__ = [
     "COLUMN_CLOCKS",
     "DEFAULT_SELECTOR",
     "ConflictRecord",
-    "KubeTarget",
     "KubernetesCollector",
     "KubernetesSettings",
     "NodeSample",
     "PodStartupRecord",
-    "connect",
-    "describe_api_problem",
     "insufficient_resources",
     "node_inventory",
     "parse_k8s_time",
     "pod_requests",
-    "resolve_kubeconfig",
 ]

@@ -24,6 +24,7 @@ from typing import Any
 
 from labcap.deploy_profiles.validate import ProfileValidationError
 from labcap.errors import LabcapError
+from labcap.redact import scrub
 
 FIELD_MANAGER = "labcap-validate"
 TEMP_NS_PREFIX = "labcap-dryrun-"
@@ -68,7 +69,7 @@ def validate_on_server(
     Raises ``ProfileValidationError`` listing every rejected object, ``LabcapError`` when the
     server cannot be reached or refuses the credentials.
     """
-    from labcap.collectors.kubernetes import connect
+    from labcap.clients.kube import connect
 
     target = connect(kubeconfig, context)
     try:
@@ -268,7 +269,7 @@ class _Session:
             raise self._fail(e) from None
 
     def _fail(self, exc: BaseException) -> LabcapError:
-        from labcap.collectors.kubernetes import describe_api_problem
+        from labcap.clients.kube import describe_api_problem
 
         text = describe_api_problem(exc, self.server)
         if isinstance(getattr(exc, "status", None), int) and _status(exc).get("message"):
@@ -293,10 +294,8 @@ def _is_admission_denial(e: Any) -> bool:
 
 
 def _reason(e: Any) -> str:
-    from labcap.collectors.kubernetes import _scrub
-
     msg = str(_status(e).get("message") or e.reason or e.status)
-    return _scrub(" ".join(msg.split()))[:600]
+    return scrub(" ".join(msg.split()))[:600]
 
 
 def profile_objects(profile: Any) -> list[tuple[str, Any]]:

@@ -11,6 +11,7 @@ from labcap.lab._reference import (
     lab_down,
     lab_status,
 )
+from labcap.lab._state import read_state
 
 __all__ = [
     "SERVICES",
@@ -19,4 +20,5 @@ __all__ = [
     "install_sigterm_handler",
     "lab_down",
     "lab_status",
+    "read_state",
 ]

@@ -34,7 +34,7 @@ def _search_controller(cfg: dict[str, Any]) -> Any:
     if not cfg.get("search"):
         return None
     from labcap.model import parse_slo
-    from labcap.planner.search import SearchController, SearchSettings
+    from labcap.planner.search_controller import SearchController, SearchSettings
 
     return SearchController(
         SearchSettings(**cfg["search"]), tuple(parse_slo(s) for s in cfg.get("slos", []))

@@ -21,8 +21,8 @@ from typing import IO, Any
 
 from hdrh.histogram import HdrHistogram
 
+from labcap.histograms import histogram_summary, new_histogram
 from labcap.loadtests.lockstep import SendClock, sends_record
-from labcap.loadtests.recorder import histogram_summary, new_histogram
 from labcap.model import LoadPlan
 
 GRACE_S = 15.0  # a worker's window not in by its end + this: journalled without it

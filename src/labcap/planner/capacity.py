@@ -17,7 +17,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from labcap.loadtests.recorder import histogram_summary, new_histogram
+from labcap.histograms import histogram_summary, new_histogram
 from labcap.model import ALL_ENDPOINTS, LATENCY_METRICS, LoadPlan, Slo, parse_slo, plan_from_dict
 from labcap.store import RunDir
 
@@ -258,7 +258,7 @@ def check_step(
 def _check(
     slo: Slo, endpoint: str, value: float | None, calibration: dict[str, Any] | None = None
 ) -> SloCheck:
-    from labcap.calibrate import noise_floor_ms
+    from labcap.slo import noise_floor_ms
 
     ok = value is not None and value <= slo.threshold
     noise = noise_floor_ms(calibration, slo.metric)

@@ -27,7 +27,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from labcap.collectors.gpu import GPU_PROCESSES, GPU_SAMPLES
+from labcap.store import GPU_PROCESSES, GPU_SAMPLES
 
 IDLE_PCT = 50.0  # below this a GPU counts as idle while users queue
 

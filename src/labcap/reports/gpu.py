@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from labcap.collectors.gpu import GPU_SAMPLES
+from labcap.store import GPU_SAMPLES
 
 
 def _label(row: Any) -> str:

@@ -21,7 +21,7 @@ from labcap.verify.data import DataSettings, check_data
 from labcap.verify.files import ChecksumPolicy
 from labcap.verify.gpu import check_gpu
 from labcap.verify.logins import LoginSettings, check_logins, sample_users
-from labcap.verify.model import (
+from labcap.verify.records import (
     CHECKS,
     FAIL,
     FIX,

@@ -25,7 +25,7 @@ from labcap.planner.gate import (
     GateThresholds,
     compare_runs,
 )
-from labcap.verify.model import FAIL, INCONCLUSIVE, PASS, SKIPPED, CheckResult, Difference
+from labcap.verify.records import FAIL, INCONCLUSIVE, PASS, SKIPPED, CheckResult, Difference
 from labcap.verify.target import Deployment
 
 Progress = Callable[[str], None]
@@ -104,8 +104,8 @@ def _run(
     dep: Deployment, scenario: str, settings: CapacitySettings, out: Path, progress: Progress
 ) -> Path:
     from labcap.loadtests.catalog import SCENARIOS
+    from labcap.measure.run import RunRequest, execute_run
     from labcap.model import build_plan, parse_slo
-    from labcap.runner import RunRequest, execute_run
 
     plan = build_plan(
         settings.users,

@@ -13,7 +13,7 @@ from typing import Any
 
 from labcap.verify.files import ChecksumPolicy, compare_trees
 from labcap.verify.mlflow_data import MlflowReader, MlflowReadError, MlflowSnapshot, compare_mlflow
-from labcap.verify.model import FAIL, INCONCLUSIVE, PASS, SKIPPED, CheckResult, Difference
+from labcap.verify.records import FAIL, INCONCLUSIVE, PASS, SKIPPED, CheckResult, Difference
 from labcap.verify.target import Deployment
 
 Progress = Callable[[str], None]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labcap.errors import LabcapError
-from labcap.verify.model import Difference
+from labcap.verify.records import Difference
 
 Progress = Callable[[str], None]
 _CHUNK = 1 << 20

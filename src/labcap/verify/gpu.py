@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 # Only the model at import time: the device check loads this file with stdlib + pynvml alone.
-from labcap.verify.model import FAIL, INCONCLUSIVE, PASS, SKIPPED, CheckResult, Difference
+from labcap.verify.records import FAIL, INCONCLUSIVE, PASS, SKIPPED, CheckResult, Difference
 
 if TYPE_CHECKING:
     from labcap.verify.hub import HubSettings

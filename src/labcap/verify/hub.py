@@ -14,7 +14,8 @@ from urllib.parse import quote
 
 import requests
 
-from labcap.loadtests.scenarios._common import describe, redact
+from labcap.loadtests.scenarios.common import describe
+from labcap.redact import redact
 
 _XSRF_FIELD = re.compile(r'name="_xsrf"\s+value="([^"]*)"')
 
@@ -145,7 +146,7 @@ class HubUser:
 
     def evaluate(self, code: str, expression: str, timeout_s: float = 60.0) -> str:
         """Run ``code`` on a fresh kernel of the user's server; ``expression``'s text/plain."""
-        from labcap.loadtests.scenarios._kernel_ws import kernel_channels_url
+        from labcap.loadtests.scenarios.kernel_ws import kernel_channels_url
 
         base = f"{self.hub_url}/user/{quote(self.username, safe='')}"
         r = self._request("kernel", "POST", f"{base}/api/kernels", json={"name": "python3"})
@@ -199,7 +200,7 @@ def _execute(
 
     import websocket
 
-    from labcap.loadtests.scenarios._kernel_ws import execute_request, is_reply_to
+    from labcap.loadtests.scenarios.kernel_ws import execute_request, is_reply_to
 
     deadline = time.monotonic() + timeout_s
     session_id = ws_url.rsplit("session_id=", 1)[-1]

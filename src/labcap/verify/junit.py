@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from labcap.reports.junit import junit_document, write_junit_bytes
-from labcap.verify.model import FAIL, INCONCLUSIVE, SKIPPED, VerifyResult
+from labcap.verify.records import FAIL, INCONCLUSIVE, SKIPPED, VerifyResult
 
 SUITE = "labcap.verify"
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 from labcap.verify.hub import HubSettings, HubStepError, HubUser
-from labcap.verify.model import FAIL, INCONCLUSIVE, PASS, CheckResult, Difference
+from labcap.verify.records import FAIL, INCONCLUSIVE, PASS, CheckResult, Difference
 from labcap.verify.target import Deployment
 
 Progress = Callable[[str], None]

@@ -26,9 +26,9 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
-from labcap.loadtests.scenarios._common import describe
+from labcap.loadtests.scenarios.common import describe
 from labcap.verify.hub import direct_session
-from labcap.verify.model import Difference
+from labcap.verify.records import Difference
 
 Progress = Callable[[str], None]
 _PAGE = 1000

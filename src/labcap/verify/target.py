@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from labcap.errors import LabcapError
-from labcap.runner import redact_url
+from labcap.redact import redact_url
 
 TARGET_KEYS = {
     "hub_url": "JupyterHub's public URL (required)",
@@ -137,7 +137,7 @@ def _build(label: str, source: str, f: Mapping[str, Any], secrets: dict[str, str
 
 
 def _from_lab_dir(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
-    from labcap.lab._state import read_state
+    from labcap.lab import read_state
 
     state = read_state(path)
     assert state is not None  # lab.json exists

@@ -27,14 +27,14 @@ import gevent
 import requests
 from locust import HttpUser, between, task
 
-from labcap.loadtests.scenarios._common import (
+from labcap.loadtests.scenarios.common import (
     StepFailed,
     describe,
     fire,
-    redact,
     unique_name,
 )
-from labcap.loadtests.scenarios._kernel_ws import kernel_channels_url, run_cell
+from labcap.loadtests.scenarios.kernel_ws import kernel_channels_url, run_cell
+from labcap.redact import redact
 
 _XSRF_FIELD = re.compile(r'name="_xsrf"\s+value="([^"]*)"')
 

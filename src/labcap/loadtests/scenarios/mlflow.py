@@ -26,7 +26,7 @@ from typing import Any
 import gevent
 from locust import between, task
 
-from labcap.loadtests.scenarios._common import StepFailed, unique_name
+from labcap.loadtests.scenarios.common import StepFailed, unique_name
 from labcap.loadtests.users import WireHttpUser
 
 API = "/api/2.0/mlflow"

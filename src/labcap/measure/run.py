@@ -20,17 +20,17 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from labcap import __version__
-from labcap.cleanup import die_with_parent
 from labcap.collectors.base import Collector, RunContext
 from labcap.collectors.guard import Guarded
 from labcap.environment import fingerprint
 from labcap.errors import LabcapError, RunFailedError
 from labcap.loadtests.catalog import get_scenario
+from labcap.measure.cleanup import die_with_parent
 from labcap.model import SCHEMA_VERSION, LoadPlan, Slo, plan_from_dict, plan_to_dict
 from labcap.planner.capacity import STEPS_TABLE, step_statistics, steps_frame
+from labcap.redact import redact_url
 from labcap.store import (
     FAILURE_COLUMNS,
     FAILURES,
@@ -75,14 +75,14 @@ class RunRequest:
     # de-synchronise locustfile users (random first delay, jittered waits); off only to
     # demonstrate lock-step
     jitter: bool = True
-    # the generator's own floor and ceiling on this machine (labcap.calibrate), if measured
+    # the generator's own floor and ceiling on this machine (labcap.measure.calibrate), if measured
     calibration: dict[str, Any] | None = None
     # Locust worker processes on this machine (0: one process, no master/worker)
     workers: int = 0
     # called about twice a second with the journal's path while the load runs; a
     # non-empty answer (the reason) stops the run early (the adaptive search's clear fail)
     watch: Callable[[Path], str | None] | None = field(default=None, repr=False)
-    # the adaptive search's settings (labcap.planner.search): the engine picks each step's users
+    # the adaptive search's settings (labcap.measure.search): the engine picks each step's users
     search: dict[str, Any] | None = None
 
 
@@ -92,15 +92,6 @@ class RunResult:
     status: str
     reasons: tuple[str, ...]
     interrupted: bool = False
-
-
-def redact_url(url: str) -> str:
-    """Drop credentials and query strings (tokens travel there) from a URL."""
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def resolve_scenario(scenario: str) -> dict[str, Any]:
@@ -360,7 +351,7 @@ def _finalise(
         reasons.extend(gaps)
         if manifest["status"] == "complete":
             manifest["status"] = "partial"
-    manifest = assess_validity(manifest, windows_df, failures_df)  # labcap.validity's checks
+    manifest = assess_validity(manifest, windows_df, failures_df)  # validity's checks
     status, reasons = manifest["status"], manifest["status_reasons"]
     if ends:
         manifest["late_requests"] = ends[-1].get("late_requests", 0)

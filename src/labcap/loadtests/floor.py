@@ -1,10 +1,10 @@
 """The calibration's two processes: a trivial loopback target and the Locust generator.
 
-``python -m labcap.loadtests.calibration serve`` answers every HTTP/1.1 request
+``python -m labcap.loadtests.floor serve`` answers every HTTP/1.1 request
 on 127.0.0.1 with a fixed 200 at once (asyncio, no parsing beyond the blank line
 that ends a request); it prints its port and serves until killed.
 
-``python -m labcap.loadtests.calibration measure URL FLOOR_S CEILING_S USERS RATE``
+``python -m labcap.loadtests.floor measure URL FLOOR_S CEILING_S USERS RATE``
 imports Locust (so it runs in its own process, like the load engine) and drives
 the target with the same HTTP client the labcap scenarios use (``HttpUser``):
 
@@ -65,8 +65,8 @@ def measure(url: str, floor_s: float, ceiling_s: float, users: int, rate: float)
     from locust import HttpUser, constant, constant_throughput, task
     from locust.env import Environment
 
+    from labcap.histograms import HDR_MAX_US, histogram_summary, new_histogram
     from labcap.loadtests.engine import desynchronised
-    from labcap.loadtests.recorder import HDR_MAX_US, histogram_summary, new_histogram
     from labcap.loadtests.users import WireHttpUser
 
     hists = {"floor": new_histogram(), "wire_floor": new_histogram()}

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import secrets
 import threading
 import time
 from collections.abc import Iterable
 from typing import Any
+
+from labcap.redact import redact
 
 # One random tag per process keeps names unique across Locust worker processes;
 # the counter keeps them unique inside one.
@@ -21,9 +22,6 @@ _PROCESS_TAG = secrets.token_hex(3)
 _counter = itertools.count(1)
 _counter_lock = threading.Lock()
 _pid_seen = os.getpid()
-
-REDACTED = "[redacted]"
-REASON_MAX_CHARS = 300
 
 
 class StepFailed(Exception):
@@ -42,16 +40,6 @@ def unique_name(prefix: str) -> str:
             )
         n = next(_counter)
     return f"{prefix}-{_PROCESS_TAG}-{n}".lower()
-
-
-def redact(text: str, hidden: Iterable[str]) -> str:
-    """Replace every secret in ``text`` and cap its length, so reasons are safe to journal."""
-    for secret in hidden:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    # tokens we never saw (e.g. echoed back by a server) still look like this
-    text = re.sub(r"(?i)(token|authorization)([\"':= ]+)[\w.-]{16,}", r"\1\2" + REDACTED, text)
-    return text[:REASON_MAX_CHARS]
 
 
 def describe(exc: BaseException, hidden: Iterable[str]) -> str:

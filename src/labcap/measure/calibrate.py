@@ -42,20 +42,13 @@ METHOD = (
 )
 
 # Which floor percentile bounds the generator's noise for each SLO metric.
-FLOOR_FOR_METRIC = {
-    "p50_ms": "floor_p50_ms",
-    "p90_ms": "floor_p90_ms",
-    "p95_ms": "floor_p95_ms",
-    "p99_ms": "floor_p99_ms",
-    "max_ms": "floor_max_ms",
-}
 
 
 @contextlib.contextmanager
 def trivial_target() -> Iterator[str]:
     """The calibration target on 127.0.0.1; yields its base URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "labcap.loadtests.calibration", "serve"],
+        [sys.executable, "-m", "labcap.loadtests.floor", "serve"],
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
@@ -83,7 +76,7 @@ def calibrate(
         cmd = [
             sys.executable,
             "-m",
-            "labcap.loadtests.calibration",
+            "labcap.loadtests.floor",
             "measure",
             url,
             str(floor_s),
@@ -115,18 +108,6 @@ def calibrate(
     result["cpu_count"] = os.cpu_count()
     result["method"] = METHOD.format(rate=rate_rps, users=users, floor=floor_s, ceiling=ceiling_s)
     return result
-
-
-def noise_floor_ms(calibration: dict[str, Any] | None, metric: str) -> float | None:
-    """The generator's own latency at ``metric``'s percentile (ms), if calibrated: the
-    WireHttpUser floor where the run's users were all built on it, else the scenarios'."""
-    if not calibration:
-        return None
-    key = FLOOR_FOR_METRIC.get(metric)
-    if key and calibration.get("floor_client") == "wire":
-        key = "wire_" + key
-    value = calibration.get(key) if key else None
-    return float(value) if value is not None else None
 
 
 def describe(cal: dict[str, Any]) -> str:

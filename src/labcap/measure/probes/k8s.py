@@ -1,6 +1,6 @@
 """Spawn-storm probe on Kubernetes: start N pods at once, time every phase, clean up.
 
-The Kubernetes twin of :mod:`labcap.probe`: each concurrency level is one
+The Kubernetes twin of :mod:`labcap.measure.probes.docker`: each concurrency level is one
 step; within it, ``repeat`` rounds each create that many pods at the same
 moment, wait until every one is Ready (or failed, or past the timeout), then
 delete them and wait until they are gone before the next round.
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from labcap import __version__
+from labcap.clients.kube import KubeTarget, connect, describe_api_problem
 from labcap.collectors.base import RunContext
 from labcap.collectors.host import HostCollector, HostSettings
 from labcap.collectors.kubernetes import (
@@ -41,16 +42,12 @@ from labcap.collectors.kubernetes import (
     MANAGED_BY,
     KubernetesCollector,
     KubernetesSettings,
-    KubeTarget,
     PodStartupRecord,
-    connect,
-    describe_api_problem,
 )
 from labcap.environment import fingerprint
 from labcap.errors import LabcapError
 from labcap.loadtests.recorder import WindowRecorder
-from labcap.model import SCHEMA_VERSION, plan_to_dict
-from labcap.probe import (
+from labcap.measure.probes.docker import (
     DEFAULT_SLOS,
     PROBE_LABEL,
     SCENARIO,
@@ -67,6 +64,7 @@ from labcap.probe import (
     storm_round,
     validate_common,
 )
+from labcap.model import SCHEMA_VERSION, plan_to_dict
 from labcap.store import RunDir, prepare_run_dir, run_lock
 
 NAMESPACE_PREFIX = "labcap-probe-"

@@ -35,14 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from labcap import __version__
-from labcap.cleanup import MANAGED_BY, MANAGED_BY_LABEL, RUN_ID_LABEL
-from labcap.collectors.base import RunContext
+from labcap.collectors.base import RunContext, StartupRecord
 from labcap.collectors.docker import (
     HTTP_PATH_LABEL,
     HTTP_PORT_LABEL,
     DockerCollector,
     DockerSettings,
-    StartupRecord,
     contention_by_step,
     describe_unavailable,
     docker_host_description,
@@ -51,6 +49,7 @@ from labcap.collectors.host import HostCollector, HostSettings
 from labcap.environment import fingerprint
 from labcap.errors import LabcapError
 from labcap.loadtests.recorder import WindowRecorder
+from labcap.measure.cleanup import MANAGED_BY, MANAGED_BY_LABEL, RUN_ID_LABEL
 from labcap.model import SCHEMA_VERSION, LoadPlan, build_plan, parse_slo, plan_to_dict
 from labcap.store import (
     FAILURE_COLUMNS,

@@ -1,0 +1,1 @@
+"""Startup probes: one core, a Docker and a Kubernetes back-end."""
