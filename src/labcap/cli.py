@@ -943,7 +943,7 @@ def verify(**kw: Any) -> None:
     if out is not None:
         _progress(f"result: {write_result(result, out, secrets)}")
     if kw["junit"] is not None:
-        from labcap.verify.junit import write_junit
+        from labcap.verify.junit_report import write_junit
 
         _progress(f"junit: {write_junit(result, kw['junit'])}")
     if kw["as_json"]:

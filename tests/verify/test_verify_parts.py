@@ -32,7 +32,7 @@ from labcap.verify import (
 )
 from labcap.verify.files import compare_trees
 from labcap.verify.gpu import judge_gpu
-from labcap.verify.junit import junit_xml
+from labcap.verify.junit_report import junit_xml
 from labcap.verify.mlflow_data import MlflowSnapshot, RunRecord, compare_mlflow
 from tests.test_gate import synthetic_run
 
