@@ -43,6 +43,7 @@ from labcap.clients.kube import connect, describe_api_problem
 from labcap.collectors.base import CollectorStatus, RunContext, StartupRecord
 from labcap.errors import LabcapError
 from labcap.redact import redact_url, scrub
+from labcap.store import atomic_write_json
 
 DEFAULT_SELECTOR = "component=singleuser-server"  # KubeSpawner's user pods
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -387,7 +388,6 @@ class KubernetesCollector:
 
     def _describe(self, run_dir: Path) -> None:
         """kubernetes.json in the run directory: what was watched and which clock is which."""
-        from labcap.store import atomic_write_json
 
         s = self.settings
         with contextlib.suppress(OSError):

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from labcap.errors import LabcapError
+from labcap.store import LOCK, MANIFEST
 
 CONNECT_TIMEOUT_S = 5.0
 LOAD_TIMEOUT_S = 90.0
@@ -97,8 +98,6 @@ def check_out_dir(out: Path, *, overwrite: bool) -> None:
     """The run directory can be written: not a file, not another run's, not being written."""
     import fcntl
     import os
-
-    from labcap.store import LOCK, MANIFEST
 
     out = Path(out)
     if out.exists() and not out.is_dir():

@@ -27,6 +27,7 @@ from labcap.collectors.guard import Guarded
 from labcap.environment import fingerprint
 from labcap.errors import LabcapError, RunFailedError
 from labcap.loadtests.catalog import get_scenario
+from labcap.loadtests.lockstep import summarise
 from labcap.measure.cleanup import die_with_parent
 from labcap.model import SCHEMA_VERSION, LoadPlan, Slo, plan_from_dict, plan_to_dict
 from labcap.planner.capacity import STEPS_TABLE, step_statistics, steps_frame
@@ -371,8 +372,6 @@ def _finalise(
 def _lockstep(run: RunDir, records: list[dict[str, Any]], progress: Progress) -> dict[str, Any]:
     """Send-burst statistics per window (sends.parquet) and the run's lock-step verdict."""
     import pandas as pd
-
-    from labcap.loadtests.lockstep import summarise
 
     sends = [r for r in records if r.get("kind") == "sends"]
     frame = pd.DataFrame([{k: v for k, v in r.items() if k != "kind"} for r in sends])

@@ -47,7 +47,10 @@ from typing import Any
 from labcap.errors import LabcapError
 from labcap.measure.run import Progress, RunRequest, RunResult, execute_run
 from labcap.model import build_plan, plan_from_dict, plan_to_dict
+from labcap.planner.capacity import STEPS_TABLE, plan_capacity, step_statistics, steps_frame
 from labcap.planner.search_controller import METHOD, SearchSettings, max_probes
+from labcap.store import FAILURES, WINDOWS, RunDir, atomic_write_parquet
+from labcap.validity import worst
 
 
 def search_capacity(
@@ -110,8 +113,6 @@ def _renumber_steps(out: Path, place: dict[int, int], per_step: int, skip: set[s
     place in the sorted ladder, as for the windows."""
     import pandas as pd
 
-    from labcap.store import atomic_write_parquet
-
     for path in sorted(out.glob("*.parquet")):
         if path.name in skip:
             continue
@@ -136,9 +137,6 @@ def _assemble(
     place its user count takes in a ladder sorted by users, so the planner and the report
     read the run as any other. Collector tables keep the run's own timeline.
     """
-    from labcap.planner.capacity import STEPS_TABLE, plan_capacity, step_statistics, steps_frame
-    from labcap.store import FAILURES, WINDOWS, RunDir, atomic_write_parquet
-    from labcap.validity import worst
 
     run = RunDir.open(out)
     probes = [{k: v for k, v in p.items() if k != "started_s"} for p in probes if p.get("verdict")]

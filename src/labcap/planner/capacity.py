@@ -19,6 +19,7 @@ from hdrh.histogram import HdrHistogram
 
 from labcap.histograms import histogram_summary, new_histogram
 from labcap.model import ALL_ENDPOINTS, LATENCY_METRICS, LoadPlan, Slo, parse_slo, plan_from_dict
+from labcap.slo import noise_floor_ms
 from labcap.store import RunDir
 
 BAND_METHOD = "between the last passing step and the first failing step"
@@ -258,7 +259,6 @@ def check_step(
 def _check(
     slo: Slo, endpoint: str, value: float | None, calibration: dict[str, Any] | None = None
 ) -> SloCheck:
-    from labcap.slo import noise_floor_ms
 
     ok = value is not None and value <= slo.threshold
     noise = noise_floor_ms(calibration, slo.metric)

@@ -26,6 +26,7 @@ from typing import Any
 
 from labcap.errors import LabcapError
 from labcap.planner.capacity import CapacityPlan, Projection, plan_capacity, project
+from labcap.planner.gpu_evidence import plan_gpu_evidence
 from labcap.planner.policy import (
     DECISIONS,
     INSUFFICIENT,
@@ -472,7 +473,6 @@ def plan_and_recommend(
     run = RunDir.open(run_dir)
     plan = plan_capacity(run)
     projection = project(plan, expected_users, growth_pct_per_month)
-    from labcap.planner.gpu_evidence import plan_gpu_evidence
 
     gpu = plan_gpu_evidence(run, plan, policy)  # GPU samples feed the rules as measurements
     extra = {**gpu.measurements, **(extra_measurements or {})}

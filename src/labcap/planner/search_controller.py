@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labcap.histograms import count_above, histogram_summary, new_histogram
 from labcap.model import Slo
 
 HARD_RATIO = 3.0  # one steady window this far over an SLO ends a probe at once
@@ -141,7 +142,6 @@ def _by_endpoint(
 ) -> tuple[dict[str, list[Any]], int, int]:
     """One probe's series merged per endpoint ([histogram, requests, failures]), and the
     requests and failures over all of them."""
-    from labcap.histograms import new_histogram
 
     by_ep: dict[str, list[Any]] = {}
     for (name, _method), (hist, req, fail) in series.items():
@@ -188,7 +188,6 @@ def confident_breach(
     ``error_pct=E`` is the same test on the failed requests; ``max_ms=T`` is broken
     for good by one request above T.
     """
-    from labcap.histograms import count_above
 
     alpha = 1 - confidence
     by_ep, req, fail = _by_endpoint(series)
@@ -224,7 +223,6 @@ def judge_series(
 ) -> bool:
     """Does one probe's steady data meet every SLO (each limit times ``scale``)?
     (capacity.check_step's rules.)"""
-    from labcap.histograms import histogram_summary
 
     by_ep, req, fail = _by_endpoint(series)
     if req == 0 or req == fail:

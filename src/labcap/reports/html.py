@@ -8,6 +8,9 @@ from typing import Any
 from labcap.errors import LabcapError
 from labcap.model import ALL_ENDPOINTS
 from labcap.planner.capacity import CapacityPlan, plan_capacity
+from labcap.planner.gpu_evidence import plan_gpu_evidence
+from labcap.planner.policy import load_policy
+from labcap.reports.gpu import gpu_figures
 from labcap.store import RunDir, atomic_write_bytes
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -94,7 +97,6 @@ def _figures(plan: CapacityPlan, windows: Any, host: Any) -> list[tuple[str, str
         figs.append(("resources", "Host resources (the machine labcap ran on)", res))
     figs.extend(_docker_figures(plan))
     figs.extend(_k8s_figures(plan))
-    from labcap.reports.gpu import gpu_figures
 
     figs.extend(gpu_figures(RunDir(Path(plan.run)), windows))
     return figs
@@ -240,8 +242,6 @@ def render_run_report(run: RunDir, plan: CapacityPlan | None = None) -> str:
     windows = run.windows()
     failures = run.failures()
     charts = chart_sections(_figures(plan, windows, run.table("host_samples")), height=360)
-    from labcap.planner.gpu_evidence import plan_gpu_evidence
-    from labcap.planner.policy import load_policy
 
     gpu = plan_gpu_evidence(run, plan, load_policy(None))  # None: no GPU section
     top_failures = []
