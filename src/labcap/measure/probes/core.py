@@ -78,6 +78,8 @@ class ProbeSettings(Protocol):
     @property
     def command(self) -> tuple[str, ...]: ...
     @property
+    def env(self) -> tuple[str, ...]: ...
+    @property
     def timeout_s(self) -> float: ...
     @property
     def interval_s(self) -> float: ...
@@ -269,6 +271,9 @@ def validate_common(settings: ProbeSettings) -> None:
         raise LabcapError("--timeout and --interval must be greater than zero")
     for slo in settings.slos:
         parse_slo(slo)
+    for kv in settings.env:
+        if "=" not in kv or not kv.split("=", 1)[0]:
+            raise LabcapError(f"--env {kv!r}: use KEY=VALUE")
 
 
 def new_run_id() -> str:

@@ -109,9 +109,6 @@ def validate(settings: StartupProbeSettings) -> StartupProbeSettings:
                 "containers share the host's network, so each needs its own port: "
                 "use --port auto (a free port each, passed as $PORT and {port} in --command)"
             )
-    for kv in settings.env:
-        if "=" not in kv:
-            raise LabcapError(f"--env {kv!r}: use KEY=VALUE")
     return settings
 
 

@@ -119,9 +119,6 @@ def validate(settings: K8sProbeSettings) -> K8sProbeSettings:
         raise LabcapError(
             f"pull policy {settings.pull_policy!r}: use one of {', '.join(PULL_POLICIES)}"
         )
-    for kv in settings.env:
-        if "=" not in kv or not kv.split("=", 1)[0]:
-            raise LabcapError(f"--env {kv!r}: use KEY=VALUE")
     return settings
 
 
