@@ -280,16 +280,16 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def probe_plan(levels: tuple[int, ...], step_s: float) -> LoadPlan:
+def _probe_plan(levels: tuple[int, ...], step_s: float) -> LoadPlan:
     """One step per concurrency level, each ``step_s`` long."""
     return build_plan(levels, step_s, settle_s=0.0, window_s=step_s, spawn_rate=float(max(levels)))
 
 
-def now_iso() -> str:
+def _now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-class PlanClock:
+class _PlanClock:
     """The probe feeds the recorder in plan time, after the fact."""
 
     def __init__(self) -> None:
@@ -300,7 +300,7 @@ class PlanClock:
 
 
 @contextlib.contextmanager
-def signals_held() -> Iterator[None]:
+def _signals_held() -> Iterator[None]:
     """Cleanup must finish: a second Ctrl-C during it would leave containers behind."""
     old: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
@@ -331,8 +331,8 @@ def run_probe(
     prepare_run_dir(out, overwrite=overwrite)
     with run_lock(out):
         run = RunDir(out)
-        provisional = probe_plan(settings.concurrency, settings.timeout_s + 5)
-        manifest = initial_manifest(backend, settings, provisional)
+        provisional = _probe_plan(settings.concurrency, settings.timeout_s + 5)
+        manifest = _initial_manifest(backend, settings, provisional)
         run.write_manifest(manifest)
         ctx = RunContext(run_dir=out, plan=provisional, progress=progress)
         try:
@@ -356,20 +356,20 @@ def run_probe(
             reasons.append(str(e))
             progress(f"{e}; writing what was measured")
         finally:
-            with signals_held():
+            with _signals_held():
                 leftover = backend.cleanup(progress)
             backend.collector.stop()
             host.stop()
         if leftover:
             reasons.append(leftover)
-        records = records_frame(rounds, backend)
+        records = _records_frame(rounds, backend)
         reasons.extend(backend.late_reasons(reasons))
-        return finish(
+        return _finish(
             run, manifest, settings, rounds, records, backend, host, reasons, interrupted, progress
         )
 
 
-def initial_manifest(
+def _initial_manifest(
     backend: ProbeBackend, settings: ProbeSettings, plan: LoadPlan
 ) -> dict[str, Any]:
     """The manifest of a probe still running (``pid`` lets readers tell a dead one)."""
@@ -400,7 +400,7 @@ def initial_manifest(
             "label": f"{PROBE_LABEL}={backend.run_id}",
             **parts.probe,
         },
-        "started_at": now_iso(),
+        "started_at": _now_iso(),
         "ended_at": None,
     }
 
@@ -412,13 +412,13 @@ def _storms(
     for step_index, n in enumerate(settings.concurrency):
         for r in range(settings.repeat):
             progress(f"step {step_index + 1}: {verb} {n} {noun} at once (round {r + 1})")
-            storm_round(backend, step_index, r, n, settings.timeout_s, rounds)
+            _storm_round(backend, step_index, r, n, settings.timeout_s, rounds)
             gone = backend.lost_after(rounds[-1])
             if gone:
                 raise SourceLost(gone)
 
 
-def storm_round(
+def _storm_round(
     backend: ProbeBackend,
     step_index: int,
     round_index: int,
@@ -472,7 +472,7 @@ def _ids(attempts: Iterable[Attempt]) -> list[str]:
 # --- the run directory ------------------------------------------------------------------------
 
 
-def records_frame(rounds: list[Round], backend: ProbeBackend) -> Any:
+def _records_frame(rounds: list[Round], backend: ProbeBackend) -> Any:
     """Every attempt's startup record, with its step, round and create-call time."""
     import pandas as pd
 
@@ -482,7 +482,7 @@ def records_frame(rounds: list[Round], backend: ProbeBackend) -> Any:
     for rnd in rounds:
         i = per_step[rnd.step_index] = per_step.get(rnd.step_index, -1) + 1
         for a in rnd.attempts:
-            rec = by_id.get(a.container_id or "") or missing_record(a, backend.traits)
+            rec = by_id.get(a.container_id or "") or _missing_record(a, backend.traits)
             row = asdict(rec)
             row.update(
                 step_index=a.step_index,
@@ -495,7 +495,7 @@ def records_frame(rounds: list[Round], backend: ProbeBackend) -> Any:
     return pd.DataFrame(rows, columns=cols)
 
 
-def missing_record(a: Attempt, traits: BackendTraits) -> StartupRecord:
+def _missing_record(a: Attempt, traits: BackendTraits) -> StartupRecord:
     """An attempt without a startup record: nothing created, or the collector never saw it."""
     nan = math.nan
     return traits.record_type(
@@ -518,7 +518,7 @@ def missing_record(a: Attempt, traits: BackendTraits) -> StartupRecord:
     )
 
 
-def finish(
+def _finish(
     run: RunDir,
     manifest: dict[str, Any],
     settings: ProbeSettings,
@@ -530,44 +530,24 @@ def finish(
     interrupted: bool,
     progress: Progress,
 ) -> ProbeResult:
-    """Write the run directory: the records, the collectors' tables placed on the steps
-    (``t_s`` since the first storm, ``step_index``), window rows, and the final manifest."""
+    """Write the run directory: the records and tables, window rows, the final manifest."""
     traits = backend.traits
-    t0 = rounds[0].started_unix if rounds else time.time()
     step_spans = _step_spans(rounds)
     step_s = max([max(e - s, 0.1) for s, e in step_spans.values()] or [1.0])
-    plan = probe_plan(settings.concurrency, math.ceil(step_s * 10) / 10)
-    starts = [step_spans[i][0] for i in sorted(step_spans)]
-
-    def place(frame: Any) -> Any:
-        if not len(frame):
-            return frame.assign(t_s=[], step_index=[])
-        frame = frame.assign(t_s=frame["t_unix"] - t0)
-        frame["step_index"] = [step_of(t, starts) for t in frame["t_unix"]]
-        return frame
-
-    atomic_write_parquet(
-        run.path / "startup_records.parquet", records.assign(t_s=records["t_unix"] - t0)
-    )
-    collected = backend.collector.tables()
-    placed = {name: place(collected[name]) for name in traits.tables}
-    host_samples = place(host.tables()["host_samples"])
-    for name, frame in placed.items():
-        atomic_write_parquet(run.path / f"{name}.parquet", frame)
-    atomic_write_parquet(run.path / "host_samples.parquet", host_samples)
+    plan = _probe_plan(settings.concurrency, math.ceil(step_s * 10) / 10)
+    samples, host_samples = _write_tables(run, rounds, step_spans, records, backend, host)
     finished_steps = {r.step_index for r in rounds}
     if not interrupted and not reasons and finished_steps != set(range(len(plan.steps))):
         reasons.append("not every step ran")
-    write_windows(run, plan, records, finished_steps, reasons, traits)
-    samples = placed[traits.samples_table] if traits.samples_table else None
+    _write_windows(run, plan, records, finished_steps, reasons, traits)
     contention = contention_by_step(samples, host_samples, records, plan)
     attempted = len(records)
-    status = probe_status(records, interrupted, reasons)
+    status = _probe_status(records, interrupted, reasons)
     manifest = dict(
         manifest,
         status=status,
         status_reasons=reasons,
-        ended_at=now_iso(),
+        ended_at=_now_iso(),
         load=plan_to_dict(plan),
         collectors=[asdict(backend.collector.status()), asdict(host.status())],
         contention=contention,
@@ -596,7 +576,40 @@ def finish(
     )
 
 
-def probe_status(records: Any, interrupted: bool, reasons: list[str]) -> str:
+def _write_tables(
+    run: RunDir,
+    rounds: list[Round],
+    step_spans: dict[int, tuple[float, float]],
+    records: Any,
+    backend: ProbeBackend,
+    host: HostCollector,
+) -> tuple[Any, Any]:
+    """The records and the collectors' tables, placed on the steps (``t_s`` since the first
+    storm, ``step_index``); returns the container samples (or None) and the host samples."""
+    t0 = rounds[0].started_unix if rounds else time.time()
+    starts = [step_spans[i][0] for i in sorted(step_spans)]
+
+    def place(frame: Any) -> Any:
+        if not len(frame):
+            return frame.assign(t_s=[], step_index=[])
+        frame = frame.assign(t_s=frame["t_unix"] - t0)
+        frame["step_index"] = [_step_of(t, starts) for t in frame["t_unix"]]
+        return frame
+
+    atomic_write_parquet(
+        run.path / "startup_records.parquet", records.assign(t_s=records["t_unix"] - t0)
+    )
+    collected = backend.collector.tables()
+    placed = {name: place(collected[name]) for name in backend.traits.tables}
+    host_samples = place(host.tables()["host_samples"])
+    for name, frame in placed.items():
+        atomic_write_parquet(run.path / f"{name}.parquet", frame)
+    atomic_write_parquet(run.path / "host_samples.parquet", host_samples)
+    samples_table = backend.traits.samples_table
+    return (placed[samples_table] if samples_table else None), host_samples
+
+
+def _probe_status(records: Any, interrupted: bool, reasons: list[str]) -> str:
     """failed when no image could be had at all (its reason first), partial when stopped
     or troubled, else complete: containers that never got ready are the measurement."""
     attempted = len(records)
@@ -615,12 +628,12 @@ def _step_spans(rounds: list[Round]) -> dict[int, tuple[float, float]]:
     return spans
 
 
-def step_of(t: float, starts: list[float]) -> int:
+def _step_of(t: float, starts: list[float]) -> int:
     """The step running at ``t`` (-1 before the first)."""
     return max(-1, bisect.bisect_right(starts, t) - 1)
 
 
-def write_windows(
+def _write_windows(
     run: RunDir,
     plan: LoadPlan,
     records: Any,
@@ -631,7 +644,7 @@ def write_windows(
     """Phase durations as per-step window rows (HDR histograms), like request latencies."""
     import pandas as pd
 
-    clock = PlanClock()
+    clock = _PlanClock()
     journal_path = run.path / JOURNAL
     concurrency = {s.index: s.users for s in plan.steps}
     current = [0]
@@ -647,7 +660,7 @@ def write_windows(
             current[0] = step.index
             clock.t = step.start_s + 1e-6
             for row in records[records["step_index"] == step.index].itertuples():
-                feed(rec, row, traits)
+                _feed(rec, row, traits)
             clock.t = last_end = step.end_s
             rec.advance()
         clock.t = last_end
@@ -673,7 +686,7 @@ def write_windows(
     journal_path.unlink(missing_ok=True)
 
 
-def feed(rec: WindowRecorder, row: Any, traits: BackendTraits) -> None:
+def _feed(rec: WindowRecorder, row: Any, traits: BackendTraits) -> None:
     """One startup record as recorder calls: ``startup.create_call``, each phase it passed,
     and ``startup.ready`` (a failure, with the outcome and reason, when it never got ready)."""
     source = traits.target
