@@ -174,3 +174,20 @@ def test_manifest_owns_its_sections(tmp_path):
     stored["scenario"]["name"] = "changed after the read"
     m.to_dict()["scenario"]["name"] = "changed in a copy"
     assert m.scenario_name == "synthetic"
+
+
+def test_compare_warns_on_other_slos_from_the_records(tmp_path):
+    from labcap.reports.compare import comparability_warnings, write_comparison
+
+    other = _recorded(tmp_path, ["error_pct=1", "p95_ms=300"])
+    _edit(other, scenario={"name": "locustfile_target.py"})
+    same = _recorded(tmp_path / "b", ["target.get:p99_ms=400", "error_pct=1", "p95_ms=300"])
+    fixture = RunDir.open(SCHEMA_1_RUN).read_manifest()
+    read = [RunDir.open(p).read_manifest() for p in (other, same)]
+    assert comparability_warnings([fixture, read[0]]) == [
+        "run 2 stepped through [1] users, run 1 through [1, 10]",
+        "run 2 was judged on other SLOs (error_pct=1, p95_ms=300)",
+    ]
+    assert not any("SLOs" in w for w in comparability_warnings([fixture, read[1]]))
+    html = write_comparison([SCHEMA_1_RUN, other], tmp_path / "c.html").read_text()
+    assert "judged on other SLOs (error_pct=1, p95_ms=300)" in html
