@@ -67,7 +67,8 @@ class Slo:
             raise LabcapError(f"SLO record {data!r}: endpoint must be null or a name")
         if not isinstance(threshold, int | float) or isinstance(threshold, bool):
             raise LabcapError(f"SLO record {data!r}: threshold must be a number")
-        return _checked(metric, float(threshold), endpoint, what=f"SLO record {data!r}")
+        value = float(threshold) if abs(threshold) < 1e308 else math.inf  # no OverflowError
+        return _checked(metric, value, endpoint, what=f"SLO record {data!r}")
 
 
 _SLO_RE = re.compile(
