@@ -59,7 +59,7 @@ def test_run_writes_a_complete_run_directory(tmp_path, target):
     plan = json.loads(r.stdout)  # stdout is JSON only; progress went to stderr
     assert "step 2/2" in r.stderr
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and manifest["schema_version"].startswith("1.")
+    assert manifest["status"] == "complete" and manifest["schema_version"].startswith("2.")
     assert [s["users"] for s in manifest["load"]["steps"]] == [1, 3]
     assert (
         manifest["environment"]["cpu_count"] >= 1

@@ -35,7 +35,7 @@ def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path):
 
 
 def test_newer_schema_is_refused_with_clear_message(tmp_path):
-    (tmp_path / "manifest.json").write_text(json.dumps(_manifest(schema_version="2.0")))
+    (tmp_path / "manifest.json").write_text(json.dumps(_manifest(schema_version="3.0")))
     with pytest.raises(LabcapError, match="newer labcap"):
         RunDir.open(tmp_path)
 

@@ -369,8 +369,9 @@ def _run_and_print(
 ) -> Any:
     from labcap.loadtests.catalog import SCENARIOS
     from labcap.measure.run import RunRequest, resolve_scenario
-    from labcap.model import build_plan, parse_duration, parse_slo, parse_user_steps
+    from labcap.model import build_plan, parse_duration, parse_user_steps
     from labcap.planner.capacity import plan_run
+    from labcap.slo import parse_slos
 
     info = resolve_scenario(scenario)  # fail fast on a bad name, before starting anything
     step_s = parse_duration(opts["step_duration"], what="--step-duration")
@@ -389,7 +390,7 @@ def _run_and_print(
         if info["name"] in SCENARIOS
         else ("p95_ms=1000", "error_pct=1")
     )
-    slos = tuple(parse_slo(s) for s in slo_text)
+    slos = parse_slos(slo_text)
     from labcap.measure.preflight import check_locustfile, check_out_dir, check_reachable
 
     if target != "local":
@@ -1310,12 +1311,13 @@ def _loadgen_files(run_dir: Path, kw: dict[str, Any]) -> tuple[dict[str, str], s
     if not kw["expected_users"]:
         raise LabcapError("--loadgen k8s needs --expected-users N (the users to generate)")
     run = RunDir.open(run_dir)
-    hosts = run.manifest.get("hosts") or {}
+    manifest = run.read_manifest()
+    hosts = manifest.hosts
     host = kw["loadgen_host"] or hosts.get("default") or next(iter(hosts.values()), "")
     if not host:
         raise LabcapError("--loadgen k8s: the run names no host; give --loadgen-host URL")
     steps = list(plan_capacity(run).steps)
-    return render_loadgen(run.manifest, steps, users=kw["expected_users"], host=host)
+    return render_loadgen(manifest, steps, users=kw["expected_users"], host=host)
 
 
 @cli.command("cleanup")

@@ -1,28 +1,35 @@
 """The result schema: what a run is, in frozen records, and how CLI text becomes them.
 
 Everything here is plain Python (no Locust, no pandas) so the CLI, the load
-engine subprocess and the planner share one definition of a step, a window
-and an SLO.
+engine subprocess and the planner share one definition of a step, a window,
+an SLO (:mod:`labcap.slo`) and a run's manifest (:class:`Manifest`).
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 from labcap.errors import LabcapError
 
-# Major.minor: readers refuse an unknown major, accept any minor of a known one.
-SCHEMA_VERSION = "1.0"
-SCHEMA_MAJOR = 1
+# the SLO record and its parser live in labcap.slo; these names stay importable from here
+from labcap.slo import LATENCY_METRICS as LATENCY_METRICS
+from labcap.slo import RUN_METRICS as RUN_METRICS
+from labcap.slo import Slo as Slo
+from labcap.slo import parse_slo as parse_slo
+from labcap.slo import slos_from_records
+
+# Major.minor: readers refuse an unknown major, accept any minor of a known one, and bring
+# an older major up to this one step by step (labcap.store.MIGRATIONS).
+# 2.0: SLOs stored as records {endpoint, metric, threshold} (1.x: expression strings).
+SCHEMA_VERSION = "2.0"
+SCHEMA_MAJOR = 2
 
 # invalid: finished, but the figures do not describe the target (labcap.validity)
 RUN_STATUSES = ("running", "complete", "partial", "invalid", "failed")
-
-# Latency metrics an SLO can bound, per endpoint, and the run-wide ones.
-LATENCY_METRICS = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms")
-RUN_METRICS = ("error_pct",)
 
 # The pseudo-endpoint that aggregates every endpoint of a step.
 ALL_ENDPOINTS = "*"
@@ -52,24 +59,6 @@ class Window:
     start_s: float
     end_s: float
     settling: bool
-
-
-@dataclass(frozen=True)
-class Slo:
-    """A service-level objective: ``metric`` must stay at or below ``threshold``.
-
-    ``endpoint`` None means "every endpoint that has no SLO of its own" for
-    latency metrics, and the whole step for ``error_pct``.
-    """
-
-    metric: str
-    threshold: float
-    endpoint: str | None = None
-
-    @property
-    def expression(self) -> str:
-        prefix = f"{self.endpoint}:" if self.endpoint else ""
-        return f"{prefix}{self.metric}={self.threshold:g}"
 
 
 @dataclass(frozen=True)
@@ -110,34 +99,6 @@ def parse_user_steps(text: str) -> tuple[int, ...]:
             raise LabcapError(f"user step {p!r} in {text!r} is not a positive whole number")
         users.append(int(p))
     return tuple(users)
-
-
-_SLO_RE = re.compile(
-    r"^(?:(?P<endpoint>[^:=\s][^:=]*?)\s*:\s*)?(?P<metric>[a-z0-9_]+)\s*=\s*(?P<value>\S+)$"
-)
-
-
-def parse_slo(text: str) -> Slo:
-    """'p95_ms=500', 'hub.spawn_ready:p95_ms=15000', 'error_pct=1'."""
-    m = _SLO_RE.match(str(text).strip())
-    if not m:
-        raise LabcapError(
-            f"SLO {text!r} is malformed: use METRIC=VALUE or ENDPOINT:METRIC=VALUE, "
-            "e.g. p95_ms=500 or hub.spawn_ready:p95_ms=15000"
-        )
-    metric, endpoint = m.group("metric"), m.group("endpoint")
-    if metric not in LATENCY_METRICS + RUN_METRICS:
-        valid = ", ".join(LATENCY_METRICS + RUN_METRICS)
-        raise LabcapError(f"SLO {text!r}: unknown metric {metric!r}; valid metrics are {valid}")
-    if endpoint and metric in RUN_METRICS:
-        raise LabcapError(f"SLO {text!r}: {metric} applies to the whole step, not to one endpoint")
-    try:
-        value = float(m.group("value"))
-    except ValueError:
-        raise LabcapError(f"SLO {text!r}: {m.group('value')!r} is not a number") from None
-    if value < 0 or value != value or value == float("inf"):
-        raise LabcapError(f"SLO {text!r}: the threshold must be a finite number >= 0")
-    return Slo(metric=metric, threshold=value, endpoint=endpoint)
 
 
 def build_plan(
@@ -203,3 +164,103 @@ def plan_from_dict(data: dict[str, Any]) -> LoadPlan:
         window_s=float(data["window_s"]),
         spawn_rate=float(data["spawn_rate"]),
     )
+
+
+# Manifest keys that Manifest reads into fields of its own; every other key stays in
+# ``Manifest.extra`` as written, so a newer minor's additions survive a read and a write.
+_SECTIONS = (
+    "target",
+    "hosts",
+    "environment",
+    "calibration",
+    "collectors",
+    "lockstep",
+    "generator",
+    "search",
+    "validity",
+    "notes",
+)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A run directory's ``manifest.json`` (current schema), as the readers use it.
+
+    The sections whose inner shape is each collector's or checker's own (``calibration``,
+    ``environment``, ``lockstep`` ...) stay plain dicts: read them, never change them.
+    Build one with :meth:`from_dict` (from the stored form, migrated and checked by
+    :mod:`labcap.store`); :meth:`to_dict` gives the stored form back, unknown keys included.
+    """
+
+    schema_version: str
+    status: str
+    scenario: dict[str, Any]
+    load: dict[str, Any]
+    slos: tuple[Slo, ...]
+    status_reasons: tuple[str, ...] = ()
+    target: str | None = None
+    hosts: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
+    collectors: tuple[dict[str, Any], ...] = ()
+    lockstep: dict[str, Any] | None = None
+    generator: dict[str, Any] | None = None
+    search: dict[str, Any] | None = None
+    validity: dict[str, Any] | None = None
+    notes: tuple[str, ...] = ()
+    # every other key, as written (tool, pid, clock, started_at, probe, a newer minor's ...)
+    extra: dict[str, Any] = field(default_factory=dict)
+    # the optional sections the stored form had, so to_dict writes back what it read
+    present: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+    @cached_property
+    def plan(self) -> LoadPlan:
+        """The load plan (steps and windows) of the ``load`` section."""
+        return plan_from_dict(self.load)
+
+    @property
+    def scenario_name(self) -> str:
+        return str(self.scenario["name"])
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """The stored form (current schema, shape already checked) as a record."""
+        data = copy.deepcopy(data)  # the record shares nothing with its source
+        known = {"schema_version", "status", "scenario", "load", "slos", "status_reasons"}
+        known.update(_SECTIONS)
+        sections: dict[str, Any] = {k: data[k] for k in _SECTIONS if k in data}
+        for key in ("collectors", "notes"):
+            if key in sections:
+                sections[key] = tuple(sections[key] or ())
+        for key in ("hosts", "environment"):
+            if key in sections:
+                sections[key] = sections[key] or {}
+        return cls(
+            schema_version=str(data["schema_version"]),
+            status=data["status"],
+            scenario=data["scenario"],
+            load=data["load"],
+            slos=slos_from_records(data["slos"]),
+            status_reasons=tuple(data.get("status_reasons") or ()),
+            extra={k: v for k, v in data.items() if k not in known},
+            present=frozenset(k for k in (*_SECTIONS, "status_reasons") if k in data),
+            **sections,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form: what :meth:`from_dict` read, with this record's values."""
+        out: dict[str, Any] = copy.deepcopy(self.extra)
+        out.update(
+            schema_version=self.schema_version,
+            status=self.status,
+            scenario=copy.deepcopy(self.scenario),
+            load=copy.deepcopy(self.load),
+            slos=[s.to_dict() for s in self.slos],
+        )
+        if self.status_reasons or "status_reasons" in self.present:
+            out["status_reasons"] = list(self.status_reasons)
+        for key in _SECTIONS:
+            value = getattr(self, key)
+            if key in self.present or (value is not None and value != () and value != {}):
+                out[key] = copy.deepcopy(list(value) if isinstance(value, tuple) else value)
+        return out

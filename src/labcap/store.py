@@ -3,6 +3,7 @@
 Layout of ``runs/<name>/``::
 
     manifest.json      schema_version, status, target, scenario, load plan, SLOs, environment
+                       (read as a labcap.model.Manifest: RunDir.read_manifest)
     journal.jsonl      append-only window records while the run is live (removed once
                        the Parquet tables are written)
     windows.parquet    one row per (window, endpoint, method): counts, percentiles, HDR histogram
@@ -11,22 +12,28 @@ Layout of ``runs/<name>/``::
 
 Every file is written to a temporary name in the same directory, fsynced and
 renamed, so a reader sees the old file or the new one, never half of one.
+
+A manifest of an older schema major is brought up to this one in memory, one major at a
+time (``MIGRATIONS``, asv's ``update_to_N``); the file itself is never rewritten by a read.
+A newer major is refused with a message that says to upgrade.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labcap.errors import LabcapError
-from labcap.model import RUN_STATUSES, SCHEMA_MAJOR, SCHEMA_VERSION
+from labcap.model import RUN_STATUSES, SCHEMA_MAJOR, SCHEMA_VERSION, Manifest
+from labcap.slo import SLO_RECORD_KEYS, Slo, parse_slo
 
 MANIFEST = "manifest.json"
 JOURNAL = "journal.jsonl"
@@ -121,7 +128,8 @@ def prepare_run_dir(run_dir: Path, *, overwrite: bool = False) -> None:
                 path.unlink()
 
 
-def check_schema(version: Any, where: Path) -> None:
+def schema_major(version: Any, where: Path) -> int:
+    """The major of a manifest's ``schema_version``; refuses one this labcap cannot read."""
     try:
         major = int(str(version).split(".")[0])
     except ValueError:
@@ -133,6 +141,44 @@ def check_schema(version: Any, where: Path) -> None:
         )
     if major < 1:
         raise LabcapError(f"{where}: schema_version {version!r} is older than any labcap release")
+    return major
+
+
+def update_to_2(data: dict[str, Any], where: Path) -> dict[str, Any]:
+    """1.x -> 2.0: the SLOs, stored as expression strings, become records."""
+    slos = data.get("slos", [])
+    if not isinstance(slos, list) or not all(isinstance(s, str) for s in slos):
+        raise LabcapError(f"{where}: field 'slos' must be a list of SLO expressions (strings)")
+    try:
+        records = [parse_slo(s).to_dict() for s in slos]
+    except LabcapError as e:
+        raise LabcapError(f"{where}: field 'slos' holds a bad SLO: {e}") from None
+    return dict(data, slos=records, schema_version="2.0")
+
+
+# MIGRATIONS[n] brings a manifest of major n - 1 to major n
+MIGRATIONS: dict[int, Callable[[dict[str, Any], Path], dict[str, Any]]] = {2: update_to_2}
+
+
+def migrate(data: dict[str, Any], where: Path) -> dict[str, Any]:
+    """A manifest of any readable major, brought up to this labcap's, one major at a time."""
+    major = schema_major(data["schema_version"], where)
+    while major < SCHEMA_MAJOR:
+        major += 1
+        data = MIGRATIONS[major](data, where)
+    return data
+
+
+def canonical_slos(items: Any) -> list[dict[str, Any]]:
+    """SLOs in the stored form, from records, ``Slo`` objects or expressions (a writer's)."""
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            item = parse_slo(item)
+        elif not isinstance(item, Slo):
+            item = Slo.from_dict(item)
+        out.append(item.to_dict())
+    return out
 
 
 _STEP_FIELDS = ("index", "users", "start_s", "duration_s", "settle_s")
@@ -140,7 +186,6 @@ _STEP_FIELDS = ("index", "users", "start_s", "duration_s", "settle_s")
 
 def check_manifest_shape(data: dict[str, Any], where: Path) -> None:
     """The fields readers rely on have the types they expect (a hand-edited manifest)."""
-    from labcap.model import parse_slo
 
     def bad(field: str, why: str) -> LabcapError:
         return LabcapError(f"{where}: field {field!r} {why}")
@@ -152,11 +197,11 @@ def check_manifest_shape(data: dict[str, Any], where: Path) -> None:
         raise bad("scenario", "must be an object with a string 'name'")
     if not isinstance(data.get("status_reasons", []), list):
         raise bad("status_reasons", "must be a list")
-    if not isinstance(data["slos"], list) or not all(isinstance(s, str) for s in data["slos"]):
-        raise bad("slos", "must be a list of SLO expressions (strings)")
+    if not isinstance(data["slos"], list):
+        raise bad("slos", f"must be a list of SLO records {{{', '.join(SLO_RECORD_KEYS)}}}")
     for s in data["slos"]:
         try:
-            parse_slo(s)
+            Slo.from_dict(s)
         except LabcapError as e:
             raise bad("slos", f"holds a bad SLO: {e}") from None
     load = data["load"]
@@ -208,11 +253,22 @@ class RunDir:
         if not (p / MANIFEST).is_file():
             raise LabcapError(f"{p}: not a labcap run (no {MANIFEST})")
         run = cls(p)
-        _ = run.manifest  # validate eagerly: one clear error up front
+        run.read_manifest()  # validate eagerly: one clear error up front
         return run
+
+    def read_manifest(self) -> Manifest:
+        """The manifest as a typed record (current schema; an older one migrated in memory).
+
+        What every reader uses; LabcapError with one clear line for a damaged manifest.
+        """
+        return Manifest.from_dict(self._read_manifest())
 
     @property
     def manifest(self) -> dict[str, Any]:
+        """The same manifest in its stored form (a copy): for writers that amend it."""
+        return copy.deepcopy(self._read_manifest())
+
+    def _read_manifest(self) -> dict[str, Any]:
         where = self.path / MANIFEST
         try:
             data = json.loads(where.read_text(encoding="utf-8"))
@@ -224,12 +280,13 @@ class RunDir:
             raise LabcapError(f"{where}: unreadable ({e.strerror})") from None
         if not isinstance(data, dict) or "schema_version" not in data:
             raise LabcapError(f"{where}: no schema_version; not a labcap manifest")
-        check_schema(data["schema_version"], where)
+        schema_major(data["schema_version"], where)
         for key in ("status", "load", "slos", "scenario"):
             if key not in data:
                 raise LabcapError(f"{where}: required field {key!r} is missing")
         if data["status"] not in RUN_STATUSES:
             raise LabcapError(f"{where}: unknown status {data['status']!r}")
+        data = migrate(data, where)
         check_manifest_shape(data, where)
         if data["status"] == "running" and not _pid_alive(data.get("pid")):
             # The writer died without finalising (SIGKILL, power loss): what it
@@ -251,11 +308,19 @@ class RunDir:
         if key not in self._checked:
             self._checked.clear()
             self._checked[key] = validity.on_read(data, self.windows, self.failures)
-        return dict(self._checked[key])
+        return self._checked[key]
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
+    def write_manifest(self, manifest: Manifest | dict[str, Any]) -> None:
+        """Write the manifest; its SLOs in the stored form whatever the writer handed in."""
+        where = self.path / MANIFEST
+        if isinstance(manifest, Manifest):
+            manifest = manifest.to_dict()
         manifest = dict(manifest, schema_version=manifest.get("schema_version", SCHEMA_VERSION))
-        atomic_write_json(self.path / MANIFEST, manifest)
+        if schema_major(manifest["schema_version"], where) < SCHEMA_MAJOR:
+            manifest = migrate(manifest, where)  # an older run amended: written in today's form
+        elif "slos" in manifest:
+            manifest["slos"] = canonical_slos(manifest["slos"])
+        atomic_write_json(where, manifest)
 
     def windows(self) -> Any:
         """Window rows as a DataFrame (from Parquet, or the journal of an unfinished run)."""

@@ -185,8 +185,8 @@ CASES = [
     Case(
         "rundir-newer-schema",
         ("gate", "{run}", "{run}"),
-        "written by a newer labcap (schema 2.1",
-        edit=_manifest(lambda m: m.update(schema_version="2.1")),
+        "written by a newer labcap (schema 3.1",
+        edit=_manifest(lambda m: m.update(schema_version="3.1")),
     ),
     Case(
         "rundir-steps-edited",

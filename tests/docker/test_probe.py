@@ -44,7 +44,10 @@ def test_probe_cli_end_to_end_then_plan_and_report(engine, tmp_path):
     assert manifest["status"] == "complete" and manifest["target"] == "docker"
     assert manifest["scenario"]["name"] == "probe-startup"
     assert [s["users"] for s in manifest["load"]["steps"]] == [1, 3]
-    assert manifest["slos"] == ["startup.ready:p95_ms=30000", "error_pct=0"]
+    assert manifest["slos"] == [  # stored as records (schema 2)
+        {"endpoint": "startup.ready", "metric": "p95_ms", "threshold": 30000.0},
+        {"endpoint": None, "metric": "error_pct", "threshold": 0.0},
+    ]
     assert [c["step_index"] for c in manifest["contention"]] == [0, 1]
     recs = pd.read_parquet(out / "startup_records.parquet")
     assert len(recs) == 4 and (recs["outcome"] == "ready").all()

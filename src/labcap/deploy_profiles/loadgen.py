@@ -21,6 +21,7 @@ import yaml
 from labcap import __version__
 from labcap.deploy_profiles import validate as v
 from labcap.errors import LabcapError
+from labcap.model import Manifest
 
 NAMESPACE = "labcap-loadgen"
 MASTER_PORT = 5557
@@ -40,11 +41,11 @@ USER 1000
 """
 
 
-def size_workers(manifest: dict[str, Any], steps: list[Any], users: int) -> tuple[int, str]:
+def size_workers(manifest: Manifest, steps: list[Any], users: int) -> tuple[int, str]:
     """(workers, why): requests/s per user from the run, ceiling per core from calibration."""
     per_user = [s.rps / s.users for s in steps if s.users and s.rps]
     rps_per_user = max(per_user) if per_user else None
-    cal = manifest.get("calibration") or {}
+    cal = manifest.calibration or {}
     per_core = cal.get("ceiling_rps_per_core") or DEFAULT_RPS_PER_CORE
     if rps_per_user is None:
         return 2, "no measured request rate in the run: 2 workers"
@@ -58,7 +59,7 @@ def size_workers(manifest: dict[str, Any], steps: list[Any], users: int) -> tupl
 
 
 def render_loadgen(
-    manifest: dict[str, Any],
+    manifest: Manifest,
     steps: list[Any],
     *,
     users: int,
@@ -70,7 +71,7 @@ def render_loadgen(
     """{file name: content} and the sizing reason; raises before anything is written."""
     if users < 1:
         raise LabcapError("--expected-users must be at least 1 for --loadgen k8s")
-    scenario = (manifest.get("scenario") or {}).get("name", "")
+    scenario = manifest.scenario_name
     if scenario not in SCENARIO_IMPORTS:
         raise LabcapError(
             f"--loadgen k8s renders the built-in scenarios ({', '.join(SCENARIO_IMPORTS)}); "

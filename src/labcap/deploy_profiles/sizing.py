@@ -14,7 +14,6 @@ from typing import Any
 
 from labcap.deploy_profiles.gpu import GpuPlan, plan_gpus
 from labcap.errors import LabcapError
-from labcap.model import parse_slo
 from labcap.planner.capacity import CapacityPlan, EndpointStats
 
 PLATFORMS = ("compose", "k3s")
@@ -179,7 +178,7 @@ def measure(plan: CapacityPlan) -> Measurement:
 
 
 def _spawn_slo(plan: CapacityPlan) -> tuple[float, str]:
-    slos = [parse_slo(s) for s in plan.slos]
+    slos = plan.slos
     own = [s for s in slos if s.endpoint == SPAWN_ENDPOINT and s.metric == "p95_ms"]
     if own:
         return own[0].threshold, f"the run's SLO {own[0].expression}"

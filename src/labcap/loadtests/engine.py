@@ -33,12 +33,10 @@ def _search_controller(cfg: dict[str, Any]) -> Any:
     """The adaptive search's controller when the run is one (``--users auto``)."""
     if not cfg.get("search"):
         return None
-    from labcap.model import parse_slo
     from labcap.planner.search_controller import SearchController, SearchSettings
+    from labcap.slo import slos_from_records
 
-    return SearchController(
-        SearchSettings(**cfg["search"]), tuple(parse_slo(s) for s in cfg.get("slos", []))
-    )
+    return SearchController(SearchSettings(**cfg["search"]), slos_from_records(cfg.get("slos", [])))
 
 
 def _step_done_hook(n_steps: int, search: Any) -> Callable[[int, dict[str, Any]], None]:

@@ -29,9 +29,10 @@ from labcap.errors import LabcapError, RunFailedError
 from labcap.loadtests.catalog import get_scenario
 from labcap.loadtests.lockstep import summarise
 from labcap.measure.cleanup import die_with_parent
-from labcap.model import SCHEMA_VERSION, LoadPlan, Slo, plan_from_dict, plan_to_dict
+from labcap.model import SCHEMA_VERSION, LoadPlan, plan_from_dict, plan_to_dict
 from labcap.planner.capacity import STEPS_TABLE, step_statistics, steps_frame
 from labcap.redact import redact_url
+from labcap.slo import Slo, slos_to_records
 from labcap.store import (
     FAILURE_COLUMNS,
     FAILURES,
@@ -132,7 +133,7 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
             "jitter": req.jitter,
             "workers": req.workers,
             "search": req.search,
-            "slos": [s.expression for s in req.slos],
+            "slos": slos_to_records(req.slos),
         }
         atomic_write_json(req.out / ENGINE_CONFIG, cfg)
         journal = req.out / JOURNAL
@@ -221,7 +222,7 @@ def _initial_manifest(req: RunRequest, scenario: dict[str, Any]) -> dict[str, An
         "scenario": {k: v for k, v in scenario.items() if k != "classes"},
         "hosts": {k: redact_url(v) for k, v in req.hosts.items()},
         "load": plan_to_dict(req.plan),
-        "slos": [s.expression for s in req.slos],
+        "slos": slos_to_records(req.slos),
         "environment": fingerprint(),
         "notes": list(req.notes),
         "calibration": req.calibration,

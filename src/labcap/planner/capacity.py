@@ -18,8 +18,8 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from labcap.histograms import histogram_summary, new_histogram
-from labcap.model import ALL_ENDPOINTS, LATENCY_METRICS, LoadPlan, Slo, parse_slo, plan_from_dict
-from labcap.slo import noise_floor_ms
+from labcap.model import ALL_ENDPOINTS, LoadPlan, Manifest
+from labcap.slo import LATENCY_METRICS, Slo, noise_floor_ms
 from labcap.store import RunDir
 
 BAND_METHOD = "between the last passing step and the first failing step"
@@ -123,7 +123,7 @@ class CapacityPlan:
     status: str
     status_reasons: tuple[str, ...]
     scenario: str
-    slos: tuple[str, ...]
+    slos: tuple[Slo, ...]  # printed as their expressions
     max_users_at_slo: int | None
     band: tuple[int, int | None] | None
     limit_reached: bool
@@ -136,6 +136,7 @@ class CapacityPlan:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["slos"] = [s.expression for s in self.slos]
         d["capacity"] = {
             "max_users_at_slo": d.pop("max_users_at_slo"),
             "band": d.pop("band"),
@@ -259,7 +260,6 @@ def check_step(
 def _check(
     slo: Slo, endpoint: str, value: float | None, calibration: dict[str, Any] | None = None
 ) -> SloCheck:
-
     ok = value is not None and value <= slo.threshold
     noise = noise_floor_ms(calibration, slo.metric)
     if not ok and value is not None and noise is not None and value - slo.threshold <= noise:
@@ -269,9 +269,8 @@ def _check(
 
 def plan_capacity(run: RunDir) -> CapacityPlan:
     """The capacity plan of a run directory (complete or partial)."""
-    manifest = run.manifest
-    plan = plan_from_dict(manifest["load"])
-    slos = tuple(parse_slo(s) for s in manifest["slos"])
+    manifest = run.read_manifest()
+    plan, slos = manifest.plan, manifest.slos
     windows = run.windows()
     stats = cached_step_statistics(run) or step_statistics(windows, plan)
     failures = run.failures()
@@ -284,7 +283,7 @@ def plan_capacity(run: RunDir) -> CapacityPlan:
                 StepVerdict(step.index, step.users, "not-run", 0, 0.0, 0, 0, 0.0, 0.0, None)
             )
             continue
-        checks = tuple(check_step(rows, slos, manifest.get("calibration")))
+        checks = tuple(check_step(rows, slos, manifest.calibration))
         if overall.requests == overall.failures:
             verdict = "no-data"  # nothing succeeded: no latency to judge
         else:
@@ -315,7 +314,7 @@ def _active_users(w: Any, step_index: int) -> int:
 
 
 def _conclude(
-    manifest: dict[str, Any],
+    manifest: Manifest,
     run: RunDir,
     slos: tuple[Slo, ...],
     steps: tuple[StepVerdict, ...],
@@ -347,10 +346,10 @@ def _conclude(
     text = _verdict_text(manifest, steps, max_users, band, limit_reached, binding, failures)
     return CapacityPlan(
         run=str(run.path),
-        status=manifest["status"],
-        status_reasons=tuple(manifest.get("status_reasons", [])),
-        scenario=manifest["scenario"]["name"],
-        slos=tuple(s.expression for s in slos),
+        status=manifest.status,
+        status_reasons=manifest.status_reasons,
+        scenario=manifest.scenario_name,
+        slos=slos,
         max_users_at_slo=max_users,
         band=band,
         limit_reached=limit_reached,
@@ -583,7 +582,7 @@ def _fmt(check: SloCheck) -> str:
 
 
 def _verdict_text(
-    manifest: dict[str, Any],
+    manifest: Manifest,
     steps: tuple[StepVerdict, ...],
     max_users: int | None,
     band: tuple[int, int | None] | None,
@@ -632,27 +631,26 @@ def _verdict_text(
             f"by calibration on this machine), so it is within the generator's noise"
             + (f"; {len(noisy) - 1} more such check(s)." if len(noisy) > 1 else ".")
         )
-    lockstep = manifest.get("lockstep") or {}
+    lockstep = manifest.lockstep or {}
     if lockstep.get("flagged"):
         parts.append(
             f"Lock-step: in {lockstep['windows_flagged']} of {lockstep['windows_judged']} steady "
             f"windows the users sent in synchronised bursts (up to {lockstep['max_burst_pct']:g} "
             "% of sends), so tail latencies partly measure the load generator's own bursts."
         )
-    if manifest["status"] == "invalid":
-        why = "; ".join(manifest.get("status_reasons", [])) or "unknown reason"
+    why = "; ".join(manifest.status_reasons) or "unknown reason"
+    if manifest.status == "invalid":
         parts.append(
             f"This run is invalid ({why}): its figures do not describe the deployment, "
             "so there is no confident verdict; fix the cause and rerun."
         )
-    elif manifest["status"] != "complete":
-        why = "; ".join(manifest.get("status_reasons", [])) or "unknown reason"
+    elif manifest.status != "complete":
         parts.append(
-            f"This run is {manifest['status']} ({why}): the figure rests on the steps "
+            f"This run is {manifest.status} ({why}): the figure rests on the steps "
             "that completed and is a lower bound at best."
         )
-    if manifest.get("target") == "local":
-        env = manifest.get("environment", {})
+    if manifest.target == "local":
+        env = manifest.environment
         parts.append(
             f"Measured on the embedded reference lab, with the load generator sharing this "
             f"machine's {env.get('cpu_count', '?')} CPU cores: the figure describes this machine, "

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from labcap.errors import LabcapError
-from labcap.model import parse_slo, plan_from_dict
+from labcap.model import Manifest
 from labcap.store import RunDir
 
 PASS, REGRESSION, INCONCLUSIVE = "pass", "regression", "inconclusive"
@@ -272,12 +272,12 @@ def compare_runs(
 ) -> GateResult:
     """Compare CURRENT with BASELINE step by step, endpoint by endpoint."""
     th = thresholds or GateThresholds()
-    mb, mc = baseline.manifest, current.manifest
+    mb, mc = baseline.read_manifest(), current.read_manifest()
     reasons = [
-        f"{role} run is {m['status']}"
-        + (f" ({'; '.join(m.get('status_reasons', []))})" if m.get("status_reasons") else "")
+        f"{role} run is {m.status}"
+        + (f" ({'; '.join(m.status_reasons)})" if m.status_reasons else "")
         for role, m in (("baseline", mb), ("current", mc))
-        if m["status"] != "complete"
+        if m.status != "complete"
     ]
     mismatch = incomparable_reasons(mb, mc)
     result = GateResult(
@@ -291,7 +291,7 @@ def compare_runs(
     )
     if mismatch:
         return result
-    plan = plan_from_dict(mb["load"])
+    plan = mb.plan
     rng = np.random.default_rng(th.seed)
     steady_b, steady_c = _steady(baseline.windows()), _steady(current.windows())
     comparisons: list[Comparison] = []
@@ -311,33 +311,27 @@ def compare_runs(
     )
 
 
-def incomparable_reasons(mb: dict[str, Any], mc: dict[str, Any]) -> list[str]:
+def incomparable_reasons(mb: Manifest, mc: Manifest) -> list[str]:
     """Why two manifests describe runs that cannot be compared (empty if they can)."""
     out = []
-    sb, sc = mb["scenario"].get("name"), mc["scenario"].get("name")
+    sb, sc = mb.scenario_name, mc.scenario_name
     if sb != sc:
         out.append(f"different scenarios: baseline {sb!r}, current {sc!r}")
-    ub = [s["users"] for s in mb["load"]["steps"]]
-    uc = [s["users"] for s in mc["load"]["steps"]]
+    ub = [s.users for s in mb.plan.steps]
+    uc = [s.users for s in mc.plan.steps]
     if ub != uc:
         out.append(f"different user steps: baseline {ub}, current {uc}")
-    wb, wc = float(mb["load"]["window_s"]), float(mc["load"]["window_s"])
+    wb, wc = mb.plan.window_s, mc.plan.window_s
     if wb != wc:
         out.append(
             f"different window lengths (baseline {wb:g}s, current {wc:g}s): "
             "per-window percentiles are not comparable"
         )
-    slo_b, slo_c = _slo_set(mb), _slo_set(mc)
+    # compared as their canonical text: what the user wrote, as the output shows it
+    slo_b, slo_c = {s.expression for s in mb.slos}, {s.expression for s in mc.slos}
     if slo_b != slo_c:
         out.append(f"different SLOs: baseline {sorted(slo_b)}, current {sorted(slo_c)}")
     return out
-
-
-def _slo_set(manifest: dict[str, Any]) -> set[str]:
-    try:
-        return {parse_slo(s).expression for s in manifest["slos"]}
-    except LabcapError:
-        return set(map(str, manifest["slos"]))
 
 
 def _steady(windows: Any) -> Any:

@@ -27,6 +27,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from labcap.model import Manifest
 from labcap.store import GPU_PROCESSES, GPU_SAMPLES
 
 IDLE_PCT = 50.0  # below this a GPU counts as idle while users queue
@@ -109,12 +110,12 @@ def gpu_evidence(
     """Evidence from a RunDir; ``steps`` are (index, users) of the plan's steps."""
     samples = run.table(GPU_SAMPLES)
     if samples is None:
-        why = _collector_reason(run.manifest)
+        why = _collector_reason(run.read_manifest())
         return unavailable(
             why or "the run has no GPU samples (run with --gpu nvml or --gpu-metrics-url)"
         )
     if not len(samples) or "step_index" not in samples.columns:
-        why = _collector_reason(run.manifest)
+        why = _collector_reason(run.read_manifest())
         return unavailable(why or "the GPU collector recorded no samples during the load")
     procs = run.table(GPU_PROCESSES)
     queued, queue_source = _queued_intervals(run, is_startup)
@@ -156,8 +157,8 @@ def gpu_evidence(
     )
 
 
-def _collector_reason(manifest: dict[str, Any]) -> str:
-    for c in manifest.get("collectors", []):
+def _collector_reason(manifest: Manifest) -> str:
+    for c in manifest.collectors:
         if c.get("name", "").startswith("gpu") and not c.get("available"):
             return f"collector {c['name']} unavailable: {c.get('reason', '')}"
     return ""

@@ -279,8 +279,7 @@ def _resources(plan: CapacityPlan, run: RunDir) -> dict[str, Any]:
     # the host collector measures the machine labcap runs on: the lab's own host only
     # when labcap started the lab there
     h = run.table("host_samples")
-    manifest_target = run.manifest.get("target")
-    if manifest_target == "local" and h is not None and "step_index" in h.columns:
+    if run.read_manifest().target == "local" and h is not None and "step_index" in h.columns:
         rows = h[h["step_index"] == limit]
         if len(rows) and "iowait_pct" in h.columns:
             out["iowait_pct"] = round(float(rows["iowait_pct"].mean()), 1)

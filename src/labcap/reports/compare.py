@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from labcap.errors import LabcapError
-from labcap.model import ALL_ENDPOINTS
+from labcap.model import ALL_ENDPOINTS, Manifest
 from labcap.planner.capacity import CapacityPlan, plan_capacity
 from labcap.reports.html import chart_sections, template
 from labcap.store import RunDir, atomic_write_bytes
@@ -81,26 +81,27 @@ def measured_values(plan: CapacityPlan, run: RunDir) -> dict[str, float | None]:
     }
 
 
-def comparability_warnings(manifests: list[dict[str, Any]]) -> list[str]:
+def comparability_warnings(manifests: list[Manifest]) -> list[str]:
     """Why the runs may not be comparable; empty when they are."""
     base = manifests[0]
+    base_slos = sorted(s.expression for s in base.slos)
     warnings = []
     for i, m in enumerate(manifests[1:], start=2):
-        if m["scenario"]["name"] != base["scenario"]["name"]:
+        if m.scenario_name != base.scenario_name:
             warnings.append(
-                f"run {i} ran scenario {m['scenario']['name']!r}, "
-                f"run 1 {base['scenario']['name']!r}"
+                f"run {i} ran scenario {m.scenario_name!r}, run 1 {base.scenario_name!r}"
             )
-        users = [s["users"] for s in m["load"]["steps"]]
-        base_users = [s["users"] for s in base["load"]["steps"]]
+        users = [s.users for s in m.plan.steps]
+        base_users = [s.users for s in base.plan.steps]
         if users != base_users:
             warnings.append(f"run {i} stepped through {users} users, run 1 through {base_users}")
-        if sorted(m["slos"]) != sorted(base["slos"]):
-            warnings.append(f"run {i} was judged on other SLOs ({', '.join(m['slos'])})")
-        if m["status"] != "complete":
-            warnings.append(f"run {i} is {m['status']}, not complete")
-    if base["status"] != "complete":
-        warnings.append(f"run 1 is {base['status']}, not complete")
+        slos = [s.expression for s in m.slos]
+        if sorted(slos) != base_slos:
+            warnings.append(f"run {i} was judged on other SLOs ({', '.join(slos)})")
+        if m.status != "complete":
+            warnings.append(f"run {i} is {m.status}, not complete")
+    if base.status != "complete":
+        warnings.append(f"run 1 is {base.status}, not complete")
     return warnings
 
 
@@ -151,9 +152,9 @@ def render_comparison(run_paths: list[str | Path]) -> str:
         raise LabcapError("a comparison needs at least two run directories")
     runs = [RunDir.open(p) for p in run_paths]
     plans = [plan_capacity(r) for r in runs]
-    manifests = [r.manifest for r in runs]
+    manifests = [r.read_manifest() for r in runs]
     labels = [
-        f"{i + 1}: {r.path.name} ({m['target']})"
+        f"{i + 1}: {r.path.name} ({m.target})"
         for i, (r, m) in enumerate(zip(runs, manifests, strict=True))
     ]
     values = [measured_values(p, r) for p, r in zip(plans, runs, strict=True)]

@@ -105,7 +105,8 @@ def _run(
 ) -> Path:
     from labcap.loadtests.catalog import SCENARIOS
     from labcap.measure.run import RunRequest, execute_run
-    from labcap.model import build_plan, parse_slo
+    from labcap.model import build_plan
+    from labcap.slo import parse_slos
 
     plan = build_plan(
         settings.users,
@@ -114,11 +115,7 @@ def _run(
         window_s=settings.window_s,
         spawn_rate=settings.spawn_rate,
     )
-    slos = (
-        tuple(parse_slo(s) for s in SCENARIOS[scenario].default_slos)
-        if scenario in SCENARIOS
-        else ()
-    )
+    slos = parse_slos(SCENARIOS[scenario].default_slos) if scenario in SCENARIOS else ()
     hosts = {
         k: v
         for k, v in (
