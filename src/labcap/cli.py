@@ -8,8 +8,8 @@ nowhere else: 2 for bad input or an unreachable target, 1 for a failed run,
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,7 @@ import click
 
 from labcap import __version__
 from labcap.errors import LabcapError
-
-DEFAULT_STEPS = "5,10,20"
+from labcap.measure.settings import DEFAULT_STEPS, KUBECONFIG_HELP, SessionSettings
 
 
 def _progress(msg: str) -> None:
@@ -85,172 +84,31 @@ def _kube_target_options(f: Any) -> Any:
     f = click.option("--context", "kube_context", default=None, help="With --target k8s: context.")(
         f
     )
-    return click.option(
-        "--kubeconfig",
-        default=None,
-        metavar="FILE",
-        help="With --target k8s: kubeconfig [default: $KUBECONFIG, ~/.kube/config, then "
-        "/etc/rancher/k3s/k3s.yaml].",
-    )(f)
+    return click.option("--kubeconfig", default=None, metavar="FILE", help=KUBECONFIG_HELP)(f)
 
 
-def _load_options(f: Any) -> Any:
-    options = [
-        click.option(
-            "--slo",
-            "slos",
-            multiple=True,
-            metavar="EXPR",
-            help="Objective, repeatable: p95_ms=500, error_pct=1, or per endpoint "
-            "hub.spawn_ready:p95_ms=15000. Default: the scenario's own.",
-        ),
-        click.option(
-            "--step-duration",
-            default="60s",
-            show_default=True,
-            help="How long each user count is held (e.g. 30s, 2m).",
-        ),
-        click.option(
-            "--settle",
-            default=None,
-            help="Start of each step excluded from its statistics "
-            "[default: a quarter of the step].",
-        ),
-        click.option(
-            "--window",
-            default="5s",
-            show_default=True,
-            help="Aggregation window for latency histograms.",
-        ),
-        click.option(
-            "--spawn-rate",
-            default=5.0,
-            show_default=True,
-            type=float,
-            help="Users started per second when a step begins.",
-        ),
-        click.option(
-            "--out",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="Run directory [default: runs/<scenario>-<timestamp>].",
-        ),
-        click.option("--overwrite", is_flag=True, help="Replace a run already in --out."),
-        click.option(
-            "--calibrate/--no-calibrate",
-            "calibrate",
-            default=True,
-            show_default=True,
-            help="First measure the load generator's own latency floor and throughput "
-            "ceiling here (about 5 s, see `labcap calibrate`); kept in the manifest, shown "
-            "beside the measured latencies, and no SLO breach within that floor is called.",
-        ),
-        click.option(
-            "--json", "as_json", is_flag=True, help="Print the capacity plan as JSON on stdout."
-        ),
-    ]
-    for opt in reversed(options):
-        f = opt(f)
-    return f
+def _options_of(record: type) -> Any:
+    """The click options of a typed record's fields (``metadata["cli"]``), in field order."""
+
+    def decorate(f: Any) -> Any:
+        for fld in reversed(dataclasses.fields(record)):
+            how = dict(fld.metadata.get("cli", {}))
+            if not how:
+                continue
+            if "choices" in how:
+                how["type"] = click.Choice(list(how.pop("choices")))
+            elif how.get("type") is Path:
+                how["type"] = click.Path(path_type=Path)
+            f = click.option(*how.pop("flags"), fld.name, default=fld.default, **how)(f)
+        return f
+
+    return decorate
 
 
 @cli.command()
-@click.option(
-    "--host",
-    default=None,
-    metavar="URL",
-    help="Base URL of the deployment (JupyterHub's public URL, or MLflow's).",
-)
-@click.option(
-    "--mlflow-url",
-    default=None,
-    metavar="URL",
-    help="MLflow's URL when it differs from --host (scenario lab).",
-)
-@click.option(
-    "--scenario",
-    default="lab",
-    show_default=True,
-    help="jupyterhub, mlflow, lab (both), or a path to your own locustfile.py (for plain "
-    "HTTP/1.1 APIs, subclass labcap.loadtests.users.WireHttpUser: timed to the kernel's "
-    "receipt of each answer).",
-)
-@click.option(
-    "--target",
-    type=click.Choice(["remote", "local", "docker", "k8s"]),
-    default="remote",
-    show_default=True,
-    help="local: start the embedded reference lab and measure it. docker: also record "
-    "container startups and resources from the Docker engine (DOCKER_HOST). k8s: also "
-    "record pod startup phases, scheduling conflicts and node inventory from Kubernetes/K3s.",
-)
-@_kube_target_options
-@click.option(
-    "--namespace",
-    "namespaces",
-    multiple=True,
-    metavar="NS",
-    help="With --target k8s: namespace whose pods are watched, repeatable [default: default].",
-)
-@click.option(
-    "--selector",
-    default=None,
-    metavar="LABELS",
-    help="With --target k8s: pods to follow [default: component=singleuser-server, "
-    "KubeSpawner's user pods].",
-)
-@click.option(
-    "--compose-project",
-    default=None,
-    metavar="NAME",
-    help="With --target docker: watch this Compose project's containers (by label).",
-)
-@click.option(
-    "--users",
-    default=DEFAULT_STEPS,
-    show_default=True,
-    help="Concurrent users per step, comma separated; or auto: search for the capacity "
-    "adaptively up to --max-users (grow x2, then narrow the bracket at the knee the "
-    "operational laws estimate; each probe one step, ended once its verdict is clear).",
-)
-@click.option(
-    "--max-users",
-    type=int,
-    default=None,
-    help="With --users auto: the largest user count the search may probe.",
-)
-@click.option(
-    "--hub-password-env",
-    default="LABCAP_HUB_PASSWORD",
-    show_default=True,
-    help="Environment variable holding the JupyterHub password for the test users.",
-)
-@click.option(
-    "--gpu",
-    "gpu_mode",
-    type=click.Choice(["auto", "nvml", "none"]),
-    default="auto",
-    show_default=True,
-    help="GPU sampling through NVML on this machine: auto (when a GPU is found), nvml "
-    "(always; recorded as unavailable, with the reason, where there is none), none.",
-)
-@click.option(
-    "--gpu-metrics-url",
-    default=None,
-    metavar="URL",
-    help="Also scrape NVIDIA dcgm-exporter's Prometheus metrics (e.g. "
-    "http://NODE:9400/metrics): per-GPU, MIG-instance and pod GPU use on the lab's nodes.",
-)
-@click.option(
-    "--workers",
-    default="0",
-    show_default=True,
-    metavar="N|auto",
-    help="Locust worker processes on this machine (Locust's own master/worker mode, "
-    "127.0.0.1 only); auto = one per CPU core; 0 = a single process.",
-)
-@_load_options
-def run(hub_password_env: str, as_json: bool, **options: Any) -> None:
+@_options_of(SessionSettings)
+@click.option("--json", "as_json", is_flag=True, help="Print the capacity plan as JSON on stdout.")
+def run(as_json: bool, **options: Any) -> None:
     """Run a step-load capacity test and write a run directory.
 
     Users grow through --users, each count held for --step-duration. Every
@@ -266,10 +124,7 @@ def run(hub_password_env: str, as_json: bool, **options: Any) -> None:
       labcap run --target k8s --namespace jhub --host https://hub.example.org \\
           --scenario jupyterhub --users 10,25,50
     """
-    from labcap.measure.session import SessionSettings
-
-    password = os.environ.get(hub_password_env, "")
-    _print_session(SessionSettings(**options, hub_password=password), as_json)
+    _print_session(SessionSettings(**options), as_json)
 
 
 @cli.command()
@@ -293,7 +148,6 @@ def demo(steps: str, step_duration: str, out: Path | None, as_json: bool) -> Non
     MLflow tracking server, on loopback ports. The figure describes this
     machine, where the load generator shares the CPU with the lab.
     """
-    from labcap.measure.session import SessionSettings
     from labcap.reports.html import write_run_report
 
     settings = SessionSettings(

@@ -1,4 +1,5 @@
-"""One measuring session, as ``labcap run`` and ``labcap demo`` ask for it.
+"""One measuring session, as ``labcap run`` and ``labcap demo`` ask for it
+(``measure.settings.SessionSettings``).
 
 ``run_session`` checks the settings (every bad input fails before any work, in the
 order the options are listed), builds the load plan, picks the scenario's default SLOs,
@@ -17,7 +18,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,43 +41,12 @@ from labcap.measure.run import (
     resolve_scenario,
 )
 from labcap.measure.search import search_capacity
+from labcap.measure.settings import TARGETS, SessionSettings
 from labcap.model import LoadPlan, Slo, build_plan, parse_duration, parse_slo, parse_user_steps
 from labcap.planner.capacity import CapacityPlan, plan_run
 from labcap.planner.search_controller import SearchSettings
 
-DEFAULT_STEPS = "5,10,20"
 FALLBACK_SLOS = ("p95_ms=1000", "error_pct=1")  # a user locustfile's, which names none
-TARGETS = ("remote", "local", "docker", "k8s")
-
-
-@dataclass(frozen=True)
-class SessionSettings:
-    """A run as the user asked for it: the options of ``labcap run``, unparsed text kept."""
-
-    scenario: str = "lab"  # a built-in scenario's name, or a locustfile's path
-    target: str = "remote"  # remote, local (the reference lab), docker or k8s
-    host: str | None = None  # JupyterHub's (or MLflow's) base URL
-    mlflow_url: str | None = None  # MLflow's, where it differs from host
-    hub_password: str = field(default="", repr=False)
-    users: str = DEFAULT_STEPS  # users per step, comma separated, or "auto" (the search)
-    max_users: int | None = None  # with users "auto": the search's largest probe
-    slos: tuple[str, ...] = ()  # SLO expressions; empty: the scenario's own
-    step_duration: str = "60s"
-    settle: str | None = None  # default: a quarter of the step
-    window: str = "5s"
-    spawn_rate: float = 5.0  # users started per second
-    workers: str = "0"  # Locust worker processes: N or "auto" (one per core)
-    out: Path | None = None  # default: runs/<out_prefix or scenario>-<timestamp>
-    out_prefix: str | None = None
-    overwrite: bool = False
-    calibrate: bool = True  # measure the generator's floor and ceiling first
-    gpu_mode: str = "auto"
-    gpu_metrics_url: str | None = None
-    compose_project: str | None = None  # target docker: this Compose project's containers
-    kubeconfig: str | None = None  # target k8s
-    kube_context: str | None = None
-    namespaces: tuple[str, ...] = ()  # default: ("default",)
-    selector: str | None = None  # default: KubeSpawner's user pods
 
 
 @dataclass(frozen=True)
@@ -112,7 +82,7 @@ def run_session(settings: SessionSettings, progress: Progress) -> SessionResult:
         slos=slos,
         target=s.target,
         overwrite=s.overwrite,
-        hub_password=s.hub_password,
+        hub_password=_password(s),
         calibration=cal,
         workers=workers,
     )
@@ -194,6 +164,10 @@ def collector_settings(s: SessionSettings) -> CollectorSettings:
             selector=DEFAULT_SELECTOR if s.selector is None else s.selector,
         ),
     )
+
+
+def _password(s: SessionSettings) -> str:
+    return os.environ.get(s.hub_password_env, "") if s.hub_password is None else s.hub_password
 
 
 def _hosts(s: SessionSettings) -> dict[str, str]:
