@@ -18,7 +18,7 @@ import click
 
 from labcap import __version__
 from labcap.errors import LabcapError
-from labcap.measure.settings import DEFAULT_STEPS, KUBECONFIG_HELP, SessionSettings
+from labcap.measure.settings import DEFAULT_STEPS, SessionSettings, StartupOptions
 
 
 def _progress(msg: str) -> None:
@@ -79,14 +79,6 @@ def cli() -> None:
     """
 
 
-def _kube_target_options(f: Any) -> Any:
-    """--kubeconfig and --context of a command's ``--target k8s``."""
-    f = click.option("--context", "kube_context", default=None, help="With --target k8s: context.")(
-        f
-    )
-    return click.option("--kubeconfig", default=None, metavar="FILE", help=KUBECONFIG_HELP)(f)
-
-
 def _options_of(record: type) -> Any:
     """The click options of a typed record's fields (``metadata["cli"]``), in field order."""
 
@@ -99,7 +91,11 @@ def _options_of(record: type) -> Any:
                 how["type"] = click.Choice(list(how.pop("choices")))
             elif how.get("type") is Path:
                 how["type"] = click.Path(path_type=Path)
-            f = click.option(*how.pop("flags"), fld.name, default=fld.default, **how)(f)
+            if fld.default is dataclasses.MISSING:
+                how["required"] = True
+            else:
+                how["default"] = fld.default
+            f = click.option(*how.pop("flags"), fld.name, **how)(f)
         return f
 
     return decorate
@@ -493,52 +489,7 @@ def probe() -> None:
 
 
 @probe.command("startup")
-@click.option(
-    "--target",
-    type=click.Choice(["docker", "k8s"]),
-    default="docker",
-    show_default=True,
-    help="Where containers are started: the Docker engine of DOCKER_HOST, or pods in a "
-    "throw-away namespace of a Kubernetes/K3s cluster (deleted afterwards).",
-)
-@_kube_target_options
-@click.option(
-    "--pull-policy",
-    type=click.Choice(["IfNotPresent", "Never", "Always"]),
-    default="IfNotPresent",
-    show_default=True,
-    help="With --target k8s: the pods' imagePullPolicy.",
-)
-@click.option("--image", required=True, help="Image to start; must be present locally.")
-@click.option(
-    "--command", "command", default=None, help="Command line; {port} becomes the container's port."
-)
-@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment, repeatable.")
-@click.option(
-    "--port",
-    default=None,
-    help="Ready when http://127.0.0.1:PORT/PATH answers: a number, or auto "
-    "(a free port per container, given to it as $PORT and {port}).",
-)
-@click.option("--path", default="/", show_default=True, help="HTTP path for --port.")
-@click.option(
-    "--concurrency",
-    default="1,4,8",
-    show_default=True,
-    help="Containers started at once, per step.",
-)
-@click.option("--repeat", default=1, show_default=True, type=int, help="Rounds per step.")
-@click.option("--timeout", default="60s", show_default=True, help="Not ready by then: timeout.")
-@click.option("--interval", default="1s", show_default=True, help="Resource sampling interval.")
-@click.option(
-    "--slo",
-    "slos",
-    multiple=True,
-    metavar="EXPR",
-    help="Startup objective, repeatable [default: startup.ready:p95_ms=30000, error_pct=0].",
-)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory.")
-@click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+@_options_of(StartupOptions)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def probe_startup(as_json: bool, **options: Any) -> None:
     """Spawn storms: start N containers at once and time every startup phase.
@@ -559,7 +510,7 @@ def probe_startup(as_json: bool, **options: Any) -> None:
     running, ContainersReady and Ready, timed on labcap's clock when each
     arrived on the watch (the API server's 1 s timestamps are kept too).
     """
-    from labcap.measure.startup import StartupOptions, describe_startup, probe_startup
+    from labcap.measure.startup import describe_startup, probe_startup
 
     opts = StartupOptions(**options)
     result = probe_startup(opts, _progress)

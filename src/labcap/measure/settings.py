@@ -222,3 +222,87 @@ class SessionSettings:
     # not options: labcap demo's run directory name, and a password given directly
     out_prefix: str | None = None  # default: the scenario's name
     hub_password: str | None = field(default=None, repr=False)  # default: $hub_password_env
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartupOptions:
+    """What the user asked ``labcap probe startup`` for: its options, their text unparsed."""
+
+    target: str = field(
+        default="docker",
+        metadata=cli(
+            "--target",
+            choices=("docker", "k8s"),
+            show_default=True,
+            help="Where containers are started: the Docker engine of DOCKER_HOST, or pods in a "
+            "throw-away namespace of a Kubernetes/K3s cluster (deleted afterwards).",
+        ),
+    )
+    kubeconfig: str | None = field(
+        default=None, metadata=cli("--kubeconfig", metavar="FILE", help=KUBECONFIG_HELP)
+    )
+    kube_context: str | None = field(
+        default=None, metadata=cli("--context", help="With --target k8s: context.")
+    )
+    pull_policy: str = field(
+        default="IfNotPresent",
+        metadata=cli(
+            "--pull-policy",
+            choices=("IfNotPresent", "Never", "Always"),
+            show_default=True,
+            help="With --target k8s: the pods' imagePullPolicy.",
+        ),
+    )
+    image: str = field(metadata=cli("--image", help="Image to start; must be present locally."))
+    command: str | None = field(
+        default=None,
+        metadata=cli("--command", help="Command line; {port} becomes the container's port."),
+    )
+    env: tuple[str, ...] = field(
+        default=(),
+        metadata=cli("--env", multiple=True, metavar="KEY=VALUE", help="Environment, repeatable."),
+    )
+    port: str | None = field(
+        default=None,
+        metadata=cli(
+            "--port",
+            help="Ready when http://127.0.0.1:PORT/PATH answers: a number, or auto "
+            "(a free port per container, given to it as $PORT and {port}).",
+        ),
+    )
+    path: str = field(
+        default="/", metadata=cli("--path", show_default=True, help="HTTP path for --port.")
+    )
+    concurrency: str = field(
+        default="1,4,8",
+        metadata=cli(
+            "--concurrency", show_default=True, help="Containers started at once, per step."
+        ),
+    )
+    repeat: int = field(
+        default=1,
+        metadata=cli("--repeat", show_default=True, type=int, help="Rounds per step."),
+    )
+    timeout: str = field(
+        default="60s",
+        metadata=cli("--timeout", show_default=True, help="Not ready by then: timeout."),
+    )
+    interval: str = field(
+        default="1s",
+        metadata=cli("--interval", show_default=True, help="Resource sampling interval."),
+    )
+    slos: tuple[str, ...] = field(
+        default=(),
+        metadata=cli(
+            "--slo",
+            multiple=True,
+            metavar="EXPR",
+            help="Startup objective, repeatable [default: startup.ready:p95_ms=30000, "
+            "error_pct=0].",
+        ),
+    )
+    out: Path | None = field(default=None, metadata=cli("--out", type=Path, help="Run directory."))
+    overwrite: bool = field(
+        default=False,
+        metadata=cli("--overwrite", is_flag=True, help="Replace a run already in --out."),
+    )

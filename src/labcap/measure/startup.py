@@ -7,37 +7,14 @@ chosen back-end (``labcap.measure.probes``); ``describe_startup`` is the table i
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from labcap.errors import LabcapError
 from labcap.measure.probes import docker, k8s
 from labcap.measure.run import Progress
 from labcap.measure.session import default_out, interrupt_on_sigterm
+from labcap.measure.settings import StartupOptions
 from labcap.model import parse_duration, parse_user_steps
-
-
-@dataclass(frozen=True)
-class StartupOptions:
-    """What the user asked ``labcap probe startup`` for, as given (text parsed on use)."""
-
-    image: str
-    target: str = "docker"  # docker (DOCKER_HOST) or k8s (a throw-away namespace)
-    kubeconfig: str | None = None  # target k8s
-    kube_context: str | None = None
-    pull_policy: str = "IfNotPresent"  # target k8s: the pods' imagePullPolicy
-    command: str | None = None  # a command line; {port} becomes the container's port
-    env: tuple[str, ...] = ()  # KEY=VALUE
-    port: str | None = None  # target docker: ready when http://127.0.0.1:PORT/PATH answers
-    path: str = "/"
-    concurrency: str = "1,4,8"  # containers started at once, per step
-    repeat: int = 1  # rounds per step
-    timeout: str = "60s"
-    interval: str = "1s"  # resource sampling
-    slos: tuple[str, ...] = ()  # default: the probe's own
-    out: Path | None = None  # default: runs/probe-startup[-k8s]-<timestamp>
-    overwrite: bool = False
 
 
 def probe_startup(opts: StartupOptions, progress: Progress) -> Any:
