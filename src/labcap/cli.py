@@ -153,7 +153,7 @@ def demo(steps: str, step_duration: str, out: Path | None, as_json: bool) -> Non
     _progress(f"report: {write_run_report(result.run.path)}")
 
 
-def _print_session(settings: Any, as_json: bool) -> Any:
+def _print_session(settings: SessionSettings, as_json: bool) -> Any:
     """Run and plan (labcap.measure.session), print the plan; exit 130 when interrupted."""
     from labcap.measure.session import run_session
 
@@ -206,6 +206,7 @@ def plan(
     confidence). Without --expected-users the action is insufficient-data.
     """
     from labcap.planner.recommend import parse_expected_users, parse_growth, plan_and_recommend
+    from labcap.planner.text import describe_plan
 
     outcome = plan_and_recommend(
         run_dir,
@@ -213,8 +214,6 @@ def plan(
         expected_users=parse_expected_users(expected_users),
         growth_pct_per_month=parse_growth(growth_per_month),
     )
-    from labcap.planner.text import describe_plan
-
     click.echo(json.dumps(outcome.to_dict(), indent=2) if as_json else describe_plan(outcome))
 
 
@@ -315,6 +314,7 @@ def gate(
     See docs/ci-gate.md for the statistics and a CI workflow.
     """
     from labcap.planner.gate import compare_paths, thresholds_from_options
+    from labcap.planner.text import describe_gate
 
     thresholds = thresholds_from_options(
         max_regressions, min_effect_ms=min_effect_ms, alpha=alpha, min_windows=min_windows
@@ -324,8 +324,6 @@ def gate(
         from labcap.reports.junit import write_junit
 
         _progress(f"junit: {write_junit(result, junit)}")
-    from labcap.planner.text import describe_gate
-
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json else describe_gate(result))
     sys.exit(result.exit_code)
 
