@@ -147,7 +147,12 @@ def demo(steps: str, step_duration: str, out: Path | None, as_json: bool) -> Non
     from labcap.reports.html import write_run_report
 
     settings = SessionSettings(
-        "lab", "local", users=steps, step_duration=step_duration, out=out, out_prefix="demo"
+        scenario="lab",
+        target="local",
+        users=steps,
+        step_duration=step_duration,
+        out=out,
+        out_prefix="demo",
     )
     result = _print_session(settings, as_json)
     _progress(f"report: {write_run_report(result.run.path)}")

@@ -26,7 +26,7 @@ def cli(*flags: str, **how: Any) -> dict[str, Any]:
     return {"cli": {"flags": flags, **how}}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SessionSettings:
     """A run as the user asked for it: ``labcap run``'s options, their text unparsed."""
 
