@@ -120,3 +120,17 @@ def test_gate_text_is_the_summary_then_one_line_per_comparison(tmp_path, recorde
     assert lines[0] == result.summary
     assert len(lines) == 1 + len(result.reasons) + len(result.comparisons)
     assert lines[-1].startswith(f"  {result.comparisons[-1].outcome.upper()}")
+
+
+def test_demo_measures_the_reference_lab_it_starts(tmp_path):
+    """demo's session is local (no URL checked, no lab started before the out check): an
+    occupied --out is the one error, found before calibrating or starting anything."""
+    from click.testing import CliRunner
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "manifest.json").write_text("{}")
+    r = CliRunner().invoke(cli, ["demo", "--steps", "1", "--out", str(out)])
+    assert r.exit_code == 2
+    assert "already holds a run: choose another --out" in r.output
+    assert "calibrating" not in r.output and "reference lab" not in r.output
