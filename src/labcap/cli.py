@@ -8,11 +8,9 @@ nowhere else: 2 for bad input or an unreachable target, 1 for a failed run,
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import shutil
-import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +18,11 @@ import click
 
 from labcap import __version__
 from labcap.errors import LabcapError
-
-DEFAULT_STEPS = "5,10,20"
+from labcap.measure.settings import DEFAULT_STEPS, SessionSettings, StartupOptions
 
 
 def _progress(msg: str) -> None:
     click.echo(f"labcap: {msg}", err=True)
-
-
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    from labcap.measure.run import Interrupted
-
-    raise Interrupted()
 
 
 class _Group(click.Group):
@@ -88,190 +79,32 @@ def cli() -> None:
     """
 
 
-def _kube_target_options(f: Any) -> Any:
-    """--kubeconfig and --context of a command's ``--target k8s``."""
-    f = click.option("--context", "kube_context", default=None, help="With --target k8s: context.")(
-        f
-    )
-    return click.option(
-        "--kubeconfig",
-        default=None,
-        metavar="FILE",
-        help="With --target k8s: kubeconfig [default: $KUBECONFIG, ~/.kube/config, then "
-        "/etc/rancher/k3s/k3s.yaml].",
-    )(f)
+def _options_of(record: type) -> Any:
+    """The click options of a typed record's fields (``metadata["cli"]``), in field order."""
 
+    def decorate(f: Any) -> Any:
+        for fld in reversed(dataclasses.fields(record)):
+            how = dict(fld.metadata.get("cli", {}))
+            if not how:
+                continue
+            if "choices" in how:
+                how["type"] = click.Choice(list(how.pop("choices")))
+            elif how.get("type") is Path:
+                how["type"] = click.Path(path_type=Path)
+            if fld.default is dataclasses.MISSING:
+                how["required"] = True
+            else:
+                how["default"] = fld.default
+            f = click.option(*how.pop("flags"), fld.name, **how)(f)
+        return f
 
-def _load_options(f: Any) -> Any:
-    options = [
-        click.option(
-            "--slo",
-            "slos",
-            multiple=True,
-            metavar="EXPR",
-            help="Objective, repeatable: p95_ms=500, error_pct=1, or per endpoint "
-            "hub.spawn_ready:p95_ms=15000. Default: the scenario's own.",
-        ),
-        click.option(
-            "--step-duration",
-            default="60s",
-            show_default=True,
-            help="How long each user count is held (e.g. 30s, 2m).",
-        ),
-        click.option(
-            "--settle",
-            default=None,
-            help="Start of each step excluded from its statistics "
-            "[default: a quarter of the step].",
-        ),
-        click.option(
-            "--window",
-            default="5s",
-            show_default=True,
-            help="Aggregation window for latency histograms.",
-        ),
-        click.option(
-            "--spawn-rate",
-            default=5.0,
-            show_default=True,
-            type=float,
-            help="Users started per second when a step begins.",
-        ),
-        click.option(
-            "--out",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="Run directory [default: runs/<scenario>-<timestamp>].",
-        ),
-        click.option("--overwrite", is_flag=True, help="Replace a run already in --out."),
-        click.option(
-            "--calibrate/--no-calibrate",
-            "calibrate",
-            default=True,
-            show_default=True,
-            help="First measure the load generator's own latency floor and throughput "
-            "ceiling here (about 5 s, see `labcap calibrate`); kept in the manifest, shown "
-            "beside the measured latencies, and no SLO breach within that floor is called.",
-        ),
-        click.option(
-            "--json", "as_json", is_flag=True, help="Print the capacity plan as JSON on stdout."
-        ),
-    ]
-    for opt in reversed(options):
-        f = opt(f)
-    return f
+    return decorate
 
 
 @cli.command()
-@click.option(
-    "--host",
-    default=None,
-    metavar="URL",
-    help="Base URL of the deployment (JupyterHub's public URL, or MLflow's).",
-)
-@click.option(
-    "--mlflow-url",
-    default=None,
-    metavar="URL",
-    help="MLflow's URL when it differs from --host (scenario lab).",
-)
-@click.option(
-    "--scenario",
-    default="lab",
-    show_default=True,
-    help="jupyterhub, mlflow, lab (both), or a path to your own locustfile.py (for plain "
-    "HTTP/1.1 APIs, subclass labcap.loadtests.users.WireHttpUser: timed to the kernel's "
-    "receipt of each answer).",
-)
-@click.option(
-    "--target",
-    type=click.Choice(["remote", "local", "docker", "k8s"]),
-    default="remote",
-    show_default=True,
-    help="local: start the embedded reference lab and measure it. docker: also record "
-    "container startups and resources from the Docker engine (DOCKER_HOST). k8s: also "
-    "record pod startup phases, scheduling conflicts and node inventory from Kubernetes/K3s.",
-)
-@_kube_target_options
-@click.option(
-    "--namespace",
-    "namespaces",
-    multiple=True,
-    metavar="NS",
-    help="With --target k8s: namespace whose pods are watched, repeatable [default: default].",
-)
-@click.option(
-    "--selector",
-    default=None,
-    metavar="LABELS",
-    help="With --target k8s: pods to follow [default: component=singleuser-server, "
-    "KubeSpawner's user pods].",
-)
-@click.option(
-    "--compose-project",
-    default=None,
-    metavar="NAME",
-    help="With --target docker: watch this Compose project's containers (by label).",
-)
-@click.option(
-    "--users",
-    default=DEFAULT_STEPS,
-    show_default=True,
-    help="Concurrent users per step, comma separated; or auto: search for the capacity "
-    "adaptively up to --max-users (grow x2, then narrow the bracket at the knee the "
-    "operational laws estimate; each probe one step, ended once its verdict is clear).",
-)
-@click.option(
-    "--max-users",
-    type=int,
-    default=None,
-    help="With --users auto: the largest user count the search may probe.",
-)
-@click.option(
-    "--hub-password-env",
-    default="LABCAP_HUB_PASSWORD",
-    show_default=True,
-    help="Environment variable holding the JupyterHub password for the test users.",
-)
-@click.option(
-    "--gpu",
-    "gpu_mode",
-    type=click.Choice(["auto", "nvml", "none"]),
-    default="auto",
-    show_default=True,
-    help="GPU sampling through NVML on this machine: auto (when a GPU is found), nvml "
-    "(always; recorded as unavailable, with the reason, where there is none), none.",
-)
-@click.option(
-    "--gpu-metrics-url",
-    default=None,
-    metavar="URL",
-    help="Also scrape NVIDIA dcgm-exporter's Prometheus metrics (e.g. "
-    "http://NODE:9400/metrics): per-GPU, MIG-instance and pod GPU use on the lab's nodes.",
-)
-@click.option(
-    "--workers",
-    default="0",
-    show_default=True,
-    metavar="N|auto",
-    help="Locust worker processes on this machine (Locust's own master/worker mode, "
-    "127.0.0.1 only); auto = one per CPU core; 0 = a single process.",
-)
-@_load_options
-def run(
-    host: str | None,
-    mlflow_url: str | None,
-    scenario: str,
-    target: str,
-    compose_project: str | None,
-    users: str,
-    hub_password_env: str,
-    workers: str,
-    max_users: int | None,
-    gpu_mode: str,
-    gpu_metrics_url: str | None,
-    **opts: Any,
-) -> None:
+@_options_of(SessionSettings)
+@click.option("--json", "as_json", is_flag=True, help="Print the capacity plan as JSON on stdout.")
+def run(as_json: bool, **options: Any) -> None:
     """Run a step-load capacity test and write a run directory.
 
     Users grow through --users, each count held for --step-duration. Every
@@ -287,37 +120,7 @@ def run(
       labcap run --target k8s --namespace jhub --host https://hub.example.org \\
           --scenario jupyterhub --users 10,25,50
     """
-    import os
-
-    if target in ("remote", "docker", "k8s") and not host:
-        raise LabcapError("--host URL is required (or --target local for the reference lab)")
-    if compose_project and target != "docker":
-        raise LabcapError("--compose-project needs --target docker")
-    opts["compose_project"] = compose_project
-    opts["workers"] = _workers(workers)
-    if (users.strip() == "auto") != (max_users is not None):
-        raise LabcapError("--users auto and --max-users N go together")
-    if max_users is not None and not 1 <= max_users <= 100_000:
-        raise LabcapError(f"--max-users {max_users}: use 1..100000")
-    opts["max_users"] = max_users
-    k8s = {k: opts.pop(k) for k in ("kubeconfig", "kube_context", "namespaces", "selector")}
-    if target != "k8s" and any(k8s.values()):
-        raise LabcapError("--kubeconfig, --context, --namespace and --selector need --target k8s")
-    if target == "k8s":  # a bad kubeconfig or a dead API server stops us before any work
-        from labcap.clients.kube import connect
-
-        k8s["target"] = connect(k8s["kubeconfig"], k8s["kube_context"])
-    opts["k8s"] = k8s
-    if gpu_metrics_url:
-        from labcap.collectors.dcgm import check_metrics_url
-
-        gpu_metrics_url = check_metrics_url(gpu_metrics_url)  # bad URL: exit 2 before any work
-    opts["gpu_mode"], opts["gpu_metrics_url"] = gpu_mode, gpu_metrics_url
-    hosts = {}
-    if host:
-        hosts = {"default": host, "jupyterhub": host, "mlflow": mlflow_url or host}
-    password = os.environ.get(hub_password_env, "")
-    _run_and_print(scenario, target, users, hosts, password, opts)
+    _print_session(SessionSettings(**options), as_json)
 
 
 @cli.command()
@@ -341,227 +144,35 @@ def demo(steps: str, step_duration: str, out: Path | None, as_json: bool) -> Non
     MLflow tracking server, on loopback ports. The figure describes this
     machine, where the load generator shares the CPU with the lab.
     """
-    opts = {
-        "slos": (),
-        "step_duration": step_duration,
-        "settle": None,
-        "window": "5s",
-        "spawn_rate": 5.0,
-        "out": out,
-        "overwrite": False,
-        "as_json": as_json,
-    }
-    result = _run_and_print("lab", "local", steps, {}, "", opts, prefix="demo")
     from labcap.reports.html import write_run_report
 
-    report = write_run_report(result.path)
-    _progress(f"report: {report}")
-
-
-def _run_and_print(
-    scenario: str,
-    target: str,
-    users: str,
-    hosts: dict[str, str],
-    password: str,
-    opts: dict[str, Any],
-    prefix: str | None = None,
-) -> Any:
-    from labcap.loadtests.catalog import SCENARIOS
-    from labcap.measure.run import RunRequest, resolve_scenario
-    from labcap.model import build_plan, parse_duration, parse_user_steps
-    from labcap.planner.capacity import plan_run
-    from labcap.slo import parse_slos
-
-    info = resolve_scenario(scenario)  # fail fast on a bad name, before starting anything
-    step_s = parse_duration(opts["step_duration"], what="--step-duration")
-    settle_s = (
-        parse_duration(opts["settle"], what="--settle") if opts["settle"] else round(step_s / 4, 3)
+    settings = SessionSettings(
+        scenario="lab",
+        target="local",
+        users=steps,
+        step_duration=step_duration,
+        out=out,
+        out_prefix="demo",
     )
-    plan = build_plan(
-        (1,) if users.strip() == "auto" else parse_user_steps(users),
-        step_s,
-        settle_s=settle_s,
-        window_s=parse_duration(opts["window"], what="--window"),
-        spawn_rate=_positive(opts["spawn_rate"], "--spawn-rate"),
-    )
-    slo_text = opts["slos"] or (
-        SCENARIOS[info["name"]].default_slos
-        if info["name"] in SCENARIOS
-        else ("p95_ms=1000", "error_pct=1")
-    )
-    slos = parse_slos(slo_text)
-    from labcap.measure.preflight import check_locustfile, check_out_dir, check_reachable
+    result = _print_session(settings, as_json)
+    _progress(f"report: {write_run_report(result.run.path)}")
 
-    if target != "local":
-        check_reachable(hosts)  # unreachable or malformed: one line, no run directory
-    if info.get("path"):
-        check_locustfile(info["path"])
-    out = opts["out"] or _default_out(prefix or info["name"].removesuffix(".py"))
-    check_out_dir(out, overwrite=opts["overwrite"])  # before calibrating: one line, at once
-    signal.signal(signal.SIGTERM, _raise_interrupted)
-    calibration = _calibrate_first() if opts.get("calibrate", True) else None
-    if target == "local":
-        result = _run_on_reference_lab(out, scenario, plan, slos, opts, calibration)
+
+def _print_session(settings: SessionSettings, as_json: bool) -> Any:
+    """Run and plan (labcap.measure.session), print the plan; exit 130 when interrupted."""
+    from labcap.measure.session import run_session
+
+    result = run_session(settings, _progress)
+    if as_json:
+        click.echo(json.dumps(result.plan.to_dict(), indent=2))
     else:
-        req = RunRequest(
-            out=out,
-            scenario=scenario,
-            hosts=hosts,
-            plan=plan,
-            slos=slos,
-            target=target,
-            overwrite=opts["overwrite"],
-            hub_password=password,
-            collectors=_default_collectors()
-            + _docker_collectors(target, opts)
-            + _k8s_collectors(target, opts)
-            + _gpu_collectors(opts),
-            calibration=calibration,
-            workers=opts.get("workers", 0),
-        )
-        result = _execute(req, opts)
-    plan_result = plan_run(str(result.path))
-    if opts["as_json"]:
-        click.echo(json.dumps(plan_result.to_dict(), indent=2))
-    else:
-        click.echo(plan_result.verdict)
-        click.echo(f"run directory: {result.path}")
-    if result.interrupted:
-        _progress(f"interrupted: the {result.status} run in {result.path} keeps what was measured")
+        click.echo(result.plan.verdict)
+        click.echo(f"run directory: {result.run.path}")
+    if result.run.interrupted:
+        where = f"the {result.run.status} run in {result.run.path}"
+        _progress(f"interrupted: {where} keeps what was measured")
         sys.exit(130)
     return result
-
-
-def _execute(req: Any, opts: dict[str, Any]) -> Any:
-    """One run of the plan, or (--users auto) the adaptive search's probes."""
-    from labcap.measure.run import execute_run
-
-    if not opts.get("max_users"):
-        return execute_run(req, _progress)
-    from labcap.measure.search import search_capacity
-    from labcap.planner.search_controller import SearchSettings
-
-    step = req.plan.steps[0]
-    return search_capacity(
-        req,
-        SearchSettings(max_users=opts["max_users"]),
-        step_s=step.duration_s,
-        settle_s=step.settle_s,
-        window_s=req.plan.window_s,
-        spawn_rate=req.plan.spawn_rate,
-        progress=_progress,
-    )
-
-
-def _workers(text: str) -> int:
-    import os
-
-    if text.strip() == "auto":
-        return os.cpu_count() or 1
-    if not text.strip().isdigit() or int(text) > 256:
-        raise LabcapError(f"--workers {text!r}: use a whole number 0..256 or auto")
-    return int(text)
-
-
-def _calibrate_first() -> dict[str, Any]:
-    from labcap.measure.calibrate import calibrate, describe
-
-    _progress("calibrating the load generator on this machine (--no-calibrate skips)")
-    cal = calibrate()
-    for line in describe(cal).splitlines():
-        _progress(line)
-    return cal
-
-
-def _run_on_reference_lab(
-    out: Path,
-    scenario: str,
-    plan: Any,
-    slos: Any,
-    opts: dict[str, Any],
-    calibration: dict[str, Any] | None = None,
-) -> Any:
-    from labcap.lab import ReferenceLab
-    from labcap.measure.run import RunRequest
-
-    workdir = Path(tempfile.mkdtemp(prefix="labcap-lab-"))
-    _progress(f"starting the reference lab in {workdir}")
-    with ReferenceLab(workdir, progress=_progress) as lab:
-        req = RunRequest(
-            out=out,
-            scenario=scenario,
-            hosts={"jupyterhub": lab.hub_url, "mlflow": lab.mlflow_url, "default": lab.hub_url},
-            plan=plan,
-            slos=slos,
-            target="local",
-            overwrite=opts["overwrite"],
-            hub_password=lab.hub_password,
-            collectors=_default_collectors() + _gpu_collectors(opts),
-            notes=("load generator and reference lab share this machine's CPU cores",),
-            calibration=calibration,
-            workers=opts.get("workers", 0),
-        )
-        result = _execute(req, opts)
-        _progress("stopping the reference lab")
-    shutil.rmtree(workdir, ignore_errors=True)  # the run directory holds the results
-    return result
-
-
-def _default_collectors() -> tuple[Any, ...]:
-    from labcap.collectors.host import HostCollector
-
-    return (HostCollector(),)
-
-
-def _gpu_collectors(opts: dict[str, Any]) -> tuple[Any, ...]:
-    from labcap.collectors.registry import gpu_collectors
-
-    return tuple(gpu_collectors(opts.get("gpu_mode", "auto"), opts.get("gpu_metrics_url")))
-
-
-def _k8s_collectors(target: str, opts: dict[str, Any]) -> tuple[Any, ...]:
-    """The Kubernetes collector, connected first: a bad kubeconfig stops us before the load."""
-    if target != "k8s":
-        return ()
-    from labcap.clients.kube import connect
-    from labcap.collectors.kubernetes import (
-        DEFAULT_SELECTOR,
-        KubernetesCollector,
-        KubernetesSettings,
-    )
-
-    k8s = opts["k8s"]
-    kube = k8s.get("target") or connect(k8s["kubeconfig"], k8s["kube_context"])
-    _progress(f"kubernetes: {kube.server} ({kube.version}), context {kube.context or '-'}")
-    settings = KubernetesSettings(
-        kubeconfig=kube.kubeconfig,
-        context=kube.context or None,
-        namespaces=tuple(k8s["namespaces"]) or ("default",),
-        selector=DEFAULT_SELECTOR if k8s["selector"] is None else k8s["selector"],
-    )
-    return (KubernetesCollector(settings, api_client=kube.api_client),)
-
-
-def _docker_collectors(target: str, opts: dict[str, Any]) -> tuple[Any, ...]:
-    if target != "docker":
-        return ()
-    from labcap.collectors.docker import DockerCollector, DockerSettings
-
-    return (DockerCollector(DockerSettings(compose_project=opts.get("compose_project"))),)
-
-
-def _positive(value: float, name: str) -> float:
-    if not value > 0:
-        raise LabcapError(f"{name} must be greater than zero")
-    return value
-
-
-def _default_out(prefix: str) -> Path:
-    import datetime as dt
-
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{prefix}-{stamp}"
 
 
 @cli.command()
@@ -600,6 +211,7 @@ def plan(
     confidence). Without --expected-users the action is insufficient-data.
     """
     from labcap.planner.recommend import parse_expected_users, parse_growth, plan_and_recommend
+    from labcap.planner.text import describe_plan
 
     outcome = plan_and_recommend(
         run_dir,
@@ -607,28 +219,7 @@ def plan(
         expected_users=parse_expected_users(expected_users),
         growth_pct_per_month=parse_growth(growth_per_month),
     )
-    if as_json:
-        click.echo(json.dumps(outcome.to_dict(), indent=2))
-        return
-    result, rec = outcome.capacity, outcome.recommendation
-    click.echo(result.verdict)
-    for s in result.steps:
-        p95 = "–" if s.p95_ms is None else f"{s.p95_ms:.1f} ms"
-        click.echo(
-            f"  step {s.index + 1}: {s.users:>4} users  {s.verdict:<8} "
-            f"{s.requests:>7} req  {s.error_pct:6.2f}% failed  p95 {p95}"
-        )
-    click.echo(f"recommendation: {rec.action} ({rec.confidence.level} confidence)")
-    for r in rec.reasons:
-        click.echo(f"  - [{r.rule}] {r.message}")
-    if not rec.reasons:
-        click.echo(f"  {rec.summary}")
-    for why in rec.confidence.why:
-        click.echo(f"  confidence: {why}")
-    if outcome.projection.available:
-        click.echo(f"projection: {outcome.projection.text}")
-    if outcome.gpu is not None and outcome.gpu.available:
-        click.echo(f"gpu: {outcome.gpu.summary()}")
+    click.echo(json.dumps(outcome.to_dict(), indent=2) if as_json else describe_plan(outcome))
 
 
 @cli.command()
@@ -728,6 +319,7 @@ def gate(
     See docs/ci-gate.md for the statistics and a CI workflow.
     """
     from labcap.planner.gate import compare_paths, thresholds_from_options
+    from labcap.planner.text import describe_gate
 
     thresholds = thresholds_from_options(
         max_regressions, min_effect_ms=min_effect_ms, alpha=alpha, min_windows=min_windows
@@ -737,17 +329,7 @@ def gate(
         from labcap.reports.junit import write_junit
 
         _progress(f"junit: {write_junit(result, junit)}")
-    if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        click.echo(result.summary)
-        for reason in result.reasons:
-            click.echo(f"  {reason}")
-        for c in result.comparisons:
-            click.echo(
-                f"  {c.outcome.upper():<12} step {c.step_index + 1} ({c.users} users) "
-                f"{c.endpoint} {c.metric}: {c.reason}"
-            )
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else describe_gate(result))
     sys.exit(result.exit_code)
 
 
@@ -863,7 +445,7 @@ def gate(
     help="Also write JUnit XML here (one testcase per check).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
-def verify(**kw: Any) -> None:
+def verify(as_json: bool, **options: Any) -> None:
     """Verify a new deployment against the old one before cutting over.
 
     \b
@@ -894,87 +476,14 @@ def verify(**kw: Any) -> None:
           --checks logins,gpu,data,capacity --junit reports/verify.xml
     See docs/migration-runbook.md (`labcap verify`).
     """
-    from labcap.planner.gate import thresholds_from_options
-    from labcap.verify import (
-        ChecksumPolicy,
-        DataSettings,
-        LoginSettings,
-        VerifySettings,
-        parse_checks,
-        read_credentials,
-        resolve_deployment,
-        run_verify,
-        sample_users,
-        write_result,
-    )
-    from labcap.verify.data import DEFAULT_IGNORE
+    from labcap.verify.options import VerifyOptions, verify_deployments
 
-    checks = parse_checks(kw["checks"])
-    creds = read_credentials(kw["credentials"]) if kw["credentials"] else {}
-    old = resolve_deployment(
-        "old",
-        kw["old"],
-        mlflow_url=kw["old_mlflow"],
-        files=kw["old_files"],
-        credentials=creds.get("old"),
-    )
-    new = resolve_deployment(
-        "new",
-        kw["new"],
-        mlflow_url=kw["new_mlflow"],
-        files=kw["new_files"],
-        profile=kw["profile"],
-        credentials=creds.get("new"),
-    )
-    out = kw["out"] or (_default_out("verify") if "capacity" in checks else None)
-    settings = VerifySettings(
-        checks=checks,
-        users=sample_users(kw["users"]),
-        logins=LoginSettings(spawn_margin=_percent(kw["spawn_margin"], "--spawn-margin")),
-        data=DataSettings(
-            ChecksumPolicy.parse(kw["checksums"]),
-            ignore=tuple(kw["ignore"]) or DEFAULT_IGNORE,
-            artifact_source=kw["artifact_source"],
-        ),
-        capacity=_capacity_settings(kw, thresholds_from_options(kw["max_regressions"])),
-        out=out,
-    )
-    result = run_verify(old, new, settings, _progress)
-    secrets = (*old.secrets, *new.secrets)
-    if out is not None:
-        _progress(f"result: {write_result(result, out, secrets)}")
-    if kw["junit"] is not None:
-        from labcap.verify.junit_report import write_junit
-
-        _progress(f"junit: {write_junit(result, kw['junit'])}")
-    if kw["as_json"]:
+    result = verify_deployments(VerifyOptions(**options), _progress)
+    if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
     else:
         click.echo("\n".join(result.lines()))
     sys.exit(result.exit_code)
-
-
-def _percent(text: str, what: str) -> float:
-    raw = str(text).strip().removesuffix("%")
-    try:
-        value = float(raw) / 100
-    except ValueError:
-        raise LabcapError(f"{what} {text!r} is not a percentage, e.g. 100%") from None
-    if not 0 <= value <= 100:
-        raise LabcapError(f"{what} {text!r} must lie between 0% and 10000%")
-    return value
-
-
-def _capacity_settings(kw: dict[str, Any], thresholds: Any) -> Any:
-    from labcap.model import parse_duration, parse_user_steps
-    from labcap.verify import CapacitySettings
-
-    return CapacitySettings(
-        scenario=kw["capacity_scenario"],
-        users=parse_user_steps(kw["capacity_users"]),
-        step_duration_s=parse_duration(kw["capacity_step"], what="--capacity-step"),
-        thresholds=thresholds,
-    )
 
 
 @cli.group()
@@ -983,54 +492,9 @@ def probe() -> None:
 
 
 @probe.command("startup")
-@click.option(
-    "--target",
-    type=click.Choice(["docker", "k8s"]),
-    default="docker",
-    show_default=True,
-    help="Where containers are started: the Docker engine of DOCKER_HOST, or pods in a "
-    "throw-away namespace of a Kubernetes/K3s cluster (deleted afterwards).",
-)
-@_kube_target_options
-@click.option(
-    "--pull-policy",
-    type=click.Choice(["IfNotPresent", "Never", "Always"]),
-    default="IfNotPresent",
-    show_default=True,
-    help="With --target k8s: the pods' imagePullPolicy.",
-)
-@click.option("--image", required=True, help="Image to start; must be present locally.")
-@click.option(
-    "--command", "command", default=None, help="Command line; {port} becomes the container's port."
-)
-@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Environment, repeatable.")
-@click.option(
-    "--port",
-    default=None,
-    help="Ready when http://127.0.0.1:PORT/PATH answers: a number, or auto "
-    "(a free port per container, given to it as $PORT and {port}).",
-)
-@click.option("--path", default="/", show_default=True, help="HTTP path for --port.")
-@click.option(
-    "--concurrency",
-    default="1,4,8",
-    show_default=True,
-    help="Containers started at once, per step.",
-)
-@click.option("--repeat", default=1, show_default=True, type=int, help="Rounds per step.")
-@click.option("--timeout", default="60s", show_default=True, help="Not ready by then: timeout.")
-@click.option("--interval", default="1s", show_default=True, help="Resource sampling interval.")
-@click.option(
-    "--slo",
-    "slos",
-    multiple=True,
-    metavar="EXPR",
-    help="Startup objective, repeatable [default: startup.ready:p95_ms=30000, error_pct=0].",
-)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory.")
-@click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+@_options_of(StartupOptions)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def probe_startup(target: str, **kw: Any) -> None:
+def probe_startup(as_json: bool, **options: Any) -> None:
     """Spawn storms: start N containers at once and time every startup phase.
 
     Phases come from the engine's own event timestamps (created, started,
@@ -1049,82 +513,14 @@ def probe_startup(target: str, **kw: Any) -> None:
     running, ContainersReady and Ready, timed on labcap's clock when each
     arrived on the watch (the API server's 1 s timestamps are kept too).
     """
-    import shlex
+    from labcap.measure.startup import describe_startup, probe_startup
 
-    from labcap.measure.probes.docker import (
-        DEFAULT_SLOS,
-        StartupProbeSettings,
-        format_table,
-        run_startup_probe,
-    )
-    from labcap.model import parse_duration, parse_user_steps
-
-    k8s = {k: kw.pop(k) for k in ("kubeconfig", "kube_context", "pull_policy")}
-    if target == "k8s":
-        _probe_startup_k8s(kw, k8s)
-        return
-    if k8s["kubeconfig"] or k8s["kube_context"]:
-        raise LabcapError("--kubeconfig and --context need --target k8s")
-    settings = StartupProbeSettings(
-        image=kw["image"],
-        concurrency=parse_user_steps(kw["concurrency"]),
-        repeat=kw["repeat"],
-        command=tuple(shlex.split(kw["command"])) if kw["command"] else (),
-        env=tuple(kw["env"]),
-        port=kw["port"],
-        path=kw["path"],
-        timeout_s=parse_duration(kw["timeout"], what="--timeout"),
-        interval_s=parse_duration(kw["interval"], what="--interval"),
-        slos=tuple(kw["slos"]) or DEFAULT_SLOS,
-    )
-    signal.signal(signal.SIGTERM, _raise_interrupted)
-    out = kw["out"] or _default_out("probe-startup")
-    result = run_startup_probe(settings, out, overwrite=kw["overwrite"], progress=_progress)
-    if kw["as_json"]:
+    opts = StartupOptions(**options)
+    result = probe_startup(opts, _progress)
+    if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
-        click.echo(format_table(result.rows))
-        click.echo(f"run directory: {result.path} ({result.status})")
-    for reason in result.reasons:
-        _progress(reason)
-    if result.interrupted:
-        sys.exit(130)
-    if result.status == "failed":
-        sys.exit(1)
-
-
-def _probe_startup_k8s(kw: dict[str, Any], k8s: dict[str, Any]) -> None:
-    import shlex
-
-    from labcap.measure.probes.docker import DEFAULT_SLOS
-    from labcap.measure.probes.k8s import K8sProbeSettings, format_table, run_k8s_startup_probe
-    from labcap.model import parse_duration, parse_user_steps
-
-    if kw["port"] is not None:
-        raise LabcapError(
-            "--port is for --target docker; with k8s, readiness is the pod's Ready condition"
-        )
-    settings = K8sProbeSettings(
-        image=kw["image"],
-        concurrency=parse_user_steps(kw["concurrency"]),
-        repeat=kw["repeat"],
-        command=tuple(shlex.split(kw["command"])) if kw["command"] else (),
-        env=tuple(kw["env"]),
-        timeout_s=parse_duration(kw["timeout"], what="--timeout"),
-        interval_s=parse_duration(kw["interval"], what="--interval"),
-        slos=tuple(kw["slos"]) or DEFAULT_SLOS,
-        kubeconfig=k8s["kubeconfig"],
-        context=k8s["kube_context"],
-        pull_policy=k8s["pull_policy"],
-    )
-    signal.signal(signal.SIGTERM, _raise_interrupted)
-    out = kw["out"] or _default_out("probe-startup-k8s")
-    result = run_k8s_startup_probe(settings, out, overwrite=kw["overwrite"], progress=_progress)
-    if kw["as_json"]:
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        click.echo(format_table(result.rows))  # type: ignore[arg-type]
-        click.echo(f"run directory: {result.path} ({result.status})")
+        click.echo(describe_startup(result, opts.target))
     for reason in result.reasons:
         _progress(reason)
     if result.interrupted:
@@ -1223,7 +619,18 @@ def _probe_startup_k8s(kw: dict[str, Any], k8s: dict[str, Any]) -> None:
 )
 @click.option("--context", default=None, help="kubeconfig context for --validate-server.")
 @click.option("--json", "as_json", is_flag=True, help="Print sizing.json's content on stdout.")
-def profile(run_dir: Path, out: Path, as_json: bool, **kw: Any) -> None:
+def profile(
+    run_dir: Path,
+    out: Path,
+    as_json: bool,
+    validate_server: bool,
+    kubeconfig: str | None,
+    context: str | None,
+    loadgen: str,
+    loadgen_host: str | None,
+    mem_per_user: float,
+    **sizing: Any,
+) -> None:
     """Render the deployment a run calls for: Compose or K3s, sized from its capacity.
 
     Every file is validated (Kubernetes schemas, the Compose schema, GPU sharing
@@ -1239,45 +646,18 @@ def profile(run_dir: Path, out: Path, as_json: bool, **kw: Any) -> None:
       labcap profile runs/lab-1 --platform k3s --out deploy/k3s --validate-server \\
           --kubeconfig /etc/rancher/k3s/k3s.yaml
     """
-    from labcap.deploy_profiles import ProfileSettings, build_profile
-    from labcap.deploy_profiles.dryrun import server_checker
+    from labcap.deploy_profiles import ProfileSettings
+    from labcap.deploy_profiles.make import ProfileRequest, describe_profile, make_profile
 
-    if kw["validate_server"] and kw["platform"] != "k3s":
-        raise LabcapError("--validate-server needs --platform k3s (Compose has no API server)")
-
-    loadgen = _loadgen_files(run_dir, kw) if kw["loadgen"] == "k8s" else None
-    settings = ProfileSettings(
-        platform=kw["platform"],
-        expected_users=kw["expected_users"],
-        gpus=kw["gpus"],
-        gpu_sharing=kw["gpu_sharing"],
-        gpu_users=kw["gpu_users"],
-        time_slicing_replicas=kw["time_slicing_replicas"],
-        mig_profiles=tuple(kw["mig_profiles"]),
-        gpu_model=kw["gpu_model"],
-        domain=kw["domain"],
-        cpu_per_user=kw["cpu_per_user"],
-        mem_per_user_gib=kw["mem_per_user"],
+    settings = ProfileSettings(**sizing, mem_per_user_gib=mem_per_user)
+    req = ProfileRequest(
+        run_dir, out, settings, validate_server, kubeconfig, context, loadgen, loadgen_host
     )
-    check = server_checker(kw["kubeconfig"], kw["context"]) if kw["validate_server"] else None
-    result = build_profile(run_dir, settings, out, server_check=check)
-    if loadgen:
-        from labcap.store import atomic_write_bytes
-
-        for name, text in loadgen[0].items():
-            (out / name).parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(out / name, text.encode("utf-8"))
-        _progress(f"load generator: {out / 'loadgen'} ({loadgen[1]})")
+    result = make_profile(req, _progress)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
-        return
-    for d in result.sizing.decisions:
-        click.echo(f"  {d.key:<30} {d.value!s:>8} {d.unit:<11} {d.source}")
-    for w in result.sizing.warnings:
-        click.echo(f"warning: {w}")
-    if check is not None:
-        click.echo(result.checks[-1])
-    click.echo(f"{settings.platform} profile: {len(result.files)} files in {out} (RUNBOOK.md)")
+    else:
+        click.echo(describe_profile(result, req))
 
 
 @cli.command()
@@ -1301,23 +681,6 @@ def calibrate(as_json: bool) -> None:
 
     cal = measure()
     click.echo(json.dumps(cal, indent=2, ensure_ascii=False) if as_json else describe(cal))
-
-
-def _loadgen_files(run_dir: Path, kw: dict[str, Any]) -> tuple[dict[str, str], str]:
-    from labcap.deploy_profiles.loadgen import render_loadgen
-    from labcap.planner.capacity import plan_capacity
-    from labcap.store import RunDir
-
-    if not kw["expected_users"]:
-        raise LabcapError("--loadgen k8s needs --expected-users N (the users to generate)")
-    run = RunDir.open(run_dir)
-    manifest = run.read_manifest()
-    hosts = manifest.hosts
-    host = kw["loadgen_host"] or hosts.get("default") or next(iter(hosts.values()), "")
-    if not host:
-        raise LabcapError("--loadgen k8s: the run names no host; give --loadgen-host URL")
-    steps = list(plan_capacity(run).steps)
-    return render_loadgen(manifest, steps, users=kw["expected_users"], host=host)
 
 
 @cli.command("cleanup")

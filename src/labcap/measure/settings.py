@@ -1,0 +1,308 @@
+"""The settings of one measuring session (``labcap run``): a typed record whose fields'
+descriptions are also ``labcap run``'s options and ``--help`` (``metadata["cli"]``: the
+option's flags and how it reads; the field's name and default are the option's).
+
+Standard library only: the CLI reads this before any of the measuring code is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STEPS = "5,10,20"
+TARGETS = ("remote", "local", "docker", "k8s")
+GPU_MODES = ("auto", "nvml", "none")
+KUBECONFIG_HELP = (
+    "With --target k8s: kubeconfig [default: $KUBECONFIG, ~/.kube/config, then "
+    "/etc/rancher/k3s/k3s.yaml]."
+)
+
+
+def cli(*flags: str, **how: Any) -> dict[str, Any]:
+    """A field's command-line option: its flags, and click's keywords for it (``choices``
+    for a fixed list of values, ``type`` Path, int or float)."""
+    return {"cli": {"flags": flags, **how}}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionSettings:
+    """A run as the user asked for it: ``labcap run``'s options, their text unparsed."""
+
+    host: str | None = field(
+        default=None,
+        metadata=cli(
+            "--host",
+            metavar="URL",
+            help="Base URL of the deployment (JupyterHub's public URL, or MLflow's).",
+        ),
+    )
+    mlflow_url: str | None = field(
+        default=None,
+        metadata=cli(
+            "--mlflow-url",
+            metavar="URL",
+            help="MLflow's URL when it differs from --host (scenario lab).",
+        ),
+    )
+    scenario: str = field(
+        default="lab",
+        metadata=cli(
+            "--scenario",
+            show_default=True,
+            help="jupyterhub, mlflow, lab (both), or a path to your own locustfile.py (for "
+            "plain HTTP/1.1 APIs, subclass labcap.loadtests.users.WireHttpUser: timed to the "
+            "kernel's receipt of each answer).",
+        ),
+    )
+    target: str = field(
+        default="remote",
+        metadata=cli(
+            "--target",
+            choices=TARGETS,
+            show_default=True,
+            help="local: start the embedded reference lab and measure it. docker: also record "
+            "container startups and resources from the Docker engine (DOCKER_HOST). k8s: also "
+            "record pod startup phases, scheduling conflicts and node inventory from "
+            "Kubernetes/K3s.",
+        ),
+    )
+    kubeconfig: str | None = field(
+        default=None, metadata=cli("--kubeconfig", metavar="FILE", help=KUBECONFIG_HELP)
+    )
+    kube_context: str | None = field(
+        default=None, metadata=cli("--context", help="With --target k8s: context.")
+    )
+    namespaces: tuple[str, ...] = field(
+        default=(),
+        metadata=cli(
+            "--namespace",
+            multiple=True,
+            metavar="NS",
+            help="With --target k8s: namespace whose pods are watched, repeatable "
+            "[default: default].",
+        ),
+    )
+    selector: str | None = field(
+        default=None,
+        metadata=cli(
+            "--selector",
+            metavar="LABELS",
+            help="With --target k8s: pods to follow [default: component=singleuser-server, "
+            "KubeSpawner's user pods].",
+        ),
+    )
+    compose_project: str | None = field(
+        default=None,
+        metadata=cli(
+            "--compose-project",
+            metavar="NAME",
+            help="With --target docker: watch this Compose project's containers (by label).",
+        ),
+    )
+    users: str = field(
+        default=DEFAULT_STEPS,
+        metadata=cli(
+            "--users",
+            show_default=True,
+            help="Concurrent users per step, comma separated; or auto: search for the "
+            "capacity adaptively up to --max-users (grow x2, then narrow the bracket at the "
+            "knee the operational laws estimate; each probe one step, ended once its verdict "
+            "is clear).",
+        ),
+    )
+    max_users: int | None = field(
+        default=None,
+        metadata=cli(
+            "--max-users",
+            type=int,
+            help="With --users auto: the largest user count the search may probe.",
+        ),
+    )
+    hub_password_env: str = field(
+        default="LABCAP_HUB_PASSWORD",
+        metadata=cli(
+            "--hub-password-env",
+            show_default=True,
+            help="Environment variable holding the JupyterHub password for the test users.",
+        ),
+    )
+    gpu_mode: str = field(
+        default="auto",
+        metadata=cli(
+            "--gpu",
+            choices=GPU_MODES,
+            show_default=True,
+            help="GPU sampling through NVML on this machine: auto (when a GPU is found), nvml "
+            "(always; recorded as unavailable, with the reason, where there is none), none.",
+        ),
+    )
+    gpu_metrics_url: str | None = field(
+        default=None,
+        metadata=cli(
+            "--gpu-metrics-url",
+            metavar="URL",
+            help="Also scrape NVIDIA dcgm-exporter's Prometheus metrics (e.g. "
+            "http://NODE:9400/metrics): per-GPU, MIG-instance and pod GPU use on the lab's "
+            "nodes.",
+        ),
+    )
+    workers: str = field(
+        default="0",
+        metadata=cli(
+            "--workers",
+            show_default=True,
+            metavar="N|auto",
+            help="Locust worker processes on this machine (Locust's own master/worker mode, "
+            "127.0.0.1 only); auto = one per CPU core; 0 = a single process.",
+        ),
+    )
+    slos: tuple[str, ...] = field(
+        default=(),
+        metadata=cli(
+            "--slo",
+            multiple=True,
+            metavar="EXPR",
+            help="Objective, repeatable: p95_ms=500, error_pct=1, or per endpoint "
+            "hub.spawn_ready:p95_ms=15000. Default: the scenario's own.",
+        ),
+    )
+    step_duration: str = field(
+        default="60s",
+        metadata=cli(
+            "--step-duration",
+            show_default=True,
+            help="How long each user count is held (e.g. 30s, 2m).",
+        ),
+    )
+    settle: str | None = field(
+        default=None,
+        metadata=cli(
+            "--settle",
+            help="Start of each step excluded from its statistics "
+            "[default: a quarter of the step].",
+        ),
+    )
+    window: str = field(
+        default="5s",
+        metadata=cli(
+            "--window", show_default=True, help="Aggregation window for latency histograms."
+        ),
+    )
+    spawn_rate: float = field(
+        default=5.0,
+        metadata=cli(
+            "--spawn-rate",
+            show_default=True,
+            type=float,
+            help="Users started per second when a step begins.",
+        ),
+    )
+    out: Path | None = field(
+        default=None,
+        metadata=cli(
+            "--out", type=Path, help="Run directory [default: runs/<scenario>-<timestamp>]."
+        ),
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata=cli("--overwrite", is_flag=True, help="Replace a run already in --out."),
+    )
+    calibrate: bool = field(
+        default=True,
+        metadata=cli(
+            "--calibrate/--no-calibrate",
+            show_default=True,
+            help="First measure the load generator's own latency floor and throughput "
+            "ceiling here (about 5 s, see `labcap calibrate`); kept in the manifest, shown "
+            "beside the measured latencies, and no SLO breach within that floor is called.",
+        ),
+    )
+    # not options: labcap demo's run directory name, and a password given directly
+    out_prefix: str | None = None  # default: the scenario's name
+    hub_password: str | None = field(default=None, repr=False)  # default: $hub_password_env
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartupOptions:
+    """What the user asked ``labcap probe startup`` for: its options, their text unparsed."""
+
+    target: str = field(
+        default="docker",
+        metadata=cli(
+            "--target",
+            choices=("docker", "k8s"),
+            show_default=True,
+            help="Where containers are started: the Docker engine of DOCKER_HOST, or pods in a "
+            "throw-away namespace of a Kubernetes/K3s cluster (deleted afterwards).",
+        ),
+    )
+    kubeconfig: str | None = field(
+        default=None, metadata=cli("--kubeconfig", metavar="FILE", help=KUBECONFIG_HELP)
+    )
+    kube_context: str | None = field(
+        default=None, metadata=cli("--context", help="With --target k8s: context.")
+    )
+    pull_policy: str = field(
+        default="IfNotPresent",
+        metadata=cli(
+            "--pull-policy",
+            choices=("IfNotPresent", "Never", "Always"),
+            show_default=True,
+            help="With --target k8s: the pods' imagePullPolicy.",
+        ),
+    )
+    image: str = field(metadata=cli("--image", help="Image to start; must be present locally."))
+    command: str | None = field(
+        default=None,
+        metadata=cli("--command", help="Command line; {port} becomes the container's port."),
+    )
+    env: tuple[str, ...] = field(
+        default=(),
+        metadata=cli("--env", multiple=True, metavar="KEY=VALUE", help="Environment, repeatable."),
+    )
+    port: str | None = field(
+        default=None,
+        metadata=cli(
+            "--port",
+            help="Ready when http://127.0.0.1:PORT/PATH answers: a number, or auto "
+            "(a free port per container, given to it as $PORT and {port}).",
+        ),
+    )
+    path: str = field(
+        default="/", metadata=cli("--path", show_default=True, help="HTTP path for --port.")
+    )
+    concurrency: str = field(
+        default="1,4,8",
+        metadata=cli(
+            "--concurrency", show_default=True, help="Containers started at once, per step."
+        ),
+    )
+    repeat: int = field(
+        default=1,
+        metadata=cli("--repeat", show_default=True, type=int, help="Rounds per step."),
+    )
+    timeout: str = field(
+        default="60s",
+        metadata=cli("--timeout", show_default=True, help="Not ready by then: timeout."),
+    )
+    interval: str = field(
+        default="1s",
+        metadata=cli("--interval", show_default=True, help="Resource sampling interval."),
+    )
+    slos: tuple[str, ...] = field(
+        default=(),
+        metadata=cli(
+            "--slo",
+            multiple=True,
+            metavar="EXPR",
+            help="Startup objective, repeatable [default: startup.ready:p95_ms=30000, "
+            "error_pct=0].",
+        ),
+    )
+    out: Path | None = field(default=None, metadata=cli("--out", type=Path, help="Run directory."))
+    overwrite: bool = field(
+        default=False,
+        metadata=cli("--overwrite", is_flag=True, help="Replace a run already in --out."),
+    )

@@ -1,0 +1,44 @@
+"""The text ``labcap plan`` and ``labcap gate`` print: what their results say, for humans.
+
+The ``--json`` output is the results' own ``to_dict()``; these are the plain-text views.
+"""
+
+from __future__ import annotations
+
+from labcap.planner.gate import GateResult
+from labcap.planner.recommend import PlanOutcome
+
+
+def describe_plan(outcome: PlanOutcome) -> str:
+    """The verdict, one line per step, the recommendation with its reasons and confidence,
+    then the projection and the GPU evidence where there are any."""
+    result, rec = outcome.capacity, outcome.recommendation
+    lines = [result.verdict]
+    for s in result.steps:
+        p95 = "–" if s.p95_ms is None else f"{s.p95_ms:.1f} ms"
+        lines.append(
+            f"  step {s.index + 1}: {s.users:>4} users  {s.verdict:<8} "
+            f"{s.requests:>7} req  {s.error_pct:6.2f}% failed  p95 {p95}"
+        )
+    lines.append(f"recommendation: {rec.action} ({rec.confidence.level} confidence)")
+    lines += [f"  - [{r.rule}] {r.message}" for r in rec.reasons]
+    if not rec.reasons:
+        lines.append(f"  {rec.summary}")
+    lines += [f"  confidence: {why}" for why in rec.confidence.why]
+    if outcome.projection.available:
+        lines.append(f"projection: {outcome.projection.text}")
+    if outcome.gpu is not None and outcome.gpu.available:
+        lines.append(f"gpu: {outcome.gpu.summary()}")
+    return "\n".join(lines)
+
+
+def describe_gate(result: GateResult) -> str:
+    """The summary, the reasons, then one line per comparison with its outcome."""
+    lines = [result.summary]
+    lines += [f"  {reason}" for reason in result.reasons]
+    lines += [
+        f"  {c.outcome.upper():<12} step {c.step_index + 1} ({c.users} users) "
+        f"{c.endpoint} {c.metric}: {c.reason}"
+        for c in result.comparisons
+    ]
+    return "\n".join(lines)
