@@ -4,9 +4,6 @@ partial, incomparable, missing data; its JUnit XML and the CLI's exit codes."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
@@ -31,6 +28,7 @@ from labcap.planner.gate import (
 )
 from labcap.reports.junit import junit_xml, write_junit
 from labcap.store import FAILURE_COLUMNS, WINDOW_COLUMNS
+from tests.support.cli import labcap
 
 ENDPOINTS = ("hub.login", "mlflow.search")
 USERS = (5, 10)
@@ -445,16 +443,6 @@ def test_junit_of_incomparable_runs_has_the_reason(tmp_path):
 
 
 # ---------------------------------------------------------------- CLI
-
-
-def labcap(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ},
-    )
 
 
 def test_cli_exit_codes(pairs, tmp_path):

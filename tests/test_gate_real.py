@@ -17,13 +17,14 @@ slowdown is +40 %, far beyond both (the synthetic tests in test_gate.py cover p9
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from tests.support.cli import labcap
 
 SUPPORT = Path(__file__).parent / "support"
 LOCUSTFILE = SUPPORT / "locustfile_target.py"
@@ -34,16 +35,6 @@ RUN_ARGS = (
     "--users", "4,8", "--step-duration", "4s", "--settle", "1s", "--window", "0.5s",
     "--spawn-rate", "50",
 )  # fmt: skip
-
-
-def labcap(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,22 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.support.cli import labcap
 from tests.support.servers import loopback_server
 
 SUPPORT = Path(__file__).parent / "support"
 LOCUSTFILE = SUPPORT / "locustfile_target.py"
-
-
-def labcap(
-    *args: str, env: dict | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture(scope="module")
