@@ -33,7 +33,7 @@ from labcap.verify.gpu import judge_gpu
 from labcap.verify.junit import junit_xml
 from labcap.verify.mlflow_data import MlflowSnapshot, RunRecord, compare_mlflow
 from tests.support.cli import invoke
-from tests.test_gate import synthetic_run
+from tests.support.runs import synthetic_run
 
 # ------------------------------------------------------------------ file trees
 

@@ -30,7 +30,7 @@ import pytest
 from tests.support.cli import labcap
 from tests.support.queue_server import saturated_response_s, saturation_users
 
-SUPPORT = Path(__file__).parent / "support"
+SUPPORT = Path(__file__).parents[1] / "support"
 WORKERS, SERVICE_S, THINK_S = 4, 0.150, 1.350
 STEPS = (24, 32, 36, 40, 44, 48, 56)
 SLO_P95_MS = 2 * SERVICE_S * 1000

@@ -15,8 +15,8 @@ from labcap.planner.recommend import (
     parse_growth,
     plan_and_recommend,
 )
+from tests.planner.test_capacity_projection import latencies
 from tests.support.cli import invoke
-from tests.test_recommend_capacity import latencies
 
 FAST = latencies(5, 10, 20)
 SLOW = latencies(5, 900, 900)

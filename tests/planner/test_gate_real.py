@@ -26,7 +26,7 @@ import pytest
 
 from tests.support.cli import labcap
 
-SUPPORT = Path(__file__).parent / "support"
+SUPPORT = Path(__file__).parents[1] / "support"
 LOCUSTFILE = SUPPORT / "locustfile_target.py"
 BASE_MS = 100
 SLOW_MS = 140  # +40 % on the target's own time; about +35-40 % on the median seen by users

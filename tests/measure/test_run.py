@@ -13,7 +13,7 @@ import pytest
 from tests.support.cli import labcap
 from tests.support.servers import loopback_server
 
-SUPPORT = Path(__file__).parent / "support"
+SUPPORT = Path(__file__).parents[1] / "support"
 LOCUSTFILE = SUPPORT / "locustfile_target.py"
 
 
