@@ -8,7 +8,10 @@ planner's tests (and the golden CLI outputs) read them like any recorded run.
 from __future__ import annotations
 
 import json
+import math
+import random
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -38,15 +41,18 @@ def synthetic_run(
     stop_at_s: float | None = None,
     scenario: str = "synthetic",
     slos: tuple[str, ...] = ("p95_ms=500", "error_pct=1"),
+    stable: bool = False,
 ) -> Path:
     """A run directory whose requests are lognormal latencies from a seeded RNG.
 
     Each step × endpoint gets ``requests`` requests spread evenly over the step
     (settling included), ``error_pct`` of them failed; latencies are multiplied
     by ``scale`` (one factor, or one per endpoint). Windows starting at or after
-    ``stop_at_s`` are missing, as in an interrupted run.
+    ``stop_at_s`` are missing, as in an interrupted run. ``stable`` draws from
+    ``StableDraws`` (the same numbers on every numpy and Python version) instead
+    of numpy's generator: for golden files.
     """
-    rng = np.random.default_rng(seed)
+    rng = StableDraws(seed) if stable else np.random.default_rng(seed)
     plan = build_plan(users, step_s, settle_s=1, window_s=window_s, spawn_rate=10)
     rows = []
     for step in plan.steps:
@@ -79,6 +85,25 @@ def synthetic_run(
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     return run_dir
+
+
+class StableDraws:
+    """The two draws ``synthetic_run`` needs, from ``random.Random.random`` only.
+
+    Python guarantees that method's sequence for a given integer seed across
+    versions; numpy's generators and ``random.gauss`` make no such promise.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self._random = random.Random(seed)
+        self._normal = NormalDist()
+
+    def random(self, n: int) -> np.ndarray:
+        return np.array([self._random.random() for _ in range(n)])
+
+    def lognormal(self, mean: float, sigma: float, n: int) -> np.ndarray:
+        u = np.clip(self.random(n), 1e-9, 1 - 1e-9)
+        return np.array([math.exp(mean + sigma * self._normal.inv_cdf(float(x))) for x in u])
 
 
 def _window_row(w, users, endpoint, ms, failed) -> dict:
