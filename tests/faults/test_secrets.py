@@ -57,7 +57,7 @@ def test_no_secret_in_any_artefact_of_a_real_lab_run(reference_lab, tmp_path):
     run = labcap(
         "run", "--host", reference_lab.hub_url, "--mlflow-url", reference_lab.mlflow_url,
         "--scenario", "lab", "--users", "2,3", "--step-duration", "12s", "--settle", "3s",
-        "--out", out, "--json", env=env, timeout=300, text=False,
+        "--no-calibrate", "--out", out, "--json", env=env, timeout=300, text=False,
     )  # fmt: skip
     done.set()
     watcher.join(timeout=5)

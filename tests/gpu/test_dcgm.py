@@ -142,6 +142,7 @@ def test_labcap_run_records_gpu_samples_and_plan_and_report_use_them(tmp_path, e
             "nvml",  # no GPU here: recorded as unavailable, and the run goes on
             "--gpu-metrics-url",
             exporter,
+            "--no-calibrate",
             "--out",
             str(out),
             "--json",

@@ -39,6 +39,7 @@ def test_run_writes_a_complete_run_directory(tmp_path, target):
         "1s",
         "--window",
         "1s",
+        "--no-calibrate",
         "--out",
         str(out),
         "--json",
@@ -115,6 +116,7 @@ def test_capacity_knee_is_found(tmp_path):
             "p95_ms=300",
             "--slo",
             "error_pct=1",
+            "--no-calibrate",
             "--out",
             str(out),
             "--json",
@@ -159,6 +161,7 @@ def test_existing_run_is_not_overwritten_by_accident(tmp_path, target):
         "1s",
         "--window",
         "1s",
+        "--no-calibrate",
         "--out",
         str(out),
     ]
