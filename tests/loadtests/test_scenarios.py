@@ -24,7 +24,6 @@ from labcap.loadtests.scenarios.kernel_ws import (
     kernel_channels_url,
 )
 from labcap.redact import REDACTED, redact
-from tests.support.lab import stop_single_user_servers
 
 DRIVER = Path(__file__).with_name("_drive_scenario.py")
 HUB_NAMES = (
@@ -167,6 +166,8 @@ def lab(reference_lab: Any) -> Any:
     Servers an earlier test left running are stopped first, so that each journey's own
     cleanup is what the tests check.
     """
+    from tests.support.lab import stop_single_user_servers  # the lab's imports, only here
+
     stop_single_user_servers(reference_lab)
     return reference_lab
 
