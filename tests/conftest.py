@@ -87,9 +87,15 @@ def recorded_run():
 
 @pytest.fixture(scope="session")
 def reference_lab(tmp_path_factory):
-    """The embedded reference lab, started once per test session (real JupyterHub + MLflow)."""
-    from labcap.lab import ReferenceLab
+    """The embedded reference lab, started once per test session (real JupyterHub + MLflow).
 
+    Every test that only needs a running lab shares it; tests of the lab's own life
+    (start, stop, refusal, detach) start their own. Skipped where the lab stack is absent.
+    """
+    from labcap.lab import ReferenceLab
+    from tests.support.lab import require_lab_stack
+
+    require_lab_stack()
     lab = ReferenceLab(tmp_path_factory.mktemp("reference-lab"))
     endpoints = lab.start()
     yield endpoints

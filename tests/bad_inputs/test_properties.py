@@ -3,7 +3,7 @@
 Arbitrary text, arbitrary JSON in a manifest, arbitrary bytes in a journal:
 whatever a user or a damaged disk hands labcap ends as a valid value or one
 clear LabcapError line, never a traceback. (The policy loader has its own
-property tests in tests/test_policy_fuzz.py; here it is fed whole files.)
+property tests in tests/planner/test_policy_fuzz.py; here it is fed whole files.)
 """
 
 from __future__ import annotations

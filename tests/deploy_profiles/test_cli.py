@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
-import sys
 
 import yaml
 
-
-def _labcap(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", "profile", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-    )
+from tests.support.cli import labcap
 
 
 def test_profile_k3s_json_end_to_end(lab_run, tmp_path):
     out = tmp_path / "deploy"
-    proc = _labcap(
-        lab_run, "--platform", "k3s", "--out", out, "--expected-users", "80",
+    proc = labcap(
+        "profile", lab_run, "--platform", "k3s", "--out", out, "--expected-users", "80",
         "--gpus", "2", "--gpu-sharing", "time-slicing", "--gpu-users", "10", "--json",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -43,9 +33,10 @@ def test_profile_k3s_json_end_to_end(lab_run, tmp_path):
 
 
 def test_profile_compose_text_output(lab_run, tmp_path):
-    proc = _labcap(
-        lab_run, "--platform", "compose", "--out", tmp_path / "c", "--expected-users", "20"
-    )
+    proc = labcap(
+        "profile", lab_run, "--platform", "compose", "--out", tmp_path / "c",
+        "--expected-users", "20",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "hub.start_timeout_s" in proc.stdout and "compose profile: 8 files" in proc.stdout
     assert stat.S_IMODE((tmp_path / "c/.env").stat().st_mode) == 0o600
@@ -53,10 +44,10 @@ def test_profile_compose_text_output(lab_run, tmp_path):
 
 def test_inconsistent_gpu_sharing_exits_2_with_the_reason_and_writes_nothing(lab_run, tmp_path):
     out = tmp_path / "deploy"
-    proc = _labcap(
-        lab_run, "--platform", "k3s", "--out", out, "--expected-users", "40", "--gpus", "1",
-        "--gpu-sharing", "mig", "--gpu-model", "A100-40GB", "--mig-profile", "7g.40gb",
-        "--mig-profile", "1g.5gb=1",
+    proc = labcap(
+        "profile", lab_run, "--platform", "k3s", "--out", out, "--expected-users", "40",
+        "--gpus", "1", "--gpu-sharing", "mig", "--gpu-model", "A100-40GB",
+        "--mig-profile", "7g.40gb", "--mig-profile", "1g.5gb=1",
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.startswith("labcap: error: too many MIG slices: 1 × 7g.40gb + 1 × 1g.5gb")
@@ -65,6 +56,6 @@ def test_inconsistent_gpu_sharing_exits_2_with_the_reason_and_writes_nothing(lab
 
 def test_a_run_without_capacity_needs_expected_users(tmp_path, recorded_run):
     run = recorded_run(tmp_path / "r", {5: {"api.a": [900.0] * 20}}, slos=["p95_ms=500"])
-    proc = _labcap(run, "--platform", "compose", "--out", tmp_path / "o")
+    proc = labcap("profile", run, "--platform", "compose", "--out", tmp_path / "o")
     assert proc.returncode == 2 and "pass --expected-users N" in proc.stderr
     assert not (tmp_path / "o").exists()

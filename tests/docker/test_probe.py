@@ -17,16 +17,7 @@ from labcap.collectors.docker import DockerCollector, DockerSettings
 from labcap.measure.probes.docker import StartupProbeSettings, run_startup_probe
 from labcap.planner.capacity import plan_run
 from tests.docker.engine import TEST_IMAGE, PrivateEngine, build_test_image, remove_all
-
-
-def labcap(*args: str, host: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "DOCKER_HOST": host},
-    )
+from tests.support.cli import labcap
 
 
 def test_probe_cli_end_to_end_then_plan_and_report(engine, tmp_path):
@@ -34,7 +25,7 @@ def test_probe_cli_end_to_end_then_plan_and_report(engine, tmp_path):
     r = labcap(
         "probe", "startup", "--image", TEST_IMAGE, "--port", "auto", "--env", "START_DELAY=0.2",
         "--concurrency", "1,3", "--repeat", "1", "--interval", "0.5s", "--out", str(out),
-        host=engine.host,
+        env={"DOCKER_HOST": engine.host},
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
@@ -57,7 +48,7 @@ def test_probe_cli_end_to_end_then_plan_and_report(engine, tmp_path):
     assert (recs["started_s"] <= recs["running_s"]).all()
     assert (recs["running_s"] <= recs["ready_s"]).all()
 
-    plan = labcap("plan", str(out), "--json", host=engine.host)
+    plan = labcap("plan", str(out), "--json", env={"DOCKER_HOST": engine.host})
     assert plan.returncode == 0, plan.stderr
     data = json.loads(plan.stdout)
     assert [s["verdict"] for s in data["steps"]] == ["pass", "pass"]
@@ -66,7 +57,7 @@ def test_probe_cli_end_to_end_then_plan_and_report(engine, tmp_path):
     assert [e["requests"] for e in ready] == [1, 3]
     assert all(200 <= e["p50_ms"] < 30000 for e in ready)
 
-    rep = labcap("report", str(out), host=engine.host)
+    rep = labcap("report", str(out), env={"DOCKER_HOST": engine.host})
     assert rep.returncode == 0, rep.stderr
     html = Path(rep.stdout.strip()).read_text()
     assert "startup.ready" in html and "Container startup" in html
@@ -76,7 +67,7 @@ def test_an_image_that_does_not_exist_fails_the_probe_clearly(engine, tmp_path):
     out = tmp_path / "missing"
     r = labcap(
         "probe", "startup", "--image", "labcap-test/no-such-image:1", "--concurrency", "2",
-        "--out", str(out), "--json", host=engine.host,
+        "--out", str(out), "--json", env={"DOCKER_HOST": engine.host},
     )  # fmt: skip
     assert r.returncode == 1, r.stderr
     result = json.loads(r.stdout)

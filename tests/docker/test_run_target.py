@@ -37,7 +37,8 @@ def test_run_target_docker_records_the_projects_startups_per_step(engine, tmp_pa
         sys.executable, "-m", "labcap.cli", "run", "--target", "docker",
         "--compose-project", "lab", "--host", target,
         "--scenario", str(SUPPORT / "locustfile_target.py"), "--users", "1,2",
-        "--step-duration", "3s", "--settle", "1s", "--window", "1s", "--out", str(out),
+        "--step-duration", "3s", "--settle", "1s", "--window", "1s", "--no-calibrate",
+        "--out", str(out),
     ]  # fmt: skip
     proc = subprocess.Popen(
         cmd,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from labcap.cli import cli
 from labcap.collectors.docker import (
     DockerSettings,
     _from_stats,
@@ -18,6 +16,7 @@ from labcap.collectors.docker import (
 from labcap.errors import LabcapError
 from labcap.measure.probes.docker import StartupProbeSettings, validate
 from labcap.model import build_plan
+from tests.support.cli import invoke
 
 CID = "ab" * 32
 
@@ -141,7 +140,7 @@ def test_impossible_probe_settings_are_refused_before_anything_starts(kw, words)
 
 
 def test_probe_cli_bad_input_exits_2_with_one_line():
-    r = CliRunner().invoke(cli, ["probe", "startup", "--image", "x", "--concurrency", "0"])
+    r = invoke("probe", "startup", "--image", "x", "--concurrency", "0")
     assert r.exit_code == 2 and "positive whole number" in r.output
-    r = CliRunner().invoke(cli, ["run", "--host", "http://x", "--compose-project", "p"])
+    r = invoke("run", "--host", "http://x", "--compose-project", "p")
     assert r.exit_code == 2 and "--compose-project needs --target docker" in r.output

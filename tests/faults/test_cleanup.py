@@ -27,16 +27,7 @@ from labcap.measure.run import resolve_scenario
 from labcap.model import build_plan, plan_to_dict
 from labcap.store import run_lock
 from tests.faults.test_faults import LOCUSTFILE, fault_target, wait_for_window
-
-
-def _cleanup(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", "cleanup", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
+from tests.support.cli import labcap
 
 
 @pytest.fixture
@@ -92,12 +83,13 @@ def test_cleanup_removes_a_crashed_runs_engine_container_and_lock(tmp_path, priv
         try:
             wait_for_window(out, 0)
             env = {"DOCKER_HOST": eng.host}
-            dry = _cleanup("--run", run_id, "--runs-dir", runs, "--dry-run", "--json", env=env)
+            cleanup = ("cleanup", "--run", run_id, "--runs-dir", runs)
+            dry = labcap(*cleanup, "--dry-run", "--json", env=env)
             assert dry.returncode == 0, dry.stderr
             would = {(f["kind"], f["action"]) for f in json.loads(dry.stdout)}
             assert {("process", "would remove"), ("container", "would remove")} <= would
             assert ("lock", "would remove") in would and engine.poll() is None  # untouched
-            r = _cleanup("--run", run_id, "--runs-dir", runs, "--json", env=env)
+            r = labcap("cleanup", "--run", run_id, "--runs-dir", runs, "--json", env=env)
             assert r.returncode == 0, r.stderr
             done = {(f["kind"], f["action"]) for f in json.loads(r.stdout)}
             assert {("process", "removed"), ("container", "removed"), ("lock", "removed")} <= done
@@ -105,7 +97,7 @@ def test_cleanup_removes_a_crashed_runs_engine_container_and_lock(tmp_path, priv
             names = [c["Names"][0] for c in client.api.containers(all=True)]
             assert names == ["/not-ours"]  # unlabelled containers are not labcap's
             assert not (out / ".lock").exists()
-            again = _cleanup("--run", run_id, "--runs-dir", runs, env=env)
+            again = labcap("cleanup", "--run", run_id, "--runs-dir", runs, env=env)
             assert again.returncode == 0 and "nothing to clean up" in again.stderr
         finally:
             if engine.poll() is None:
@@ -118,7 +110,8 @@ def test_cleanup_keeps_a_live_runs_lock(tmp_path):
     runs = tmp_path / "runs"
     with run_lock(runs / "live"):
         assert lock_is_held(runs / "live")
-        r = _cleanup(
+        r = labcap(
+            "cleanup",
             "--run",
             "live",
             "--runs-dir",

@@ -27,20 +27,11 @@ import pytest
 from labcap.model import plan_from_dict
 from labcap.store import JOURNAL, RunDir, read_journal
 from tests.faults.conftest import MATRIX
+from tests.support.cli import labcap
 
 HERE = Path(__file__).parent
 LOCUSTFILE = str(HERE / "locustfile_fault.py")
 RUN_TIMEOUT_S = 120
-
-
-def labcap(*args, env=None, timeout=RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def start_run(out: Path, host: str, *, users="2,2,2", step="4s", extra=(), env=None):

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from urllib.parse import quote
@@ -23,6 +20,7 @@ from urllib.parse import quote
 import pytest
 
 from labcap.store import JOURNAL
+from tests.support.cli import labcap
 
 pytestmark = pytest.mark.lab
 
@@ -38,15 +36,6 @@ def _scan(name: str, data: bytes, secrets: dict[str, str]) -> list[str]:
     found = [f"{name}: {label}" for label, s in secrets.items() for f in _forms(s) if f in data]
     found += [f"{name}: a hub token ({m.group(0)[:12]!r}...)" for m in TOKEN_NEAR.finditer(data)]
     return found
-
-
-def _labcap(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", *map(str, args)],
-        capture_output=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_no_secret_in_any_artefact_of_a_real_lab_run(reference_lab, tmp_path):
@@ -65,10 +54,10 @@ def test_no_secret_in_any_artefact_of_a_real_lab_run(reference_lab, tmp_path):
     watcher = threading.Thread(target=watch_journal, daemon=True)
     watcher.start()
     env = {"LABCAP_HUB_PASSWORD": reference_lab.hub_password}
-    run = _labcap(
+    run = labcap(
         "run", "--host", reference_lab.hub_url, "--mlflow-url", reference_lab.mlflow_url,
         "--scenario", "lab", "--users", "2,3", "--step-duration", "12s", "--settle", "3s",
-        "--out", out, "--json", env=env,
+        "--no-calibrate", "--out", out, "--json", env=env, timeout=300, text=False,
     )  # fmt: skip
     done.set()
     watcher.join(timeout=5)
@@ -91,7 +80,7 @@ def test_no_secret_in_any_artefact_of_a_real_lab_run(reference_lab, tmp_path):
         ("profile", out, "--platform", "k3s", "--out", tmp_path / "k3s", "--expected-users", "10"),
         ("gate", out, out, "--json"),
     ):
-        r = _labcap(*cmd)
+        r = labcap(*cmd, timeout=300, text=False)
         assert r.returncode in (0, 3), r.stderr.decode()
         outputs[f"{cmd[0]} stdout"], outputs[f"{cmd[0]} stderr"] = r.stdout, r.stderr
     assert (out / "report.html").exists()

@@ -8,13 +8,12 @@ the real-process faults that produce these conditions are in test_faults.py.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from labcap.store import MANIFEST, RunDir
 from labcap.validity import Bounds, assess, clock_stamp, worst
+from tests.support.cli import labcap
 
 OK = {"api.get": [10.0] * 30}
 
@@ -24,15 +23,6 @@ def _edit(run, **fields):
     m.update(fields)
     (run / MANIFEST).write_text(json.dumps(m))
     return run
-
-
-def labcap(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_worst_status_only_gets_worse():

@@ -15,8 +15,8 @@ import pytest
 
 from labcap.collectors.dcgm import DcgmCollector, DcgmSettings, check_metrics_url
 from labcap.errors import LabcapError
+from tests.support.cli import labcap
 from tests.support.servers import loopback_server
-from tests.test_run_integration import labcap
 
 FIXTURE = Path(__file__).parent / "fixtures" / "dcgm_exporter_mig.txt"
 LOCUSTFILE = Path(__file__).parents[1] / "support" / "locustfile_target.py"
@@ -142,6 +142,7 @@ def test_labcap_run_records_gpu_samples_and_plan_and_report_use_them(tmp_path, e
             "nvml",  # no GPU here: recorded as unavailable, and the run goes on
             "--gpu-metrics-url",
             exporter,
+            "--no-calibrate",
             "--out",
             str(out),
             "--json",

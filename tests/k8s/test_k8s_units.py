@@ -7,8 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from labcap.collectors.kubernetes import (
     pod_requests,
 )
 from labcap.errors import LabcapError
+from tests.support.cli import labcap
 from tests.support.servers import loopback_server
 
 TOKEN = "s3cr3t-t0ken-abcdefghijklmnopqrstuvwxyz-0123456789"
@@ -159,19 +158,6 @@ def test_connect_refused_context_missing_and_garbage_are_one_line(tmp_path):
         connect(str(tmp_path / "junk"))
 
 
-def _labcap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
-
-
 @pytest.mark.parametrize("problem", ["refused", "missing-file", "wrong-context"])
 def test_run_target_k8s_bad_kubeconfig_is_one_line_exit_2_before_the_load(tmp_path, problem):
     kc = write_kubeconfig(tmp_path / "kc", f"https://127.0.0.1:{_refused_port()}")
@@ -182,7 +168,7 @@ def test_run_target_k8s_bad_kubeconfig_is_one_line_exit_2_before_the_load(tmp_pa
         args += ["--context", "nope"]
     out = tmp_path / "run"
     with loopback_server("target_server.py") as url:
-        r = _labcap(
+        r = labcap(
             "run", "--target", "k8s", *args, "--namespace", "jhub", "--host", url,
             "--scenario", "mlflow", "--users", "1", "--step-duration", "2s",
             "--out", str(out),
@@ -197,7 +183,7 @@ def test_run_target_k8s_bad_kubeconfig_is_one_line_exit_2_before_the_load(tmp_pa
 def test_probe_target_k8s_unreachable_is_one_line_exit_2(tmp_path):
     kc = write_kubeconfig(tmp_path / "kc", f"https://127.0.0.1:{_refused_port()}")
     out = tmp_path / "probe"
-    r = _labcap(
+    r = labcap(
         "probe", "startup", "--target", "k8s", "--image", "busybox", "--out", str(out),
         env={"KUBECONFIG": str(kc)},
     )  # fmt: skip
@@ -211,7 +197,7 @@ def test_probe_target_k8s_unreachable_is_one_line_exit_2(tmp_path):
 
 def test_k8s_options_need_target_k8s(tmp_path):
     with loopback_server("target_server.py") as url:
-        r = _labcap("run", "--host", url, "--namespace", "x", "--out", str(tmp_path / "r"))
+        r = labcap("run", "--host", url, "--namespace", "x", "--out", str(tmp_path / "r"))
     assert r.returncode == 2 and "need --target k8s" in r.stderr
 
 

@@ -5,8 +5,6 @@ kinds Kubernetes 1.20 does not serve are reported as such, and nothing is persis
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -15,15 +13,7 @@ from labcap.deploy_profiles.dryrun import TEMP_NS_PREFIX, validate_on_server
 from labcap.deploy_profiles.validate import ProfileValidationError
 from tests.deploy_profiles.conftest import LAB_SLOS, LAB_STEPS
 from tests.k8s.cluster import wait_for
-
-
-def _labcap(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", "profile", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from tests.support.cli import labcap
 
 
 def _no_leftovers(core):
@@ -44,10 +34,10 @@ def _no_leftovers(core):
 def test_rendered_k3s_profile_passes_on_the_server(k8s_cluster, tmp_path, recorded_run):
     run = recorded_run(tmp_path / "lab-run", LAB_STEPS, slos=LAB_SLOS)
     out = tmp_path / "deploy"
-    proc = _labcap(
-        run, "--platform", "k3s", "--out", out, "--expected-users", "80", "--gpus", "2",
-        "--gpu-sharing", "time-slicing", "--gpu-users", "10",
-        "--validate-server", "--kubeconfig", k8s_cluster.kubeconfig,
+    proc = labcap(
+        "profile", run, "--platform", "k3s", "--out", out, "--expected-users", "80",
+        "--gpus", "2", "--gpu-sharing", "time-slicing", "--gpu-users", "10",
+        "--validate-server", "--kubeconfig", k8s_cluster.kubeconfig, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("server-side dry-run"))
@@ -150,9 +140,9 @@ def test_unreachable_server_is_one_clear_line_and_nothing_written(
     bad.write_text(text)
     bad.chmod(0o600)
     out = tmp_path / "deploy"
-    proc = _labcap(
-        run, "--platform", "k3s", "--out", out, "--expected-users", "20",
-        "--validate-server", "--kubeconfig", bad,
+    proc = labcap(
+        "profile", run, "--platform", "k3s", "--out", out, "--expected-users", "20",
+        "--validate-server", "--kubeconfig", bad, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
@@ -162,7 +152,9 @@ def test_unreachable_server_is_one_clear_line_and_nothing_written(
 
 def test_validate_server_needs_k3s(tmp_path, recorded_run):
     run = recorded_run(tmp_path / "lab-run", LAB_STEPS, slos=LAB_SLOS)
-    proc = _labcap(run, "--platform", "compose", "--out", tmp_path / "c", "--validate-server")
+    proc = labcap(
+        "profile", run, "--platform", "compose", "--out", tmp_path / "c", "--validate-server"
+    )
     assert proc.returncode == 2
     assert proc.stderr == (
         "labcap: error: --validate-server needs --platform k3s (Compose has no API server)\n"

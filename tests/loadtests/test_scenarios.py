@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -160,24 +159,17 @@ json.dump(out, sys.stdout)
 # -- against the real reference lab ----------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A real JupyterHub + MLflow on loopback for this module (labcap.lab.ReferenceLab)."""
-    try:
-        from labcap.lab import ReferenceLab
-    except ImportError as e:
-        pytest.skip(f"labcap.lab not available: {e}")
-    from labcap.errors import LabcapError
+@pytest.fixture
+def lab(reference_lab: Any) -> Any:
+    """The session's reference lab (tests/conftest.py): the journeys only need it running.
 
-    reference = ReferenceLab(tmp_path_factory.mktemp("scenario-lab"))
-    try:
-        endpoints = reference.start()
-    except LabcapError as e:  # e.g. the lab extra or configurable-http-proxy is missing
-        pytest.skip(str(e))
-    try:
-        yield endpoints
-    finally:
-        reference.stop()
+    Servers an earlier test left running are stopped first, so that each journey's own
+    cleanup is what the tests check.
+    """
+    from tests.support.lab import stop_single_user_servers  # the lab's imports, only here
+
+    stop_single_user_servers(reference_lab)
+    return reference_lab
 
 
 def drive(

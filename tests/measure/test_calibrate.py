@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from labcap.planner.capacity import plan_run
+from tests.support.cli import labcap
 from tests.support.servers import loopback_server
 
 LOCUSTFILE = Path(__file__).parent.parent / "support" / "locustfile_target.py"
 FLOOR_KEYS = ("floor_p50_ms", "floor_p95_ms", "floor_p99_ms")
-
-
-def labcap(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=dict(os.environ),
-    )
 
 
 def test_calibrate_json_measures_floor_and_ceiling():

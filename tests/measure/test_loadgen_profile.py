@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
+from tests.support.cli import labcap
+
 STEPS = {5: {"mlflow.log_batch": [20.0] * 400}, 10: {"mlflow.log_batch": [30.0] * 800}}
-
-
-def labcap(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ),
-    )
 
 
 def _run(tmp_path: Path, recorded_run, scenario: str = "mlflow") -> Path:

@@ -15,7 +15,7 @@ from tests.support.queue_server import saturation_users
 from tests.support.servers import loopback_server
 
 SUPPORT = Path(__file__).parent.parent / "support"
-WORKERS, SERVICE_S, THINK_S = 4, 0.150, 1.350  # N* = 40 users (tests/test_queueing.py)
+WORKERS, SERVICE_S, THINK_S = 4, 0.150, 1.350  # N* = 40 (tests/planner/test_capacity_queueing)
 
 
 def _search(capacity: int, settings: SearchSettings) -> list[int]:
@@ -180,7 +180,7 @@ def test_search_on_a_target_of_known_capacity(tmp_path, queue_target):
     flagged = sorted(int(i) for i in judged[judged["lockstep"]]["window_index"])
     assert manifest["lockstep"]["flagged_window_indexes"] == flagged[:50], manifest["lockstep"]
     assert f"run {manifest['status']}" in r.stderr.splitlines()[-1], r.stderr
-    # queueing theory: N* = 40; the SLO breaks between N* and N* + k (tests/test_queueing.py)
+    # queueing theory: N* = 40; the SLO breaks between N* and N* + k (planner/)
     n_star = saturation_users(WORKERS, SERVICE_S, THINK_S)
     assert 0.85 * n_star <= search["max_users_at_slo"] <= 1.15 * n_star, search
     r = subprocess.run(

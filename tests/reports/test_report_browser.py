@@ -57,6 +57,7 @@ def two_runs(tmp_path_factory):
                     "1s",
                     "--window",
                     "1s",
+                    "--no-calibrate",
                     "--out",
                     str(out),
                 ],

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from labcap.lab import LabEndpoints, ReferenceLab
-from tests.lab.conftest import require_lab_stack
+from tests.support.lab import require_lab_stack
 from tests.verify.seed import Damage, LabContent, seed_files, seed_mlflow
 
 BLOCKED_USER = "labcap-verify-blocked"

@@ -8,9 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from labcap.cli import cli
 from labcap.errors import LabcapError
 from labcap.verify import (
     FAIL,
@@ -34,7 +32,8 @@ from labcap.verify.files import compare_trees
 from labcap.verify.gpu import judge_gpu
 from labcap.verify.junit_report import junit_xml
 from labcap.verify.mlflow_data import MlflowSnapshot, RunRecord, compare_mlflow
-from tests.test_gate import synthetic_run
+from tests.support.cli import invoke
+from tests.support.runs import synthetic_run
 
 # ------------------------------------------------------------------ file trees
 
@@ -386,7 +385,7 @@ def test_checks_and_users_parsing():
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(args, fragment):
-    result = CliRunner().invoke(cli, ["verify", *args])
+    result = invoke("verify", *args)
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in result.output

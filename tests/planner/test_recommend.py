@@ -7,9 +7,7 @@ import json
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from labcap.cli import cli
 from labcap.errors import LabcapError
 from labcap.planner.recommend import (
     Recommendation,
@@ -17,7 +15,8 @@ from labcap.planner.recommend import (
     parse_growth,
     plan_and_recommend,
 )
-from tests.test_recommend_capacity import latencies
+from tests.planner.test_capacity_projection import latencies
+from tests.support.cli import invoke
 
 FAST = latencies(5, 10, 20)
 SLOW = latencies(5, 900, 900)
@@ -230,9 +229,7 @@ def test_recommendation_is_a_frozen_record_with_valid_json(run_40):
 
 
 def test_plan_json_has_capacity_recommendation_and_projection(run_40):
-    r = CliRunner().invoke(
-        cli, ["plan", str(run_40), "--json", "--expected-users", "45", "--growth-per-month", "5%"]
-    )
+    r = invoke("plan", str(run_40), "--json", "--expected-users", "45", "--growth-per-month", "5%")
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["capacity"]["max_users_at_slo"] == 40 and d["capacity"]["per_slo"]
@@ -244,7 +241,7 @@ def test_plan_json_has_capacity_recommendation_and_projection(run_40):
 
 
 def test_plan_human_output_prints_action_and_reasons(run_40):
-    r = CliRunner().invoke(cli, ["plan", str(run_40), "--expected-users", "30"])
+    r = invoke("plan", str(run_40), "--expected-users", "30")
     assert r.exit_code == 0, r.output
     assert "recommendation: stay-on-compose (high confidence)" in r.output
     assert "[capacity-meets-expected]" in r.output and "[research-lab]" in r.output
@@ -262,7 +259,7 @@ def test_plan_human_output_prints_action_and_reasons(run_40):
     ],
 )
 def test_plan_bad_options_exit_2_with_one_line(run_40, args, fragment):
-    r = CliRunner().invoke(cli, ["plan", str(run_40), *args])
+    r = invoke("plan", str(run_40), *args)
     assert r.exit_code == 2
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("labcap: error:") and fragment in lines[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,22 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.support.cli import labcap
 from tests.support.servers import loopback_server
 
-SUPPORT = Path(__file__).parent / "support"
+SUPPORT = Path(__file__).parents[1] / "support"
 LOCUSTFILE = SUPPORT / "locustfile_target.py"
-
-
-def labcap(
-    *args: str, env: dict | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +39,7 @@ def test_run_writes_a_complete_run_directory(tmp_path, target):
         "1s",
         "--window",
         "1s",
+        "--no-calibrate",
         "--out",
         str(out),
         "--json",
@@ -127,6 +116,7 @@ def test_capacity_knee_is_found(tmp_path):
             "p95_ms=300",
             "--slo",
             "error_pct=1",
+            "--no-calibrate",
             "--out",
             str(out),
             "--json",
@@ -171,6 +161,7 @@ def test_existing_run_is_not_overwritten_by_accident(tmp_path, target):
         "1s",
         "--window",
         "1s",
+        "--no-calibrate",
         "--out",
         str(out),
     ]

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import psutil
 import pytest
 
+from tests.support.cli import labcap
+
 pytestmark = pytest.mark.lab
-
-
-def labcap(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", *args], capture_output=True, text=True, timeout=180
-    )
 
 
 def test_lab_up_status_down(tmp_path):

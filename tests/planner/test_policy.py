@@ -6,9 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from labcap.cli import cli
 from labcap.errors import LabcapError
 from labcap.planner.policy import (
     ACTIONS,
@@ -20,6 +18,7 @@ from labcap.planner.policy import (
     parse_condition,
     policy_from_data,
 )
+from tests.support.cli import invoke
 
 # A measured run with nothing remarkable: complete, limit found at 40 users in (40, 50).
 BASE = {
@@ -432,7 +431,7 @@ def test_missing_policy_file(tmp_path):
 def test_cli_refuses_a_bad_policy_with_exit_2_and_one_line(tmp_path, recorded_run):
     run = recorded_run(tmp_path / "r", {1: {"api.a": [10.0] * 20}}, slos=["p95_ms=500"])
     p = _write(tmp_path, "schema_version: 1\nrules:\n  - id: enterprise\n    wen: 1\n")
-    r = CliRunner().invoke(cli, ["plan", str(run), "--policy", str(p)])
+    r = invoke("plan", str(run), "--policy", str(p))
     assert r.exit_code == 2
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and "rule 'enterprise'" in lines[0] and "'wen'" in lines[0]

@@ -21,29 +21,19 @@ that scheduling stalls on a busy 2-core machine (tens of ms) stay small beside i
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import labcap
 from tests.support.queue_server import saturated_response_s, saturation_users
 
-SUPPORT = Path(__file__).parent / "support"
+SUPPORT = Path(__file__).parents[1] / "support"
 WORKERS, SERVICE_S, THINK_S = 4, 0.150, 1.350
 STEPS = (24, 32, 36, 40, 44, 48, 56)
 SLO_P95_MS = 2 * SERVICE_S * 1000
-
-
-def labcap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +75,7 @@ def queue_run(queue_target, tmp_path_factory):
         f"p95_ms={SLO_P95_MS:g}",
         "--slo",
         "error_pct=1",
+        "--no-calibrate",
         "--out",
         str(out),
         env={

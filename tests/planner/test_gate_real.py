@@ -17,7 +17,6 @@ slowdown is +40 %, far beyond both (the synthetic tests in test_gate.py cover p9
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -25,25 +24,17 @@ from pathlib import Path
 
 import pytest
 
-SUPPORT = Path(__file__).parent / "support"
+from tests.support.cli import labcap
+
+SUPPORT = Path(__file__).parents[1] / "support"
 LOCUSTFILE = SUPPORT / "locustfile_target.py"
 BASE_MS = 100
 SLOW_MS = 140  # +40 % on the target's own time; about +35-40 % on the median seen by users
 GATE_ARGS = ("--max-regression", "p50=15%", "--max-regression", "p95=off")
 RUN_ARGS = (
     "--users", "4,8", "--step-duration", "4s", "--settle", "1s", "--window", "0.5s",
-    "--spawn-rate", "50",
+    "--spawn-rate", "50", "--no-calibrate",
 )  # fmt: skip
-
-
-def labcap(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "labcap.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture(scope="module")

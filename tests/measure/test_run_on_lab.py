@@ -53,6 +53,7 @@ def test_step_load_on_the_reference_lab(reference_lab, tmp_path):
             "25s",
             "--settle",
             "5s",
+            "--no-calibrate",
             "--out",
             str(out),
             "--json",
