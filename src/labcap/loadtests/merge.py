@@ -23,6 +23,7 @@ from hdrh.histogram import HdrHistogram
 
 from labcap.histograms import histogram_summary, new_histogram
 from labcap.loadtests.lockstep import SendClock, sends_record
+from labcap.loadtests.recorder import step_summary
 from labcap.model import LoadPlan
 
 GRACE_S = 15.0  # a worker's window not in by its end + this: journalled without it
@@ -195,16 +196,9 @@ class WindowMerger:
         )
         if last_of_step:
             if self.on_step_done:
-                summary = histogram_summary(self._step_hist)
                 self.on_step_done(
                     w.step_index,
-                    {
-                        "requests": self._step_counts[0],
-                        "failures": self._step_counts[1],
-                        "p95_ms": None if summary["p95_us"] is None else summary["p95_us"] / 1000,
-                        "users": users,
-                        "series": self._step_series,
-                    },
+                    step_summary(self._step_hist, self._step_counts, users, self._step_series),
                 )
             self._step_hist = new_histogram()
             self._step_counts = [0, 0]

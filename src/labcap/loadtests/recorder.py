@@ -307,16 +307,9 @@ class WindowRecorder:
         )
         if last_of_step or cut_at is not None:
             if self.on_step_done:
-                summary = histogram_summary(self._step_hist)
                 self.on_step_done(
                     w.step_index,
-                    {
-                        "requests": self._step_counts[0],
-                        "failures": self._step_counts[1],
-                        "p95_ms": None if summary["p95_us"] is None else summary["p95_us"] / 1000,
-                        "users": users,
-                        "series": self._step_series,
-                    },
+                    step_summary(self._step_hist, self._step_counts, users, self._step_series),
                 )
             self._step_hist = new_histogram()
             self._step_counts = [0, 0]
@@ -324,6 +317,22 @@ class WindowRecorder:
 
     def _write(self, record: dict[str, Any]) -> None:
         self.journal.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+def step_summary(
+    hist: Any, counts: list[int], users: int, series: dict[Any, Any]
+) -> dict[str, Any]:
+    """What ``on_step_done`` gets when a step's last window closes (the recorder's and the
+    master's alike): its requests, failures and p95 over the steady windows, its users, and
+    its per-endpoint series (the adaptive search judges a probe by them)."""
+    summary = histogram_summary(hist)
+    return {
+        "requests": counts[0],
+        "failures": counts[1],
+        "p95_ms": None if summary["p95_us"] is None else summary["p95_us"] / 1000,
+        "users": users,
+        "series": series,
+    }
 
 
 def process_cpu_s() -> float:
