@@ -1215,6 +1215,29 @@ def _probe_startup_k8s(kw: dict[str, Any], k8s: dict[str, Any]) -> None:
     help="For --validate-server [default: $KUBECONFIG, ~/.kube/config, /etc/rancher/k3s/k3s.yaml].",
 )
 @click.option("--context", default=None, help="kubeconfig context for --validate-server.")
+@click.option(
+    "--admin-user",
+    "admin_users",
+    multiple=True,
+    metavar="NAME",
+    help="Hub admin, repeatable; signs up first and approves sign-ups [default: the .env's, "
+    "else admin].",
+)
+@click.option(
+    "--idle-timeout",
+    type=int,
+    default=3600,
+    show_default=True,
+    metavar="S",
+    help="Stop user servers idle this long (jupyterhub-idle-culler).",
+)
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    metavar="KEY=REF",
+    help="Pin another image, repeatable (e.g. notebook=quay.io/jupyter/scipy-notebook:2024-12-02).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print sizing.json's content on stdout.")
 def profile(run_dir: Path, out: Path, as_json: bool, **kw: Any) -> None:
     """Render the deployment a run calls for: Compose or K3s, sized from its capacity.
@@ -1251,6 +1274,9 @@ def profile(run_dir: Path, out: Path, as_json: bool, **kw: Any) -> None:
         domain=kw["domain"],
         cpu_per_user=kw["cpu_per_user"],
         mem_per_user_gib=kw["mem_per_user"],
+        admin_users=tuple(kw["admin_users"]),
+        idle_timeout_s=kw["idle_timeout"],
+        images=tuple((i.partition("=")[0], i.partition("=")[2]) for i in kw["images"]),
     )
     check = server_checker(kw["kubeconfig"], kw["context"]) if kw["validate_server"] else None
     result = build_profile(run_dir, settings, out, server_check=check)

@@ -164,7 +164,11 @@ def test_compose_profile_passes_its_validator_and_reserves_gpus(lab_run, tmp_pat
         svc = doc["services"][name]
         assert svc["restart"] == "unless-stopped" and "healthcheck" in svc
         assert {"cpus", "memory"} <= set(svc["deploy"]["resources"]["limits"])
-    assert set(doc["volumes"]) == {"pgdata", "hubdata", "mlartifacts"}
+    # fixed names, as the runbook's backup commands use them (the hub keeps no state on disk)
+    assert {k: x["name"] for k, x in doc["volumes"].items()} == {
+        "pgdata": "ailab_pgdata",
+        "mlartifacts": "ailab_mlartifacts",
+    }
     # the spawner's pool: 2 GPUs × 4 shares, alternating
     assert (
         'GPU_DEVICE_POOL = ["0", "1", "0", "1", "0", "1", "0", "1"]'
@@ -332,9 +336,8 @@ def test_re_rendering_keeps_the_secrets_and_removes_stale_files(lab_run, tmp_pat
     build_profile(lab_run, CASES["k3s-mig-mixed"], out)
     first = _secrets_of(out)
     assert (out / "manifests/21-mig-parted-config.yaml").exists()
-    edited = (
-        (out / "secrets.yaml").read_text().replace('HUB_ADMIN_USER: ""', 'HUB_ADMIN_USER: "ada"')
-    )
+    text = (out / "secrets.yaml").read_text()
+    edited = text.replace('HUB_ADMIN_USER: "admin"', 'HUB_ADMIN_USER: "ada"')
     (out / "secrets.yaml").write_text(edited)
     build_profile(lab_run, CASES["k3s-time-slicing"], out)
     assert _secrets_of(out) == first  # the database keeps its password
