@@ -62,6 +62,8 @@ c.DockerSpawner.image = os.environ["NOTEBOOK_IMAGE"]
 c.DockerSpawner.pull_policy = "ifnotpresent"  # pre-pull it (RUNBOOK.md): pulls count in start_timeout
 c.DockerSpawner.network_name = os.environ.get("DOCKER_NETWORK_NAME", "ailab")
 c.DockerSpawner.remove = True
+# DockerSpawner labels nothing: this label finds the user servers (backups, GPU shares)
+c.DockerSpawner.extra_create_kwargs = {"labels": {"ailab.role": "user-server"}}
 c.DockerSpawner.notebook_dir = "/home/jovyan/work"
 c.DockerSpawner.volumes = {"jupyterhub-user-{username}": "/home/jovyan/work"}
 # MLflow for user code: the lab network's address (not published, no proxy route)

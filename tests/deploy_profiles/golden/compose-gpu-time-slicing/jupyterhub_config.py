@@ -62,6 +62,8 @@ c.DockerSpawner.image = os.environ["NOTEBOOK_IMAGE"]
 c.DockerSpawner.pull_policy = "ifnotpresent"  # pre-pull it (RUNBOOK.md): pulls count in start_timeout
 c.DockerSpawner.network_name = os.environ.get("DOCKER_NETWORK_NAME", "ailab")
 c.DockerSpawner.remove = True
+# DockerSpawner labels nothing: this label finds the user servers (backups, GPU shares)
+c.DockerSpawner.extra_create_kwargs = {"labels": {"ailab.role": "user-server"}}
 c.DockerSpawner.notebook_dir = "/home/jovyan/work"
 c.DockerSpawner.volumes = {"jupyterhub-user-{username}": "/home/jovyan/work"}
 # MLflow for user code: the lab network's address (not published, no proxy route)
@@ -108,12 +110,12 @@ GPU_DEVICE_POOL = ["0", "1", "0", "1", "0", "1", "0", "1"]
 
 
 async def _devices_in_use(spawner):
-    """GPU device ids of the other running user containers (DockerSpawner's label)."""
+    """GPU device ids of the other running user containers (label ailab.role)."""
     from collections import Counter
 
     used = Counter()
     found = await spawner.docker(
-        "containers", filters={"label": "org.jupyter.service=jupyter-notebook"}
+        "containers", filters={"label": "ailab.role=user-server"}
     )
     for summary in found:
         info = await spawner.docker("inspect_container", summary["Id"])
