@@ -299,6 +299,14 @@ def test_labcap_measures_the_lab_with_container_startups(lab, tmp_path):
     sampled = set(samples["container"])
     assert {"labcape2e_hub_1", "labcape2e_postgres_1"} <= sampled, sampled
     assert any(n.startswith("jupyter-load-") for n in sampled), sampled
+    cols = ["container", "created_s", "started_s", "running_s", "ready_s", "ready_via", "outcome"]
+    print("\n" + users[cols].round(3).to_string(index=False))
+    usage = samples.groupby("container").agg(
+        samples=("cpu_pct", "size"),
+        cpu_pct_max=("cpu_pct", "max"),
+        mem_bytes_max=("mem_bytes", "max"),
+    )
+    print(usage.to_string())
     plan = subprocess.run([labcap, "plan", str(out), "--json"], capture_output=True, text=True)
     assert plan.returncode == 0, plan.stderr[-2000:]
     json.loads(plan.stdout)
