@@ -22,6 +22,10 @@ if [ "$(id -u)" -eq 0 ]; then
   [ -f /usr/include/stdio.h ] || missing+=(libc6-dev)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+  # the Compose end-to-end test: Debian's docker-compose 1.29, and mmdebstrap for the
+  # Debian base of its locally built images (scripts/lab-images)
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -618,6 +618,29 @@ def probe_startup(as_json: bool, **options: Any) -> None:
     help="For --validate-server [default: $KUBECONFIG, ~/.kube/config, /etc/rancher/k3s/k3s.yaml].",
 )
 @click.option("--context", default=None, help="kubeconfig context for --validate-server.")
+@click.option(
+    "--admin-user",
+    "admin_users",
+    multiple=True,
+    metavar="NAME",
+    help="Hub admin, repeatable; signs up first and approves sign-ups [default: the .env's, "
+    "else admin].",
+)
+@click.option(
+    "--idle-timeout",
+    type=int,
+    default=3600,
+    show_default=True,
+    metavar="S",
+    help="Stop user servers idle this long (jupyterhub-idle-culler).",
+)
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    metavar="KEY=REF",
+    help="Pin another image, repeatable (e.g. notebook=quay.io/jupyter/scipy-notebook:2024-12-02).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print sizing.json's content on stdout.")
 def profile(
     run_dir: Path,
@@ -629,6 +652,9 @@ def profile(
     loadgen: str,
     loadgen_host: str | None,
     mem_per_user: float,
+    admin_users: tuple[str, ...],
+    idle_timeout: int,
+    images: tuple[str, ...],
     **sizing: Any,
 ) -> None:
     """Render the deployment a run calls for: Compose or K3s, sized from its capacity.
@@ -649,7 +675,13 @@ def profile(
     from labcap.deploy_profiles import ProfileSettings
     from labcap.deploy_profiles.make import ProfileRequest, describe_profile, make_profile
 
-    settings = ProfileSettings(**sizing, mem_per_user_gib=mem_per_user)
+    settings = ProfileSettings(
+        **sizing,
+        mem_per_user_gib=mem_per_user,
+        admin_users=tuple(admin_users),
+        idle_timeout_s=idle_timeout,
+        images=tuple((i.partition("=")[0], i.partition("=")[2]) for i in images),
+    )
     req = ProfileRequest(
         run_dir, out, settings, validate_server, kubeconfig, context, loadgen, loadgen_host
     )

@@ -164,7 +164,11 @@ def test_compose_profile_passes_its_validator_and_reserves_gpus(lab_run, tmp_pat
         svc = doc["services"][name]
         assert svc["restart"] == "unless-stopped" and "healthcheck" in svc
         assert {"cpus", "memory"} <= set(svc["deploy"]["resources"]["limits"])
-    assert set(doc["volumes"]) == {"pgdata", "hubdata", "mlartifacts"}
+    # fixed names, as the runbook's backup commands use them (the hub keeps no state on disk)
+    assert {k: x["name"] for k, x in doc["volumes"].items()} == {
+        "pgdata": "ailab_pgdata",
+        "mlartifacts": "ailab_mlartifacts",
+    }
     # the spawner's pool: 2 GPUs × 4 shares, alternating
     assert (
         'GPU_DEVICE_POOL = ["0", "1", "0", "1", "0", "1", "0", "1"]'
@@ -332,9 +336,8 @@ def test_re_rendering_keeps_the_secrets_and_removes_stale_files(lab_run, tmp_pat
     build_profile(lab_run, CASES["k3s-mig-mixed"], out)
     first = _secrets_of(out)
     assert (out / "manifests/21-mig-parted-config.yaml").exists()
-    edited = (
-        (out / "secrets.yaml").read_text().replace('HUB_ADMIN_USER: ""', 'HUB_ADMIN_USER: "ada"')
-    )
+    text = (out / "secrets.yaml").read_text()
+    edited = text.replace('HUB_ADMIN_USER: "admin"', 'HUB_ADMIN_USER: "ada"')
     (out / "secrets.yaml").write_text(edited)
     build_profile(lab_run, CASES["k3s-time-slicing"], out)
     assert _secrets_of(out) == first  # the database keeps its password
@@ -390,3 +393,38 @@ def test_runbook_carries_the_checklist_and_this_labs_numbers(lab_run, tmp_path):
         plan_run(str(lab_run)), CASES["compose-gpu-time-slicing"], secret_factory=placeholder_secret
     )
     assert compose.file("RUNBOOK.md").content.startswith("# Runbook: K3s → Docker Compose")
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (ProfileSettings("compose", admin_users=("Bad Name",)), "--admin-user"),
+        (ProfileSettings("compose", images=(("notebook", "x/y:latest"),)), "not :latest"),
+        (ProfileSettings("compose", images=(("nope", "x/y:1"),)), "unknown image"),
+        (ProfileSettings("compose", idle_timeout_s=5), "--idle-timeout"),
+    ],
+)
+def test_bad_profile_options_are_refused_before_rendering(lab_run, settings, message):
+    with pytest.raises(LabcapError, match=message):
+        render_profile(plan_run(str(lab_run)), settings, secret_factory=placeholder_secret)
+
+
+def test_compose_options_reach_the_files(lab_run):
+    settings = ProfileSettings(
+        "compose",
+        gpus=1,
+        gpu_users=1,
+        admin_users=("ada", "bo"),
+        idle_timeout_s=900,
+        images=(("notebook", "quay.io/jupyter/scipy-notebook:2024-12-02"),),
+    )
+    p = render_profile(plan_run(str(lab_run)), settings, secret_factory=placeholder_secret)
+    env = v.parse_env(p.file(".env").content)
+    assert env["HUB_ADMIN_USER"] == "ada,bo"
+    assert env["NOTEBOOK_IMAGE"] == "quay.io/jupyter/scipy-notebook:2024-12-02"
+    assert env["GPU_NOTEBOOK_IMAGE"].endswith(":cuda12-hub-5.2.1")
+    config = p.file("jupyterhub_config.py").content
+    assert '"--timeout=900"' in config and "c.JupyterHub.cleanup_servers = False" in config
+    assert "c.Authenticator.allow_all = True" in config
+    # the GPU hook gives a share only to the "GPU share" choice; CPU-only is the default
+    assert 'if spawner.user_options.get("image") != GPU_CHOICE:' in config

@@ -259,3 +259,47 @@ def test_mixed_lab_scenario_runs_both_journeys(lab: Any) -> None:
     result = drive("lab", hosts, lab.hub_password, users=3, run_s=15)
     assert_clean(result, HUB_NAMES + MLFLOW_NAMES)
     assert running_servers(lab) == {}
+
+
+def test_account_pool_hands_each_name_to_one_user_at_a_time(tmp_path) -> None:
+    from labcap.loadtests.scenarios.common import AccountPool, read_accounts
+
+    users = tmp_path / "users.txt"
+    users.write_text("# load-test accounts\nload-1\n\nload-2  # approved\nload-1\n")
+    assert read_accounts(str(users)) == ("load-1", "load-2", "load-1")
+    pool = AccountPool(read_accounts(str(users)))
+    assert pool.size == 2
+    assert [pool.take(), pool.take(), pool.take()] == ["load-1", "load-2", None]
+    pool.give_back("load-2")
+    pool.give_back("load-2")
+    assert [pool.take(), pool.take()] == ["load-2", None]
+
+
+def test_the_engine_gives_hub_users_the_accounts_file(tmp_path) -> None:
+    """$LABCAP_HUB_USERS_FILE reaches the JupyterHub journey only (MLflow users need none)."""
+    users = tmp_path / "users.txt"
+    users.write_text("load-1\nload-2\n")
+    code = """
+import json, sys
+from labcap.loadtests.catalog import SCENARIOS
+from labcap.loadtests.engine import load_user_classes
+s = SCENARIOS["lab"]
+classes = load_user_classes({
+    "scenario": {"module": s.module, "classes": [list(c) for c in s.classes]},
+    "hosts": {"jupyterhub": "http://127.0.0.1:1", "mlflow": "http://127.0.0.1:2"},
+})
+out = {}
+for c in classes:
+    pool = getattr(c, "account_pool", None)
+    out[c.__name__] = None if pool is None else [pool.take() for _ in range(3)]
+json.dump(out, sys.stdout)
+"""
+    env = {**_child_env("pw"), "LABCAP_HUB_USERS_FILE": str(users)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout) == {
+        "JupyterHubUser": ["load-1", "load-2", None],
+        "MLflowUser": None,
+    }

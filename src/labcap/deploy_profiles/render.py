@@ -31,15 +31,17 @@ SIZING_FILE = "sizing.json"
 NAMESPACE = "ailab"
 USER_NAMESPACE = "ailab-users"
 
-# Pinned at the time of writing; edit the rendered files to move on.
+# Pinned at the time of writing; --image NAME=REF or the rendered files move them on.
+# PostgreSQL 15: Debian bookworm's, which the end-to-end test builds its stand-in from.
+# The notebook images are tagged by the JupyterHub version of their jupyterhub-singleuser.
 IMAGES = {
-    "postgres": "postgres:16.4",
+    "postgres": "postgres:15-bookworm",
     "proxy": "quay.io/jupyterhub/configurable-http-proxy:4.6.1",
     "hub_base": "quay.io/jupyterhub/jupyterhub:5.2.1",
     "k8s_hub": "quay.io/jupyterhub/k8s-hub:4.1.0",
     "mlflow_base": "ghcr.io/mlflow/mlflow:v2.16.2",
-    "notebook": "quay.io/jupyter/scipy-notebook:latest",
-    "notebook_gpu": "quay.io/jupyter/pytorch-notebook:cuda12-latest",
+    "notebook": "quay.io/jupyter/scipy-notebook:hub-5.2.1",
+    "notebook_gpu": "quay.io/jupyter/pytorch-notebook:cuda12-hub-5.2.1",
     "cuda_base": "nvidia/cuda:12.4.1-base-ubuntu22.04",
     "device_plugin": "nvcr.io/nvidia/k8s-device-plugin:v0.17.0",
 }
@@ -57,6 +59,8 @@ SECRET_SPECS = (
 SecretFactory = Callable[[str, str], str]
 # Set by the operator in .env / secrets.yaml; kept when a profile is re-rendered.
 ADMIN_USER_KEY = "HUB_ADMIN_USER"
+DEFAULT_ADMIN_USER = "admin"  # a name, never a password: the admin signs up first
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
@@ -99,6 +103,8 @@ class Profile:
         s = self.sizing
         inputs = asdict(s.settings)
         inputs["mig_profiles"] = list(s.settings.mig_profiles)
+        inputs["admin_users"] = list(s.settings.admin_users)
+        inputs["images"] = dict(s.settings.images)
         return {
             "schema_version": PROFILE_SCHEMA_VERSION,
             "kind": PROFILE_KIND,
@@ -155,6 +161,26 @@ def _check_settings(settings: ProfileSettings) -> None:
             f"--domain {settings.domain!r} is not a host name (lower-case letters, digits, "
             "'-' and '.', e.g. lab.example.org)"
         )
+    for name in settings.admin_users:
+        if not _USERNAME.match(name):
+            raise LabcapError(
+                f"--admin-user {name!r} is not a hub user name (lower-case letters, digits, "
+                "'.', '_' and '-', at most 64)"
+            )
+    for key, ref in settings.images:
+        if key not in IMAGES:
+            raise LabcapError(f"--image {key}=...: unknown image; choose from {', '.join(IMAGES)}")
+        if not ref or any(ch.isspace() for ch in ref) or ref.endswith(":latest"):
+            raise LabcapError(f"--image {key}={ref!r}: give a pinned reference (not :latest)")
+    if settings.idle_timeout_s < 60:
+        raise LabcapError(f"--idle-timeout {settings.idle_timeout_s}: at least 60 seconds")
+
+
+def _admin_users(settings: ProfileSettings, found: Mapping[str, str]) -> str:
+    """HUB_ADMIN_USER's value: the --admin-user names, else the .env's, else the default."""
+    if settings.admin_users:
+        return ",".join(dict.fromkeys(settings.admin_users))
+    return found.get(ADMIN_USER_KEY) or DEFAULT_ADMIN_USER
 
 
 def render_profile(
@@ -170,7 +196,7 @@ def render_profile(
     found = existing_secrets or {}
     secret_values = [(k, found.get(k) or secret_factory(k, kind)) for k, kind in SECRET_SPECS]
     ctx = _context(sizing, secret_values)
-    ctx["hub_admin_user"] = found.get(ADMIN_USER_KEY, "")
+    ctx["hub_admin_user"] = _admin_users(settings, found)
     env = _jinja_env()
     if settings.platform == "compose":
         files, checks = _render_compose(env, ctx)
@@ -190,9 +216,10 @@ def _t(env: Any, name: str, ctx: dict[str, Any]) -> str:
 
 def _context(sizing: Sizing, secret_values: list[tuple[str, str]]) -> dict[str, Any]:
     s, m, gpu = sizing.settings, sizing.measurement, sizing.gpu
-    images = dict(IMAGES)
+    images = {**IMAGES, **dict(s.images)}
+    images["notebook_cpu"] = images["notebook"]
     if gpu.enabled:
-        images["notebook"] = IMAGES["notebook_gpu"]
+        images["notebook"] = images["notebook_gpu"]
     values = sizing.values()
     curve = m.spawn_curve
     spawn_text = (
@@ -224,6 +251,7 @@ def _context(sizing: Sizing, secret_values: list[tuple[str, str]]) -> dict[str, 
         "ns": NAMESPACE,
         "user_ns": USER_NAMESPACE,
         "domain": s.domain,
+        "idle_timeout_s": s.idle_timeout_s,
         "secrets": secret_values,
         "measurement": {**m.to_dict(), "run_name": Path(m.run).name},
         "warnings": list(sizing.warnings),

@@ -53,6 +53,9 @@ class ProfileSettings:
     storage_per_user_gib: int = 10  # home volume of one user
     mlflow_artifacts_gib: int = 100  # MLflow artifact store volume
     postgres_storage_gib: int = 20  # PostgreSQL data volume
+    admin_users: tuple[str, ...] = ()  # hub admins [default: kept from .env, else "admin"]
+    idle_timeout_s: int = 3600  # idle user servers are stopped after this (idle culler)
+    images: tuple[tuple[str, str], ...] = ()  # (IMAGES key, image reference) overrides
 
 
 @dataclass(frozen=True)

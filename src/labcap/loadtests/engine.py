@@ -23,6 +23,8 @@ from typing import Any
 from labcap.model import plan_from_dict
 
 PASSWORD_ENV = "LABCAP_HUB_PASSWORD"
+# A file of pre-created hub user names, one a line (hubs without sign-up at first login)
+ACCOUNTS_ENV = "LABCAP_HUB_USERS_FILE"
 
 
 def _progress(msg: str) -> None:
@@ -120,12 +122,17 @@ def load_user_classes(cfg: dict[str, Any]) -> list[type]:
         return out
     module = importlib.import_module(scenario["module"])
     password = os.environ.get(PASSWORD_ENV, "")
+    accounts_file = os.environ.get(ACCOUNTS_ENV, "")
     out = []
     for class_name, weight in scenario["classes"]:
         base = getattr(module, class_name)
         target = getattr(base, "target", "default")
         host = hosts.get(target) or hosts.get("default", "")
         attrs = {"host": host, "weight": weight, "lab_password": password}
+        if accounts_file and hasattr(base, "account_pool"):
+            from labcap.loadtests.scenarios.common import AccountPool, read_accounts
+
+            attrs["account_pool"] = AccountPool(read_accounts(accounts_file))
         attrs.update(identified(base))
         if cfg.get("wait_s"):
             lo, hi = cfg["wait_s"]

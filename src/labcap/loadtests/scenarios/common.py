@@ -28,6 +28,38 @@ class StepFailed(Exception):
     """A journey step failed and has already been reported; skip the rest of the iteration."""
 
 
+class AccountPool:
+    """Pre-created hub accounts handed to simulated users, one user per account at a time.
+
+    For hubs where users cannot appear at first login (NativeAuthenticator: sign-up and
+    approval). A user takes a name when it starts and gives it back when it stops, so the
+    pool must hold as many names as the largest step has users; ``take`` returns ``None``
+    when every name is in use. One pool per process: Locust workers on several processes
+    would need a file each.
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._free = list(dict.fromkeys(names))
+        self.size = len(self._free)
+        self._lock = threading.Lock()
+
+    def take(self) -> str | None:
+        with self._lock:
+            return self._free.pop(0) if self._free else None
+
+    def give_back(self, name: str) -> None:
+        with self._lock:
+            if name not in self._free:
+                self._free.append(name)
+
+
+def read_accounts(path: str) -> tuple[str, ...]:
+    """User names from a file, one a line (blank lines and ``#`` comments skipped)."""
+    with open(path, encoding="utf-8") as f:
+        lines = (ln.split("#", 1)[0].strip() for ln in f)
+        return tuple(ln for ln in lines if ln)
+
+
 def unique_name(prefix: str) -> str:
     """``prefix-<process tag>-<n>``: lowercase, unique across processes and users."""
     global _PROCESS_TAG, _counter, _pid_seen

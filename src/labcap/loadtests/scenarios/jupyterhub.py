@@ -28,6 +28,7 @@ import requests
 from locust import HttpUser, between, task
 
 from labcap.loadtests.scenarios.common import (
+    AccountPool,
     StepFailed,
     describe,
     fire,
@@ -72,12 +73,16 @@ class JupyterHubUser(HttpUser):
     target = "jupyterhub"
     lab_password: str = ""
     username_prefix = "labcap"
+    # pre-created accounts (the engine sets it from $LABCAP_HUB_USERS_FILE); None: each user
+    # logs in under a fresh unique name, for hubs that create users at first login
+    account_pool: AccountPool | None = None
     wait_time = between(1, 3)
     settings = HubJourneySettings()
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        self.username = unique_name(self.username_prefix)
+        pool = self.account_pool
+        self.username = pool.take() if pool is not None else unique_name(self.username_prefix)
         self._token: str | None = None
         self._server_maybe_running = False
         # readiness/stop polls: not reported to Locust (see module docstring)
@@ -110,6 +115,8 @@ class JupyterHubUser(HttpUser):
     def on_stop(self) -> None:
         self._stop_server_quietly()
         self._quiet.close()
+        if self.account_pool is not None and self.username:
+            self.account_pool.give_back(self.username)
 
     # -- steps --------------------------------------------------------------
 
@@ -129,6 +136,11 @@ class JupyterHubUser(HttpUser):
         return {"Authorization": f"token {self._token}"}
 
     def _login(self) -> None:
+        if not self.username:
+            n = self.account_pool.size if self.account_pool is not None else 0
+            reason = f"no free account: the users file lists {n}, all in use"
+            fire(self.environment.events, "POST", "hub.login", time.perf_counter(), reason)
+            raise StepFailed(reason)
         timeout = self.settings.request_timeout_s
         with self.client.get(
             "/hub/login", name="hub.login_page", catch_response=True, timeout=timeout

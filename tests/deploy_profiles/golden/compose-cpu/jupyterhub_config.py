@@ -2,6 +2,7 @@
 # JupyterHub behind the separate configurable-http-proxy service, spawning one Docker
 # container per user. Limits and timeouts: see sizing.json for the measured source of each.
 import os
+import sys
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
@@ -10,29 +11,85 @@ c.JupyterHub.hub_ip = "0.0.0.0"
 c.JupyterHub.hub_connect_ip = "hub"
 c.ConfigurableHTTPProxy.should_start = False
 c.ConfigurableHTTPProxy.api_url = "http://proxy:8001"  # token: $CONFIGPROXY_AUTH_TOKEN
-c.JupyterHub.db_url = "postgresql://jupyterhub:{}@postgres:5432/jupyterhub".format(
+# psycopg2 named: SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3, not installed here.
+# No port in the URL: libpq's default, 5432, or $PGPORT.
+c.JupyterHub.db_url = "postgresql+psycopg2://jupyterhub:{}@postgres/jupyterhub".format(
     os.environ["HUB_DB_PASSWORD"]
 )
 # the cookie secret comes from $JPY_COOKIE_SECRET, the auth-state key from $JUPYTERHUB_CRYPT_KEY
+# a hub restart leaves user servers running (the hub finds them again in the database)
+c.JupyterHub.cleanup_servers = False
 
 # --- authentication: sign-up with admin approval; no shared or default password -----
+# Users sign up at /hub/signup; an admin approves each at /hub/authorize. The admins in
+# $HUB_ADMIN_USER (comma-separated) are approved at sign-up: sign them up first (RUNBOOK.md).
 c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
-c.Authenticator.admin_users = {u for u in [os.environ.get("HUB_ADMIN_USER", "")] if u}
+# JupyterHub 5 refuses everyone without allow_all or allowed_users; NativeAuthenticator
+# still lets in only the users an admin approved.
+c.Authenticator.allow_all = True
+c.Authenticator.admin_users = {
+    u.strip() for u in os.environ.get("HUB_ADMIN_USER", "").split(",") if u.strip()
+}
 c.Authenticator.enable_auth_state = True
+c.NativeAuthenticator.minimum_password_length = 12
+c.NativeAuthenticator.check_common_password = True
+c.NativeAuthenticator.allowed_failed_logins = 5
+c.NativeAuthenticator.seconds_before_next_try = 300
 
 # --- capacity: from the measured spawn curve and the design users -------------------
 c.JupyterHub.active_server_limit = 24
 c.JupyterHub.concurrent_spawn_limit = 24
 c.Spawner.start_timeout = 60
 
+# --- idle servers: stopped after 3600 s without activity (jupyterhub-idle-culler) --
+c.JupyterHub.services = [
+    {
+        "name": "idle-culler",
+        "command": [sys.executable, "-m", "jupyterhub_idle_culler", "--timeout=3600"],
+    }
+]
+c.JupyterHub.load_roles = [
+    {
+        "name": "idle-culler",
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": ["idle-culler"],
+    }
+]
+
 # --- user servers --------------------------------------------------------------------
 c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"
 c.DockerSpawner.image = os.environ["NOTEBOOK_IMAGE"]
-c.DockerSpawner.network_name = "ailab"
+c.DockerSpawner.pull_policy = "ifnotpresent"  # pre-pull it (RUNBOOK.md): pulls count in start_timeout
+c.DockerSpawner.network_name = os.environ.get("DOCKER_NETWORK_NAME", "ailab")
 c.DockerSpawner.remove = True
+# DockerSpawner labels nothing: this label finds the user servers (backups, GPU shares)
+c.DockerSpawner.extra_create_kwargs = {"labels": {"ailab.role": "user-server"}}
 c.DockerSpawner.notebook_dir = "/home/jovyan/work"
 c.DockerSpawner.volumes = {"jupyterhub-user-{username}": "/home/jovyan/work"}
+# MLflow for user code: the lab network's address (not published, no proxy route)
+c.DockerSpawner.environment = {"MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
 c.Spawner.cpu_limit = 2.0
 c.Spawner.cpu_guarantee = 0.5
 c.Spawner.mem_limit = "4G"
 c.Spawner.mem_guarantee = "2G"
+
+if c.DockerSpawner.network_name == "host":
+    # Docker host networking (an engine without a bridge): no container IP to reach, so
+    # each user server listens on its own free port of 127.0.0.1, as DockerSpawner's docs
+    # for network_mode=host describe (get_ip_and_port returns host_ip and port).
+    from dockerspawner import DockerSpawner
+    from jupyterhub.utils import random_port
+
+    class HostNetworkSpawner(DockerSpawner):
+        async def start(self):
+            self.port = random_port()
+            return await super().start()
+
+        async def get_ip_and_port(self):
+            return self.host_ip, self.port
+
+    c.JupyterHub.spawner_class = HostNetworkSpawner
+    c.JupyterHub.hub_connect_ip = "127.0.0.1"
+    c.DockerSpawner.use_internal_ip = True  # no port publishing (refused with host networking)
+    c.DockerSpawner.host_ip = "127.0.0.1"
+    c.DockerSpawner.ip = "127.0.0.1"

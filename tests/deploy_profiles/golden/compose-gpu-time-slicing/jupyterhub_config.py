@@ -2,6 +2,7 @@
 # JupyterHub behind the separate configurable-http-proxy service, spawning one Docker
 # container per user. Limits and timeouts: see sizing.json for the measured source of each.
 import os
+import sys
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
@@ -10,63 +11,138 @@ c.JupyterHub.hub_ip = "0.0.0.0"
 c.JupyterHub.hub_connect_ip = "hub"
 c.ConfigurableHTTPProxy.should_start = False
 c.ConfigurableHTTPProxy.api_url = "http://proxy:8001"  # token: $CONFIGPROXY_AUTH_TOKEN
-c.JupyterHub.db_url = "postgresql://jupyterhub:{}@postgres:5432/jupyterhub".format(
+# psycopg2 named: SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3, not installed here.
+# No port in the URL: libpq's default, 5432, or $PGPORT.
+c.JupyterHub.db_url = "postgresql+psycopg2://jupyterhub:{}@postgres/jupyterhub".format(
     os.environ["HUB_DB_PASSWORD"]
 )
 # the cookie secret comes from $JPY_COOKIE_SECRET, the auth-state key from $JUPYTERHUB_CRYPT_KEY
+# a hub restart leaves user servers running (the hub finds them again in the database)
+c.JupyterHub.cleanup_servers = False
 
 # --- authentication: sign-up with admin approval; no shared or default password -----
+# Users sign up at /hub/signup; an admin approves each at /hub/authorize. The admins in
+# $HUB_ADMIN_USER (comma-separated) are approved at sign-up: sign them up first (RUNBOOK.md).
 c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
-c.Authenticator.admin_users = {u for u in [os.environ.get("HUB_ADMIN_USER", "")] if u}
+# JupyterHub 5 refuses everyone without allow_all or allowed_users; NativeAuthenticator
+# still lets in only the users an admin approved.
+c.Authenticator.allow_all = True
+c.Authenticator.admin_users = {
+    u.strip() for u in os.environ.get("HUB_ADMIN_USER", "").split(",") if u.strip()
+}
 c.Authenticator.enable_auth_state = True
+c.NativeAuthenticator.minimum_password_length = 12
+c.NativeAuthenticator.check_common_password = True
+c.NativeAuthenticator.allowed_failed_logins = 5
+c.NativeAuthenticator.seconds_before_next_try = 300
 
 # --- capacity: from the measured spawn curve and the design users -------------------
 c.JupyterHub.active_server_limit = 96
 c.JupyterHub.concurrent_spawn_limit = 45
 c.Spawner.start_timeout = 200
 
+# --- idle servers: stopped after 3600 s without activity (jupyterhub-idle-culler) --
+c.JupyterHub.services = [
+    {
+        "name": "idle-culler",
+        "command": [sys.executable, "-m", "jupyterhub_idle_culler", "--timeout=3600"],
+    }
+]
+c.JupyterHub.load_roles = [
+    {
+        "name": "idle-culler",
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": ["idle-culler"],
+    }
+]
+
 # --- user servers --------------------------------------------------------------------
 c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"
 c.DockerSpawner.image = os.environ["NOTEBOOK_IMAGE"]
-c.DockerSpawner.network_name = "ailab"
+c.DockerSpawner.pull_policy = "ifnotpresent"  # pre-pull it (RUNBOOK.md): pulls count in start_timeout
+c.DockerSpawner.network_name = os.environ.get("DOCKER_NETWORK_NAME", "ailab")
 c.DockerSpawner.remove = True
+# DockerSpawner labels nothing: this label finds the user servers (backups, GPU shares)
+c.DockerSpawner.extra_create_kwargs = {"labels": {"ailab.role": "user-server"}}
 c.DockerSpawner.notebook_dir = "/home/jovyan/work"
 c.DockerSpawner.volumes = {"jupyterhub-user-{username}": "/home/jovyan/work"}
+# MLflow for user code: the lab network's address (not published, no proxy route)
+c.DockerSpawner.environment = {"MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
 c.Spawner.cpu_limit = 2.0
 c.Spawner.cpu_guarantee = 0.5
 c.Spawner.mem_limit = "4G"
 c.Spawner.mem_guarantee = "2G"
 
+if c.DockerSpawner.network_name == "host":
+    # Docker host networking (an engine without a bridge): no container IP to reach, so
+    # each user server listens on its own free port of 127.0.0.1, as DockerSpawner's docs
+    # for network_mode=host describe (get_ip_and_port returns host_ip and port).
+    from dockerspawner import DockerSpawner
+    from jupyterhub.utils import random_port
+
+    class HostNetworkSpawner(DockerSpawner):
+        async def start(self):
+            self.port = random_port()
+            return await super().start()
+
+        async def get_ip_and_port(self):
+            return self.host_ip, self.port
+
+    c.JupyterHub.spawner_class = HostNetworkSpawner
+    c.JupyterHub.hub_connect_ip = "127.0.0.1"
+    c.DockerSpawner.use_internal_ip = True  # no port publishing (refused with host networking)
+    c.DockerSpawner.host_ip = "127.0.0.1"
+    c.DockerSpawner.ip = "127.0.0.1"
+
 # --- GPUs: time-slicing; 8 shares for 8 planned GPU users ----
+# Users choose at spawn: a CPU-only server (the default, no GPU) or one with a GPU share.
 # Docker has no GPU scheduler: each entry of the pool is one concurrent user's device
 # (a GPU listed 4 times is shared by up to 4 users).
-# A spawn finding the pool used up fails with a clear message instead of oversubscribing.
-# The pool is in the hub's memory: restart the hub only with no user server running.
+# A GPU spawn finding the pool used up fails with a clear message instead of oversubscribing.
+# The shares in use are read from the running containers, so a hub restart forgets none.
+CPU_CHOICE = "CPU only"
+GPU_CHOICE = "GPU share"
+c.DockerSpawner.allowed_images = {
+    CPU_CHOICE: os.environ["NOTEBOOK_IMAGE"],
+    GPU_CHOICE: os.environ["GPU_NOTEBOOK_IMAGE"],
+}
 GPU_DEVICE_POOL = ["0", "1", "0", "1", "0", "1", "0", "1"]
-_gpu_holders = {}  # pool index -> user name
 
 
-def _assign_gpu(spawner):
-    name = spawner.user.name
-    held = [i for i, u in _gpu_holders.items() if u == name]
-    if held:
-        slot = held[0]
-    else:
-        free = [i for i in range(len(GPU_DEVICE_POOL)) if i not in _gpu_holders]
-        if not free:
-            n = len(GPU_DEVICE_POOL)
-            raise RuntimeError(f"all {n} GPU shares are in use; try again when a server stops")
-        slot = free[0]
-        _gpu_holders[slot] = name
-    request = {"driver": "nvidia", "device_ids": [GPU_DEVICE_POOL[slot]], "capabilities": [["gpu"]]}
-    spawner.extra_host_config = dict(spawner.extra_host_config, device_requests=[request])
+async def _devices_in_use(spawner):
+    """GPU device ids of the other running user containers (label ailab.role)."""
+    from collections import Counter
+
+    used = Counter()
+    found = await spawner.docker(
+        "containers", filters={"label": "ailab.role=user-server"}
+    )
+    for summary in found:
+        info = await spawner.docker("inspect_container", summary["Id"])
+        if info["Name"].lstrip("/") == spawner.container_name:
+            continue
+        for request in info["HostConfig"].get("DeviceRequests") or []:
+            used.update(request.get("DeviceIDs") or [])
+    return used
 
 
-def _release_gpu(spawner):
-    for slot, user in list(_gpu_holders.items()):
-        if user == spawner.user.name:
-            del _gpu_holders[slot]
+async def _assign_gpu(spawner):
+    config = dict(spawner.extra_host_config)
+    config.pop("device_requests", None)
+    spawner.extra_host_config = config
+    if spawner.user_options.get("image") != GPU_CHOICE:
+        return  # a CPU-only server: no GPU share
+    from collections import Counter
+
+    used = await _devices_in_use(spawner)
+    free = [d for d, n in Counter(GPU_DEVICE_POOL).items() if used[d] < n]
+    if not free:
+        n = len(GPU_DEVICE_POOL)
+        raise RuntimeError(
+            f"all {n} GPU shares are in use; start a CPU-only server, or try again later"
+        )
+    request = {"driver": "nvidia", "device_ids": [free[0]], "capabilities": [["gpu"]]}
+    spawner.extra_host_config = dict(config, device_requests=[request])
 
 
 c.Spawner.pre_spawn_hook = _assign_gpu
-c.Spawner.post_stop_hook = _release_gpu

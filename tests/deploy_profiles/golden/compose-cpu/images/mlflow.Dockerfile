@@ -2,3 +2,7 @@
 # MLflow's image lacks the PostgreSQL driver its backend store needs.
 FROM ghcr.io/mlflow/mlflow:v2.16.2
 RUN pip install --no-cache-dir psycopg2-binary==2.9.10
+# the server writes only to /mlartifacts: run it as a user (uid 1000, as the K3s profile
+# does); a new Compose volume takes this directory's owner
+RUN mkdir -p /mlartifacts && chown 1000:1000 /mlartifacts
+USER 1000:1000
