@@ -18,7 +18,7 @@ from labcap.verify import Progress, VerifySettings, parse_checks, run_verify, wr
 from labcap.verify.capacity import CapacitySettings
 from labcap.verify.data import DEFAULT_IGNORE, DataSettings
 from labcap.verify.files import ChecksumPolicy
-from labcap.verify.junit import write_junit
+from labcap.verify.junit_report import write_junit
 from labcap.verify.logins import LoginSettings, sample_users
 from labcap.verify.records import VerifyResult
 from labcap.verify.target import Deployment, read_credentials, resolve_deployment
