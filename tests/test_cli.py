@@ -12,6 +12,7 @@ import pytest
 
 from labcap.cli import cli
 from labcap.deploy_profiles.settings import ProfileOptions
+from labcap.lab.settings import LabOptions, LabUpOptions
 from labcap.measure.settings import CleanupOptions, DemoOptions, SessionSettings, StartupOptions
 from labcap.planner.settings import GateOptions, PlanOptions
 from labcap.reports.settings import ReportOptions
@@ -27,6 +28,9 @@ RECORDS = [
     (("probe", "startup"), StartupOptions),
     (("profile",), ProfileOptions),
     (("cleanup",), CleanupOptions),
+    (("lab", "up"), LabUpOptions),
+    (("lab", "down"), LabOptions),
+    (("lab", "status"), LabOptions),
 ]
 
 
@@ -56,7 +60,8 @@ def test_a_commands_parameters_are_its_records_fields_in_order(path, record):
 
 
 HEAVY = ("numpy", "pandas", "pyarrow", "jinja2", "yaml", "kubernetes", "docker", "plotly")
-HEAVY += ("locust", "gevent", "requests", "labcap.verify.checks", "labcap.deploy_profiles.render")
+HEAVY += ("locust", "gevent", "requests", "psutil")
+HEAVY += ("labcap.verify.checks", "labcap.deploy_profiles.render", "labcap.lab._reference")
 
 
 def test_the_cli_imports_no_heavy_library_until_a_command_runs():
@@ -68,7 +73,7 @@ def test_the_cli_imports_no_heavy_library_until_a_command_runs():
     assert json.loads(out.stdout) == []
 
 
-@pytest.mark.parametrize("package", ["labcap.verify", "labcap.deploy_profiles"])
+@pytest.mark.parametrize("package", ["labcap.verify", "labcap.deploy_profiles", "labcap.lab"])
 def test_a_lazy_package_still_gives_every_public_name(package):
     code = (
         "import importlib, json; "

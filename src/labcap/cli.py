@@ -19,6 +19,7 @@ import click
 from labcap import __version__
 from labcap.deploy_profiles.settings import ProfileOptions
 from labcap.errors import LabcapError
+from labcap.lab.settings import LabOptions, LabUpOptions
 from labcap.measure.settings import CleanupOptions, DemoOptions, SessionSettings, StartupOptions
 from labcap.planner.settings import GateOptions, PlanOptions
 from labcap.reports.settings import ReportOptions
@@ -412,19 +413,10 @@ def lab() -> None:
     """The embedded reference lab: real JupyterHub + MLflow on loopback ports."""
 
 
-DEFAULT_LAB_DIR = Path(".labcap/lab")
-
-
 @lab.command("up")
-@click.option(
-    "--workdir",
-    type=click.Path(path_type=Path),
-    default=DEFAULT_LAB_DIR,
-    show_default=True,
-    help="Where the lab keeps its state, logs and databases.",
-)
+@_options_of(LabUpOptions)
 @click.option("--json", "as_json", is_flag=True, help="Print the endpoints as JSON.")
-def lab_up(workdir: Path, as_json: bool) -> None:
+def lab_up(as_json: bool, **options: Any) -> None:
     """Start the lab in the background; `labcap lab down` stops it.
 
     The generated JupyterHub password and API token are kept in
@@ -432,6 +424,7 @@ def lab_up(workdir: Path, as_json: bool) -> None:
     """
     from labcap.lab import ReferenceLab, lab_status
 
+    workdir = LabUpOptions(**options).workdir
     if lab_status(workdir):
         raise LabcapError(f"a lab is already running from {workdir}: labcap lab down first")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -446,13 +439,12 @@ def lab_up(workdir: Path, as_json: bool) -> None:
 
 
 @lab.command("down")
-@click.option(
-    "--workdir", type=click.Path(path_type=Path), default=DEFAULT_LAB_DIR, show_default=True
-)
-def lab_down_cmd(workdir: Path) -> None:
+@_options_of(LabOptions)
+def lab_down_cmd(**options: Any) -> None:
     """Stop a lab started with `labcap lab up`, leaving no process behind."""
     from labcap.lab import lab_down
 
+    workdir = LabOptions(**options).workdir
     if lab_down(workdir):
         _progress("lab stopped")
     else:
@@ -460,13 +452,12 @@ def lab_down_cmd(workdir: Path) -> None:
 
 
 @lab.command("status")
-@click.option(
-    "--workdir", type=click.Path(path_type=Path), default=DEFAULT_LAB_DIR, show_default=True
-)
-def lab_status_cmd(workdir: Path) -> None:
+@_options_of(LabOptions)
+def lab_status_cmd(**options: Any) -> None:
     """Print the running lab's endpoints and processes as JSON (exit 1 if none)."""
     from labcap.lab import lab_status
 
+    workdir = LabOptions(**options).workdir
     status = lab_status(workdir)
     if not status:
         _progress(f"no lab running from {workdir}")
