@@ -17,8 +17,13 @@ from typing import Any
 import click
 
 from labcap import __version__
+from labcap.deploy_profiles.settings import ProfileOptions
 from labcap.errors import LabcapError
-from labcap.measure.settings import DEFAULT_STEPS, SessionSettings, StartupOptions
+from labcap.lab.settings import LabOptions, LabUpOptions
+from labcap.measure.settings import CleanupOptions, DemoOptions, SessionSettings, StartupOptions
+from labcap.planner.settings import GateOptions, PlanOptions
+from labcap.reports.settings import ReportOptions
+from labcap.verify.settings import VerifyOptions
 
 
 def _progress(msg: str) -> None:
@@ -80,7 +85,8 @@ def cli() -> None:
 
 
 def _options_of(record: type) -> Any:
-    """The click options of a typed record's fields (``metadata["cli"]``), in field order."""
+    """The click arguments and options of a typed record's fields (``metadata["cli"]``, see
+    labcap.options), in field order."""
 
     def decorate(f: Any) -> Any:
         for fld in reversed(dataclasses.fields(record)):
@@ -95,7 +101,10 @@ def _options_of(record: type) -> Any:
                 how["required"] = True
             else:
                 how["default"] = fld.default
-            f = click.option(*how.pop("flags"), fld.name, **how)(f)
+            if how.pop("argument", False):
+                f = click.argument(fld.name, **how)(f)
+            else:
+                f = click.option(*how.pop("flags"), fld.name, **how)(f)
         return f
 
     return decorate
@@ -124,20 +133,9 @@ def run(as_json: bool, **options: Any) -> None:
 
 
 @cli.command()
-@click.option(
-    "--steps", default=DEFAULT_STEPS, show_default=True, help="Concurrent users per step."
-)
-@click.option(
-    "--step-duration", default="20s", show_default=True, help="How long each step is held."
-)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Run directory [default: runs/demo-<timestamp>].",
-)
+@_options_of(DemoOptions)
 @click.option("--json", "as_json", is_flag=True, help="Print the capacity plan as JSON.")
-def demo(steps: str, step_duration: str, out: Path | None, as_json: bool) -> None:
+def demo(as_json: bool, **options: Any) -> None:
     """Start the embedded reference lab, run a short step load, write the report.
 
     The lab is real: JupyterHub (with its proxy and single-user servers) and an
@@ -146,15 +144,7 @@ def demo(steps: str, step_duration: str, out: Path | None, as_json: bool) -> Non
     """
     from labcap.reports.html import write_run_report
 
-    settings = SessionSettings(
-        scenario="lab",
-        target="local",
-        users=steps,
-        step_duration=step_duration,
-        out=out,
-        out_prefix="demo",
-    )
-    result = _print_session(settings, as_json)
+    result = _print_session(DemoOptions(**options).session(), as_json)
     _progress(f"report: {write_run_report(result.run.path)}")
 
 
@@ -176,33 +166,9 @@ def _print_session(settings: SessionSettings, as_json: bool) -> Any:
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option(
-    "--policy",
-    "policy_file",
-    type=click.Path(path_type=Path),
-    default=None,
-    metavar="FILE",
-    help="YAML policy merged over the default by rule id (change thresholds, disable or add "
-    "rules).",
-)
-@click.option(
-    "--expected-users", default=None, metavar="N", help="Concurrent users the lab expects."
-)
-@click.option(
-    "--growth-per-month",
-    default=None,
-    metavar="PCT",
-    help="Expected growth of those users, percent a month (for the projection).",
-)
+@_options_of(PlanOptions)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(
-    run_dir: Path,
-    policy_file: Path | None,
-    expected_users: str | None,
-    growth_per_month: str | None,
-    as_json: bool,
-) -> None:
+def plan(as_json: bool, **options: Any) -> None:
     """Capacity of a run, and what to do about it: stay on Compose, tune it, or move to K3s.
 
     Reads a run directory (complete or partial). The JSON output has
@@ -210,28 +176,16 @@ def plan(
     projection, and recommendation (action, reasons[], binding_constraint,
     confidence). Without --expected-users the action is insufficient-data.
     """
-    from labcap.planner.recommend import parse_expected_users, parse_growth, plan_and_recommend
+    from labcap.planner.recommend import plan_with_options
     from labcap.planner.text import describe_plan
 
-    outcome = plan_and_recommend(
-        run_dir,
-        policy_file=policy_file,
-        expected_users=parse_expected_users(expected_users),
-        growth_pct_per_month=parse_growth(growth_per_month),
-    )
+    outcome = plan_with_options(PlanOptions(**options))
     click.echo(json.dumps(outcome.to_dict(), indent=2) if as_json else describe_plan(outcome))
 
 
 @cli.command()
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="HTML file to write [default: RUN_DIR/report.html; compare.html for several runs].",
-)
-def report(run_dirs: tuple[Path, ...], output: Path | None) -> None:
+@_options_of(ReportOptions)
+def report(**options: Any) -> None:
     """Write a self-contained HTML report (opens offline; plotly inlined).
 
     \b
@@ -240,66 +194,21 @@ def report(run_dirs: tuple[Path, ...], output: Path | None) -> None:
     first run being the baseline, with a warning when they are not comparable:
       labcap report runs/docker runs/k3s -o compare.html
     """
-    if len(run_dirs) == 1:
+    opts = ReportOptions(**options)
+    if len(opts.run_dirs) == 1:
         from labcap.reports.html import write_run_report
 
-        click.echo(str(write_run_report(run_dirs[0], output)))
+        click.echo(str(write_run_report(opts.run_dirs[0], opts.output)))
         return
     from labcap.reports.compare import write_comparison
 
-    click.echo(str(write_comparison(list(run_dirs), output or Path("compare.html"))))
+    click.echo(str(write_comparison(list(opts.run_dirs), opts.output or Path("compare.html"))))
 
 
 @cli.command()
-@click.argument("baseline", type=click.Path(path_type=Path))
-@click.argument("current", type=click.Path(path_type=Path))
-@click.option(
-    "--max-regression",
-    "max_regressions",
-    multiple=True,
-    metavar="METRIC=LIMIT",
-    help="How much worse a metric may get, repeatable: p50/p90/p95/p99=PERCENT (relative) or "
-    "error_pct=POINTS (absolute); ENDPOINT:METRIC=LIMIT for one endpoint; METRIC=off drops "
-    "one. [default: p95=10%, error_pct=0.5]",
-)
-@click.option(
-    "--min-effect-ms",
-    default="1",
-    metavar="MS",
-    show_default=True,
-    help="Noise floor: latency slowdowns smaller than this never fail.",
-)
-@click.option(
-    "--alpha",
-    default="0.05",
-    metavar="P",
-    show_default=True,
-    help="Significance level of the test, per comparison.",
-)
-@click.option(
-    "--min-windows",
-    default="5",
-    metavar="N",
-    show_default=True,
-    help="Steady windows with data each run needs per step and endpoint.",
-)
-@click.option(
-    "--junit",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Also write JUnit XML here (one testcase per step x endpoint x metric).",
-)
+@_options_of(GateOptions)
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
-def gate(
-    baseline: Path,
-    current: Path,
-    max_regressions: tuple[str, ...],
-    min_effect_ms: str,
-    alpha: str,
-    min_windows: str,
-    junit: Path | None,
-    as_json: bool,
-) -> None:
+def gate(as_json: bool, **options: Any) -> None:
     """Fail the build when CURRENT is slower or fails more than BASELINE beyond noise.
 
     Per step and endpoint, over steady windows: a one-sided Mann-Whitney U test
@@ -318,132 +227,21 @@ def gate(
           --max-regression hub.spawn_ready:p95=50% --junit reports/gate.xml
     See docs/ci-gate.md for the statistics and a CI workflow.
     """
-    from labcap.planner.gate import compare_paths, thresholds_from_options
+    from labcap.planner.gate import gate_with_options
     from labcap.planner.text import describe_gate
 
-    thresholds = thresholds_from_options(
-        max_regressions, min_effect_ms=min_effect_ms, alpha=alpha, min_windows=min_windows
-    )
-    result = compare_paths(baseline, current, thresholds)
-    if junit is not None:
+    opts = GateOptions(**options)
+    result = gate_with_options(opts)
+    if opts.junit is not None:
         from labcap.reports.junit import write_junit
 
-        _progress(f"junit: {write_junit(result, junit)}")
+        _progress(f"junit: {write_junit(result, opts.junit)}")
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json else describe_gate(result))
     sys.exit(result.exit_code)
 
 
 @cli.command()
-@click.option(
-    "--old",
-    "old",
-    required=True,
-    metavar="URL_OR_PROFILE",
-    help="The deployment in service: hub URL, reference lab workdir (lab.json) or "
-    "target file (YAML/JSON: hub_url, mlflow_url, files, profile, gpu).",
-)
-@click.option(
-    "--new",
-    "new",
-    required=True,
-    metavar="URL_OR_PROFILE",
-    help="The deployment to cut over to (same forms as --old).",
-)
-@click.option(
-    "--checks",
-    default="logins,gpu,data",
-    show_default=True,
-    help="Comma-separated: logins, gpu, data, capacity.",
-)
-@click.option(
-    "--users",
-    default="3",
-    show_default=True,
-    metavar="LIST|N",
-    help="Sample users for logins and gpu: alice,bob or N generated labcap-verify-N.",
-)
-@click.option("--old-mlflow", default=None, metavar="URL", help="MLflow URL of old.")
-@click.option("--new-mlflow", default=None, metavar="URL", help="MLflow URL of new.")
-@click.option(
-    "--old-files",
-    multiple=True,
-    metavar="DIR",
-    help="Home/project tree of old as a local directory (repeatable).",
-)
-@click.option(
-    "--new-files",
-    multiple=True,
-    metavar="DIR",
-    help="The matching tree of new, in the same order as --old-files.",
-)
-@click.option(
-    "--profile",
-    "profile",
-    default=None,
-    type=click.Path(path_type=Path),
-    help="`labcap profile` output of new (its sizing.json): the expected GPU plan.",
-)
-@click.option(
-    "--credentials",
-    default=None,
-    type=click.Path(path_type=Path),
-    help="YAML/JSON (mode 0600) with old:/new: hub_password, hub_token, mlflow_token. "
-    "Or env: LABCAP_OLD_HUB_PASSWORD, LABCAP_NEW_HUB_TOKEN, ... (never argv).",
-)
-@click.option(
-    "--checksums",
-    default="all",
-    show_default=True,
-    metavar="all|none|N",
-    help="sha256 of every file, of none, or of a sample of N files per tree.",
-)
-@click.option(
-    "--artifacts",
-    "artifact_source",
-    type=click.Choice(["auto", "api", "store"]),
-    default="auto",
-    show_default=True,
-    help="MLflow artifact listings through the server's API, or read from the artifact store "
-    "(auto: the store when a run's artifact_uri is a local path here, else the API).",
-)
-@click.option(
-    "--ignore",
-    multiple=True,
-    metavar="GLOB",
-    help="Experiment names / top-level tree entries to leave out "
-    "[default: labcap-* (labcap's own load-test data)].",
-)
-@click.option(
-    "--spawn-margin",
-    default="100%",
-    show_default=True,
-    help="How much slower new's median spawn may be (also >10 s) before it fails.",
-)
-@click.option("--capacity-users", default="2,4", show_default=True, help="Capacity load steps.")
-@click.option("--capacity-step", default="60s", show_default=True, help="Each step's length.")
-@click.option(
-    "--capacity-scenario", default="", help="Scenario [default: lab, or the one the URLs allow]."
-)
-@click.option(
-    "--max-regression",
-    "max_regressions",
-    multiple=True,
-    metavar="METRIC=LIMIT",
-    help="Capacity gate margins, as for `labcap gate` [default: p95=10%, error_pct=0.5].",
-)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Write verify.json (and the capacity runs) here [default: runs/verify-<time> "
-    "with capacity, else nothing].",
-)
-@click.option(
-    "--junit",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Also write JUnit XML here (one testcase per check).",
-)
+@_options_of(VerifyOptions)
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def verify(as_json: bool, **options: Any) -> None:
     """Verify a new deployment against the old one before cutting over.
@@ -476,7 +274,7 @@ def verify(as_json: bool, **options: Any) -> None:
           --checks logins,gpu,data,capacity --junit reports/verify.xml
     See docs/migration-runbook.md (`labcap verify`).
     """
-    from labcap.verify.options import VerifyOptions, verify_deployments
+    from labcap.verify.options import verify_deployments
 
     result = verify_deployments(VerifyOptions(**options), _progress)
     if as_json:
@@ -530,133 +328,9 @@ def probe_startup(as_json: bool, **options: Any) -> None:
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option(
-    "--platform",
-    type=click.Choice(["compose", "k3s"]),
-    required=True,
-    help="compose: docker-compose.yml + .env; k3s: Kubernetes manifests. Compose from a "
-    "K3s-sized run is the rollback direction.",
-)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Directory to write; empty, or holding an earlier profile of the same platform "
-    "(its secrets are kept).",
-)
-@click.option(
-    "--expected-users", type=int, default=None, metavar="N", help="Concurrent users to plan for."
-)
-@click.option("--gpus", type=int, default=0, show_default=True, help="GPUs, all nodes together.")
-@click.option(
-    "--gpu-sharing",
-    type=click.Choice(["none", "time-slicing", "mig"]),
-    default="none",
-    show_default=True,
-    help="How user servers share the GPUs.",
-)
-@click.option(
-    "--gpu-users",
-    type=int,
-    default=None,
-    metavar="N",
-    help="Concurrent GPU users [default: every design user].",
-)
-@click.option(
-    "--time-slicing-replicas",
-    type=int,
-    default=None,
-    metavar="R",
-    help="Shares per GPU with time-slicing [default: enough for --gpu-users].",
-)
-@click.option(
-    "--mig-profile",
-    "mig_profiles",
-    multiple=True,
-    metavar="PROFILE[=N]",
-    help="MIG profile and instances per GPU, repeatable (e.g. 1g.10gb=4) [N: as many as fit].",
-)
-@click.option("--gpu-model", default=None, help="GPU model for MIG, e.g. A100-40GB, H100-80GB.")
-@click.option("--domain", default="lab.example.org", show_default=True, help="Public host name.")
-@click.option(
-    "--loadgen",
-    type=click.Choice(["none", "k8s"]),
-    default="none",
-    show_default=True,
-    help="k8s: also write loadgen/ (a Locust master Deployment + Service and a worker "
-    "Deployment, sized from the run's req/s per user and the calibrated generator "
-    "ceiling) for when one machine cannot generate --expected-users.",
-)
-@click.option(
-    "--loadgen-host",
-    default=None,
-    metavar="URL",
-    help="With --loadgen k8s: the URL the workers load [default: the run's host].",
-)
-@click.option(
-    "--cpu-per-user", type=float, default=2.0, show_default=True, help="CPU limit per user (cores)."
-)
-@click.option(
-    "--mem-per-user",
-    type=float,
-    default=4.0,
-    show_default=True,
-    metavar="GIB",
-    help="Memory limit per user, GiB.",
-)
-@click.option(
-    "--validate-server",
-    is_flag=True,
-    help="k3s: also submit every object to a live API server with dryRun=All (nothing is "
-    "persisted) before writing. Kinds it does not serve are reported, not rejected.",
-)
-@click.option(
-    "--kubeconfig",
-    default=None,
-    metavar="PATH",
-    help="For --validate-server [default: $KUBECONFIG, ~/.kube/config, /etc/rancher/k3s/k3s.yaml].",
-)
-@click.option("--context", default=None, help="kubeconfig context for --validate-server.")
-@click.option(
-    "--admin-user",
-    "admin_users",
-    multiple=True,
-    metavar="NAME",
-    help="Hub admin, repeatable; signs up first and approves sign-ups [default: the .env's, "
-    "else admin].",
-)
-@click.option(
-    "--idle-timeout",
-    type=int,
-    default=3600,
-    show_default=True,
-    metavar="S",
-    help="Stop user servers idle this long (jupyterhub-idle-culler).",
-)
-@click.option(
-    "--image",
-    "images",
-    multiple=True,
-    metavar="KEY=REF",
-    help="Pin another image, repeatable (e.g. notebook=quay.io/jupyter/scipy-notebook:2024-12-02).",
-)
+@_options_of(ProfileOptions)
 @click.option("--json", "as_json", is_flag=True, help="Print sizing.json's content on stdout.")
-def profile(
-    run_dir: Path,
-    out: Path,
-    as_json: bool,
-    validate_server: bool,
-    kubeconfig: str | None,
-    context: str | None,
-    loadgen: str,
-    loadgen_host: str | None,
-    mem_per_user: float,
-    admin_users: tuple[str, ...],
-    idle_timeout: int,
-    images: tuple[str, ...],
-    **sizing: Any,
-) -> None:
+def profile(as_json: bool, **options: Any) -> None:
     """Render the deployment a run calls for: Compose or K3s, sized from its capacity.
 
     Every file is validated (Kubernetes schemas, the Compose schema, GPU sharing
@@ -672,24 +346,14 @@ def profile(
       labcap profile runs/lab-1 --platform k3s --out deploy/k3s --validate-server \\
           --kubeconfig /etc/rancher/k3s/k3s.yaml
     """
-    from labcap.deploy_profiles import ProfileSettings
-    from labcap.deploy_profiles.make import ProfileRequest, describe_profile, make_profile
+    from labcap.deploy_profiles.make import describe_profile, make_profile
 
-    settings = ProfileSettings(
-        **sizing,
-        mem_per_user_gib=mem_per_user,
-        admin_users=tuple(admin_users),
-        idle_timeout_s=idle_timeout,
-        images=tuple((i.partition("=")[0], i.partition("=")[2]) for i in images),
-    )
-    req = ProfileRequest(
-        run_dir, out, settings, validate_server, kubeconfig, context, loadgen, loadgen_host
-    )
-    result = make_profile(req, _progress)
+    opts = ProfileOptions(**options)
+    result = make_profile(opts, _progress)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
-        click.echo(describe_profile(result, req))
+        click.echo(describe_profile(result, opts))
 
 
 @cli.command()
@@ -716,32 +380,9 @@ def calibrate(as_json: bool) -> None:
 
 
 @cli.command("cleanup")
-@click.option(
-    "--run",
-    "run_id",
-    default=None,
-    metavar="ID",
-    help="Only this run: a probe's run id (label labcap.run-id / labcap.probe) or a run "
-    "directory name. Default: every leftover of every crashed run.",
-)
-@click.option(
-    "--runs-dir",
-    type=click.Path(path_type=Path),
-    default=Path("runs"),
-    show_default=True,
-    help="Where run directories live (their stale .lock files are removed).",
-)
-@click.option(
-    "--kubeconfig",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Also delete namespaces labelled app.kubernetes.io/managed-by=labcap in this cluster.",
-)
-@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@_options_of(CleanupOptions)
 @click.option("--json", "as_json", is_flag=True, help="Print what was found as JSON.")
-def cleanup_cmd(
-    run_id: str | None, runs_dir: Path, kubeconfig: Path | None, dry_run: bool, as_json: bool
-) -> None:
+def cleanup_cmd(as_json: bool, **options: Any) -> None:
     """Remove what crashed labcap runs left behind.
 
     \b
@@ -760,13 +401,7 @@ def cleanup_cmd(
     """
     from labcap.measure.cleanup import cleanup
 
-    found = cleanup(
-        run=run_id,
-        runs_dir=runs_dir,
-        kubeconfig=kubeconfig,
-        dry_run=dry_run,
-        progress=None if as_json else _progress,
-    )
+    found = cleanup(**vars(CleanupOptions(**options)), progress=None if as_json else _progress)
     if as_json:
         click.echo(json.dumps([f.to_dict() for f in found], indent=2))
     elif not [f for f in found if f.action in ("removed", "would remove")]:
@@ -778,19 +413,10 @@ def lab() -> None:
     """The embedded reference lab: real JupyterHub + MLflow on loopback ports."""
 
 
-DEFAULT_LAB_DIR = Path(".labcap/lab")
-
-
 @lab.command("up")
-@click.option(
-    "--workdir",
-    type=click.Path(path_type=Path),
-    default=DEFAULT_LAB_DIR,
-    show_default=True,
-    help="Where the lab keeps its state, logs and databases.",
-)
+@_options_of(LabUpOptions)
 @click.option("--json", "as_json", is_flag=True, help="Print the endpoints as JSON.")
-def lab_up(workdir: Path, as_json: bool) -> None:
+def lab_up(as_json: bool, **options: Any) -> None:
     """Start the lab in the background; `labcap lab down` stops it.
 
     The generated JupyterHub password and API token are kept in
@@ -798,6 +424,7 @@ def lab_up(workdir: Path, as_json: bool) -> None:
     """
     from labcap.lab import ReferenceLab, lab_status
 
+    workdir = LabUpOptions(**options).workdir
     if lab_status(workdir):
         raise LabcapError(f"a lab is already running from {workdir}: labcap lab down first")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -812,13 +439,12 @@ def lab_up(workdir: Path, as_json: bool) -> None:
 
 
 @lab.command("down")
-@click.option(
-    "--workdir", type=click.Path(path_type=Path), default=DEFAULT_LAB_DIR, show_default=True
-)
-def lab_down_cmd(workdir: Path) -> None:
+@_options_of(LabOptions)
+def lab_down_cmd(**options: Any) -> None:
     """Stop a lab started with `labcap lab up`, leaving no process behind."""
     from labcap.lab import lab_down
 
+    workdir = LabOptions(**options).workdir
     if lab_down(workdir):
         _progress("lab stopped")
     else:
@@ -826,13 +452,12 @@ def lab_down_cmd(workdir: Path) -> None:
 
 
 @lab.command("status")
-@click.option(
-    "--workdir", type=click.Path(path_type=Path), default=DEFAULT_LAB_DIR, show_default=True
-)
-def lab_status_cmd(workdir: Path) -> None:
+@_options_of(LabOptions)
+def lab_status_cmd(**options: Any) -> None:
     """Print the running lab's endpoints and processes as JSON (exit 1 if none)."""
     from labcap.lab import lab_status
 
+    workdir = LabOptions(**options).workdir
     status = lab_status(workdir)
     if not status:
         _progress(f"no lab running from {workdir}")

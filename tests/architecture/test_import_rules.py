@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "labcap.environment": 0,
     "labcap.store": 0,
     "labcap.validity": 0,
+    "labcap.options": 0,
     "labcap.clients": 1,
     "labcap.collectors": 2,
     "labcap.lab": 2,

@@ -3,19 +3,53 @@
 ``build_profile(run_dir, ProfileSettings(platform=...), out)`` sizes the deployment
 from the run's capacity plan and the expected users, renders it from the jinja2
 templates under ``templates/``, validates every file, and only then writes them.
+
+The names below are imported from their modules on first use (PEP 562), so importing
+``labcap.deploy_profiles.settings`` (``labcap profile --help``) loads no renderer.
 """
 
-from labcap.deploy_profiles.gpu import GPU_SHARING, MIG_MODELS, GpuPlan, plan_gpus
-from labcap.deploy_profiles.render import (
-    Profile,
-    RenderedFile,
-    build_profile,
-    random_secret,
-    render_profile,
-    write_profile,
-)
-from labcap.deploy_profiles.sizing import PLATFORMS, Decision, ProfileSettings, Sizing, size
-from labcap.deploy_profiles.validate import K8S_VERSION, ProfileValidationError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from labcap.deploy_profiles.gpu import GPU_SHARING, MIG_MODELS, GpuPlan, plan_gpus
+    from labcap.deploy_profiles.render import (
+        Profile,
+        RenderedFile,
+        build_profile,
+        random_secret,
+        render_profile,
+        write_profile,
+    )
+    from labcap.deploy_profiles.sizing import PLATFORMS, Decision, ProfileSettings, Sizing, size
+    from labcap.deploy_profiles.validate import K8S_VERSION, ProfileValidationError
+
+_HOMES = {
+    "gpu": ("GPU_SHARING", "MIG_MODELS", "GpuPlan", "plan_gpus"),
+    "render": (
+        "Profile",
+        "RenderedFile",
+        "build_profile",
+        "random_secret",
+        "render_profile",
+        "write_profile",
+    ),
+    "sizing": ("PLATFORMS", "Decision", "ProfileSettings", "Sizing", "size"),
+    "validate": ("K8S_VERSION", "ProfileValidationError"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "GPU_SHARING",

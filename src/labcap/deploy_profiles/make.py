@@ -1,83 +1,76 @@
 """``labcap profile`` as one call: the profile, its optional load generator, and its text.
 
-``make_profile`` checks the request, renders the load generator (``--loadgen k8s``) and
-the profile (validated before anything is written), writes both, and returns what
-``describe_profile`` prints.
+``make_profile`` checks the options (``settings.ProfileOptions``), renders the load
+generator (``--loadgen k8s``) and the profile (validated before anything is written),
+writes both, and returns what ``describe_profile`` prints.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import fields
 
 from labcap.deploy_profiles.dryrun import server_checker
 from labcap.deploy_profiles.loadgen import render_loadgen
 from labcap.deploy_profiles.render import Profile, build_profile
+from labcap.deploy_profiles.settings import LOADGEN_CHOICES, ProfileOptions
 from labcap.deploy_profiles.sizing import ProfileSettings
 from labcap.errors import LabcapError
 from labcap.planner.capacity import plan_capacity
 from labcap.store import RunDir, atomic_write_bytes
 
 Progress = Callable[[str], None]
-LOADGEN_CHOICES = ("none", "k8s")
 
 
-@dataclass(frozen=True)
-class ProfileRequest:
-    """One ``labcap profile``: the run, where to write, the sizing, and the extras."""
-
-    run_dir: Path
-    out: Path
-    settings: ProfileSettings
-    validate_server: bool = False  # k3s: dry-run every object on a live API server first
-    kubeconfig: str | None = None  # for validate_server
-    context: str | None = None
-    loadgen: str = "none"  # k8s: also write loadgen/ (Locust master and workers)
-    loadgen_host: str | None = None  # the URL the workers load [default: the run's host]
+def profile_settings(opts: ProfileOptions) -> ProfileSettings:
+    """The sizing the options ask for: each option named like a ``ProfileSettings`` field."""
+    names = {f.name for f in fields(ProfileSettings)}
+    return ProfileSettings(
+        **{f.name: getattr(opts, f.name) for f in fields(opts) if f.name in names},
+        images=tuple(pin.partition("=")[::2] for pin in opts.image_pins),
+    )
 
 
-def make_profile(req: ProfileRequest, progress: Progress) -> Profile:
-    """Render, validate and write the profile ``req`` asks for (and its load generator)."""
-    if req.validate_server and req.settings.platform != "k3s":
+def make_profile(opts: ProfileOptions, progress: Progress) -> Profile:
+    """Render, validate and write the profile ``opts`` ask for (and its load generator)."""
+    settings = profile_settings(opts)
+    if opts.validate_server and settings.platform != "k3s":
         raise LabcapError("--validate-server needs --platform k3s (Compose has no API server)")
-    if req.loadgen not in LOADGEN_CHOICES:
-        raise LabcapError(f"--loadgen {req.loadgen!r}: choose one of {', '.join(LOADGEN_CHOICES)}")
-    loadgen = _loadgen_files(req) if req.loadgen == "k8s" else None
-    check = server_checker(req.kubeconfig, req.context) if req.validate_server else None
-    profile = build_profile(req.run_dir, req.settings, req.out, server_check=check)
+    if opts.loadgen not in LOADGEN_CHOICES:
+        raise LabcapError(f"--loadgen {opts.loadgen!r}: choose one of {', '.join(LOADGEN_CHOICES)}")
+    loadgen = _loadgen_files(opts, settings) if opts.loadgen == "k8s" else None
+    check = server_checker(opts.kubeconfig, opts.context) if opts.validate_server else None
+    profile = build_profile(opts.run_dir, settings, opts.out, server_check=check)
     if loadgen:
         for name, text in loadgen[0].items():
-            (req.out / name).parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(req.out / name, text.encode("utf-8"))
-        progress(f"load generator: {req.out / 'loadgen'} ({loadgen[1]})")
+            (opts.out / name).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(opts.out / name, text.encode("utf-8"))
+        progress(f"load generator: {opts.out / 'loadgen'} ({loadgen[1]})")
     return profile
 
 
-def _loadgen_files(req: ProfileRequest) -> tuple[dict[str, str], str]:
-    users = req.settings.expected_users
+def _loadgen_files(opts: ProfileOptions, settings: ProfileSettings) -> tuple[dict[str, str], str]:
+    users = settings.expected_users
     if not users:
         raise LabcapError("--loadgen k8s needs --expected-users N (the users to generate)")
-    run = RunDir.open(req.run_dir)
+    run = RunDir.open(opts.run_dir)
     manifest = run.read_manifest()
     hosts = manifest.hosts
-    host = req.loadgen_host or hosts.get("default") or next(iter(hosts.values()), "")
+    host = opts.loadgen_host or hosts.get("default") or next(iter(hosts.values()), "")
     if not host:
         raise LabcapError("--loadgen k8s: the run names no host; give --loadgen-host URL")
     steps = list(plan_capacity(run).steps)
     return render_loadgen(manifest, steps, users=users, host=host)
 
 
-def describe_profile(profile: Profile, req: ProfileRequest) -> str:
+def describe_profile(profile: Profile, opts: ProfileOptions) -> str:
     """Each sizing decision with its source, the warnings, the server's verdict (with
     validate_server), and where the files went."""
     lines = [
         f"  {d.key:<30} {d.value!s:>8} {d.unit:<11} {d.source}" for d in profile.sizing.decisions
     ]
     lines += [f"warning: {w}" for w in profile.sizing.warnings]
-    if req.validate_server:
+    if opts.validate_server:
         lines.append(profile.checks[-1])
-    lines.append(
-        f"{req.settings.platform} profile: {len(profile.files)} files in {req.out} (RUNBOOK.md)"
-    )
+    lines.append(f"{opts.platform} profile: {len(profile.files)} files in {opts.out} (RUNBOOK.md)")
     return "\n".join(lines)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from labcap.options import option
 
 DEFAULT_STEPS = "5,10,20"
 TARGETS = ("remote", "local", "docker", "k8s")
@@ -20,19 +21,13 @@ KUBECONFIG_HELP = (
 )
 
 
-def cli(*flags: str, **how: Any) -> dict[str, Any]:
-    """A field's command-line option: its flags, and click's keywords for it (``choices``
-    for a fixed list of values, ``type`` Path, int or float)."""
-    return {"cli": {"flags": flags, **how}}
-
-
 @dataclass(frozen=True, kw_only=True)
 class SessionSettings:
     """A run as the user asked for it: ``labcap run``'s options, their text unparsed."""
 
     host: str | None = field(
         default=None,
-        metadata=cli(
+        metadata=option(
             "--host",
             metavar="URL",
             help="Base URL of the deployment (JupyterHub's public URL, or MLflow's).",
@@ -40,7 +35,7 @@ class SessionSettings:
     )
     mlflow_url: str | None = field(
         default=None,
-        metadata=cli(
+        metadata=option(
             "--mlflow-url",
             metavar="URL",
             help="MLflow's URL when it differs from --host (scenario lab).",
@@ -48,7 +43,7 @@ class SessionSettings:
     )
     scenario: str = field(
         default="lab",
-        metadata=cli(
+        metadata=option(
             "--scenario",
             show_default=True,
             help="jupyterhub, mlflow, lab (both), or a path to your own locustfile.py (for "
@@ -58,7 +53,7 @@ class SessionSettings:
     )
     target: str = field(
         default="remote",
-        metadata=cli(
+        metadata=option(
             "--target",
             choices=TARGETS,
             show_default=True,
@@ -69,14 +64,14 @@ class SessionSettings:
         ),
     )
     kubeconfig: str | None = field(
-        default=None, metadata=cli("--kubeconfig", metavar="FILE", help=KUBECONFIG_HELP)
+        default=None, metadata=option("--kubeconfig", metavar="FILE", help=KUBECONFIG_HELP)
     )
     kube_context: str | None = field(
-        default=None, metadata=cli("--context", help="With --target k8s: context.")
+        default=None, metadata=option("--context", help="With --target k8s: context.")
     )
     namespaces: tuple[str, ...] = field(
         default=(),
-        metadata=cli(
+        metadata=option(
             "--namespace",
             multiple=True,
             metavar="NS",
@@ -86,7 +81,7 @@ class SessionSettings:
     )
     selector: str | None = field(
         default=None,
-        metadata=cli(
+        metadata=option(
             "--selector",
             metavar="LABELS",
             help="With --target k8s: pods to follow [default: component=singleuser-server, "
@@ -95,7 +90,7 @@ class SessionSettings:
     )
     compose_project: str | None = field(
         default=None,
-        metadata=cli(
+        metadata=option(
             "--compose-project",
             metavar="NAME",
             help="With --target docker: watch this Compose project's containers (by label).",
@@ -103,7 +98,7 @@ class SessionSettings:
     )
     users: str = field(
         default=DEFAULT_STEPS,
-        metadata=cli(
+        metadata=option(
             "--users",
             show_default=True,
             help="Concurrent users per step, comma separated; or auto: search for the "
@@ -114,7 +109,7 @@ class SessionSettings:
     )
     max_users: int | None = field(
         default=None,
-        metadata=cli(
+        metadata=option(
             "--max-users",
             type=int,
             help="With --users auto: the largest user count the search may probe.",
@@ -122,7 +117,7 @@ class SessionSettings:
     )
     hub_password_env: str = field(
         default="LABCAP_HUB_PASSWORD",
-        metadata=cli(
+        metadata=option(
             "--hub-password-env",
             show_default=True,
             help="Environment variable holding the JupyterHub password for the test users.",
@@ -130,7 +125,7 @@ class SessionSettings:
     )
     gpu_mode: str = field(
         default="auto",
-        metadata=cli(
+        metadata=option(
             "--gpu",
             choices=GPU_MODES,
             show_default=True,
@@ -140,7 +135,7 @@ class SessionSettings:
     )
     gpu_metrics_url: str | None = field(
         default=None,
-        metadata=cli(
+        metadata=option(
             "--gpu-metrics-url",
             metavar="URL",
             help="Also scrape NVIDIA dcgm-exporter's Prometheus metrics (e.g. "
@@ -150,7 +145,7 @@ class SessionSettings:
     )
     workers: str = field(
         default="0",
-        metadata=cli(
+        metadata=option(
             "--workers",
             show_default=True,
             metavar="N|auto",
@@ -160,7 +155,7 @@ class SessionSettings:
     )
     slos: tuple[str, ...] = field(
         default=(),
-        metadata=cli(
+        metadata=option(
             "--slo",
             multiple=True,
             metavar="EXPR",
@@ -170,7 +165,7 @@ class SessionSettings:
     )
     step_duration: str = field(
         default="60s",
-        metadata=cli(
+        metadata=option(
             "--step-duration",
             show_default=True,
             help="How long each user count is held (e.g. 30s, 2m).",
@@ -178,7 +173,7 @@ class SessionSettings:
     )
     settle: str | None = field(
         default=None,
-        metadata=cli(
+        metadata=option(
             "--settle",
             help="Start of each step excluded from its statistics "
             "[default: a quarter of the step].",
@@ -186,13 +181,13 @@ class SessionSettings:
     )
     window: str = field(
         default="5s",
-        metadata=cli(
+        metadata=option(
             "--window", show_default=True, help="Aggregation window for latency histograms."
         ),
     )
     spawn_rate: float = field(
         default=5.0,
-        metadata=cli(
+        metadata=option(
             "--spawn-rate",
             show_default=True,
             type=float,
@@ -201,17 +196,17 @@ class SessionSettings:
     )
     out: Path | None = field(
         default=None,
-        metadata=cli(
+        metadata=option(
             "--out", type=Path, help="Run directory [default: runs/<scenario>-<timestamp>]."
         ),
     )
     overwrite: bool = field(
         default=False,
-        metadata=cli("--overwrite", is_flag=True, help="Replace a run already in --out."),
+        metadata=option("--overwrite", is_flag=True, help="Replace a run already in --out."),
     )
     calibrate: bool = field(
         default=True,
-        metadata=cli(
+        metadata=option(
             "--calibrate/--no-calibrate",
             show_default=True,
             help="First measure the load generator's own latency floor and throughput "
@@ -230,7 +225,7 @@ class StartupOptions:
 
     target: str = field(
         default="docker",
-        metadata=cli(
+        metadata=option(
             "--target",
             choices=("docker", "k8s"),
             show_default=True,
@@ -239,61 +234,63 @@ class StartupOptions:
         ),
     )
     kubeconfig: str | None = field(
-        default=None, metadata=cli("--kubeconfig", metavar="FILE", help=KUBECONFIG_HELP)
+        default=None, metadata=option("--kubeconfig", metavar="FILE", help=KUBECONFIG_HELP)
     )
     kube_context: str | None = field(
-        default=None, metadata=cli("--context", help="With --target k8s: context.")
+        default=None, metadata=option("--context", help="With --target k8s: context.")
     )
     pull_policy: str = field(
         default="IfNotPresent",
-        metadata=cli(
+        metadata=option(
             "--pull-policy",
             choices=("IfNotPresent", "Never", "Always"),
             show_default=True,
             help="With --target k8s: the pods' imagePullPolicy.",
         ),
     )
-    image: str = field(metadata=cli("--image", help="Image to start; must be present locally."))
+    image: str = field(metadata=option("--image", help="Image to start; must be present locally."))
     command: str | None = field(
         default=None,
-        metadata=cli("--command", help="Command line; {port} becomes the container's port."),
+        metadata=option("--command", help="Command line; {port} becomes the container's port."),
     )
     env: tuple[str, ...] = field(
         default=(),
-        metadata=cli("--env", multiple=True, metavar="KEY=VALUE", help="Environment, repeatable."),
+        metadata=option(
+            "--env", multiple=True, metavar="KEY=VALUE", help="Environment, repeatable."
+        ),
     )
     port: str | None = field(
         default=None,
-        metadata=cli(
+        metadata=option(
             "--port",
             help="Ready when http://127.0.0.1:PORT/PATH answers: a number, or auto "
             "(a free port per container, given to it as $PORT and {port}).",
         ),
     )
     path: str = field(
-        default="/", metadata=cli("--path", show_default=True, help="HTTP path for --port.")
+        default="/", metadata=option("--path", show_default=True, help="HTTP path for --port.")
     )
     concurrency: str = field(
         default="1,4,8",
-        metadata=cli(
+        metadata=option(
             "--concurrency", show_default=True, help="Containers started at once, per step."
         ),
     )
     repeat: int = field(
         default=1,
-        metadata=cli("--repeat", show_default=True, type=int, help="Rounds per step."),
+        metadata=option("--repeat", show_default=True, type=int, help="Rounds per step."),
     )
     timeout: str = field(
         default="60s",
-        metadata=cli("--timeout", show_default=True, help="Not ready by then: timeout."),
+        metadata=option("--timeout", show_default=True, help="Not ready by then: timeout."),
     )
     interval: str = field(
         default="1s",
-        metadata=cli("--interval", show_default=True, help="Resource sampling interval."),
+        metadata=option("--interval", show_default=True, help="Resource sampling interval."),
     )
     slos: tuple[str, ...] = field(
         default=(),
-        metadata=cli(
+        metadata=option(
             "--slo",
             multiple=True,
             metavar="EXPR",
@@ -301,8 +298,76 @@ class StartupOptions:
             "error_pct=0].",
         ),
     )
-    out: Path | None = field(default=None, metadata=cli("--out", type=Path, help="Run directory."))
+    out: Path | None = field(
+        default=None, metadata=option("--out", type=Path, help="Run directory.")
+    )
     overwrite: bool = field(
         default=False,
-        metadata=cli("--overwrite", is_flag=True, help="Replace a run already in --out."),
+        metadata=option("--overwrite", is_flag=True, help="Replace a run already in --out."),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoOptions:
+    """``labcap demo``'s options: a short local step load on the reference lab."""
+
+    steps: str = field(
+        default=DEFAULT_STEPS,
+        metadata=option("--steps", show_default=True, help="Concurrent users per step."),
+    )
+    step_duration: str = field(
+        default="20s",
+        metadata=option("--step-duration", show_default=True, help="How long each step is held."),
+    )
+    out: Path | None = field(
+        default=None,
+        metadata=option("--out", type=Path, help="Run directory [default: runs/demo-<timestamp>]."),
+    )
+
+    def session(self) -> SessionSettings:
+        """The run demo makes: the reference lab, started here, under load."""
+        return SessionSettings(
+            scenario="lab",
+            target="local",
+            users=self.steps,
+            step_duration=self.step_duration,
+            out=self.out,
+            out_prefix="demo",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CleanupOptions:
+    """``labcap cleanup``'s options: what crashed runs left behind, where to look."""
+
+    run: str | None = field(
+        default=None,
+        metadata=option(
+            "--run",
+            metavar="ID",
+            help="Only this run: a probe's run id (label labcap.run-id / labcap.probe) or a run "
+            "directory name. Default: every leftover of every crashed run.",
+        ),
+    )
+    runs_dir: Path = field(
+        default=Path("runs"),
+        metadata=option(
+            "--runs-dir",
+            type=Path,
+            show_default=True,
+            help="Where run directories live (their stale .lock files are removed).",
+        ),
+    )
+    kubeconfig: Path | None = field(
+        default=None,
+        metadata=option(
+            "--kubeconfig",
+            type=Path,
+            help="Also delete namespaces labelled app.kubernetes.io/managed-by=labcap in this "
+            "cluster.",
+        ),
+    )
+    dry_run: bool = field(
+        default=False,
+        metadata=option("--dry-run", is_flag=True, help="Only list what would be removed."),
     )

@@ -36,6 +36,7 @@ from labcap.planner.policy import (
     evaluate_rules,
     load_policy,
 )
+from labcap.planner.settings import PlanOptions
 from labcap.store import RunDir
 
 
@@ -480,6 +481,16 @@ def plan_and_recommend(
     return PlanOutcome(plan, projection, rec, gpu)
 
 
+def plan_with_options(opts: PlanOptions) -> PlanOutcome:
+    """``labcap plan``: the options' text parsed (one LabcapError if bad), then the plan."""
+    return plan_and_recommend(
+        opts.run_dir,
+        policy_file=opts.policy_file,
+        expected_users=parse_expected_users(opts.expected_users),
+        growth_pct_per_month=parse_growth(opts.growth_per_month),
+    )
+
+
 __all__ = [
     "BindingConstraint",
     "Confidence",
@@ -491,5 +502,6 @@ __all__ = [
     "parse_expected_users",
     "parse_growth",
     "plan_and_recommend",
+    "plan_with_options",
     "recommend",
 ]

@@ -6,38 +6,82 @@ Checks, in this order (the read-only data check first, before anything writes):
 on both, then the gate). Verdict: ``ready-to-cut-over`` (exit 0), ``fix-before-cut-over``
 (exit 1; exit 3 when nothing failed but something could not be checked) or ``roll-back``
 (exit 1: the new deployment cannot serve users).
+
+The names below are imported from their modules on first use (PEP 562), so importing
+``labcap.verify.settings`` (``labcap verify --help``) loads none of the checks.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from labcap.errors import LabcapError
-from labcap.verify.capacity import CapacitySettings, capacity_from_runs, check_capacity
-from labcap.verify.data import DataSettings, check_data
-from labcap.verify.files import ChecksumPolicy
-from labcap.verify.gpu import check_gpu
-from labcap.verify.logins import LoginSettings, check_logins, sample_users
-from labcap.verify.records import (
-    CHECKS,
-    FAIL,
-    FIX,
-    INCONCLUSIVE,
-    PASS,
-    READY,
-    ROLL_BACK,
-    SKIPPED,
-    CheckResult,
-    Difference,
-    VerifyResult,
-)
-from labcap.verify.target import Deployment, read_credentials, resolve_deployment
+if TYPE_CHECKING:
+    from labcap.verify.capacity import CapacitySettings, capacity_from_runs
+    from labcap.verify.checks import (
+        RESULT_FILE,
+        VerifySettings,
+        parse_checks,
+        run_verify,
+        write_result,
+    )
+    from labcap.verify.data import DataSettings
+    from labcap.verify.files import ChecksumPolicy
+    from labcap.verify.logins import LoginSettings, sample_users
+    from labcap.verify.records import (
+        CHECKS,
+        FAIL,
+        FIX,
+        INCONCLUSIVE,
+        PASS,
+        READY,
+        ROLL_BACK,
+        SKIPPED,
+        CheckResult,
+        Difference,
+        VerifyResult,
+    )
+    from labcap.verify.target import Deployment, read_credentials, resolve_deployment
 
-Progress = Callable[[str], None]
-RESULT_FILE = "verify.json"
+_HOMES = {
+    "capacity": ("CapacitySettings", "capacity_from_runs"),
+    "checks": (
+        "RESULT_FILE",
+        "Progress",
+        "VerifySettings",
+        "parse_checks",
+        "run_verify",
+        "write_result",
+    ),
+    "data": ("DataSettings",),
+    "files": ("ChecksumPolicy",),
+    "logins": ("LoginSettings", "sample_users"),
+    "records": (
+        "CHECKS",
+        "FAIL",
+        "FIX",
+        "INCONCLUSIVE",
+        "PASS",
+        "READY",
+        "ROLL_BACK",
+        "SKIPPED",
+        "CheckResult",
+        "Difference",
+        "VerifyResult",
+    ),
+    "target": ("Deployment", "read_credentials", "resolve_deployment"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CHECKS",
@@ -66,76 +110,3 @@ __all__ = [
     "sample_users",
     "write_result",
 ]
-
-
-@dataclass(frozen=True)
-class VerifySettings:
-    checks: tuple[str, ...] = ("logins", "gpu", "data")
-    users: tuple[str, ...] = ("labcap-verify-1", "labcap-verify-2", "labcap-verify-3")
-    logins: LoginSettings = field(default_factory=LoginSettings)
-    data: DataSettings = field(default_factory=DataSettings)
-    capacity: CapacitySettings = field(default_factory=CapacitySettings)
-    out: Path | None = None  # capacity runs and verify.json land here
-
-
-def parse_checks(text: str) -> tuple[str, ...]:
-    names = [c.strip() for c in str(text).split(",") if c.strip()]
-    unknown = [c for c in names if c not in CHECKS]
-    if unknown or not names:
-        raise LabcapError(
-            f"--checks {text!r}: unknown check(s) {', '.join(unknown) or '(none given)'}; "
-            f"valid: {', '.join(CHECKS)}"
-        )
-    return tuple(c for c in ("data", "logins", "gpu", "capacity") if c in names)
-
-
-def run_verify(
-    old: Deployment,
-    new: Deployment,
-    settings: VerifySettings | None = None,
-    progress: Progress = lambda _m: None,
-) -> VerifyResult:
-    """Run the chosen checks (data first: it is the read-only one) and return the result."""
-    settings = settings or VerifySettings()
-    order = [c for c in ("data", "logins", "gpu", "capacity") if c in settings.checks]
-    _require_passwords(old, new, order)
-    results: list[CheckResult] = []
-    for name in order:
-        progress(f"verify: {name} check")
-        if name == "data":
-            result = check_data(old, new, settings.data, progress)
-        elif name == "logins":
-            result = check_logins(old, new, settings.users, settings.logins, progress)
-        elif name == "gpu":
-            result = check_gpu(new, settings.users[0], settings.logins.hub, progress)
-        else:
-            if settings.out is None:
-                raise LabcapError("the capacity check needs --out DIR for its two run directories")
-            result = check_capacity(old, new, settings.capacity, settings.out, progress)
-        progress(f"verify: {name} {result.status} ({result.elapsed_s:.1f} s)")
-        results.append(result)
-    return VerifyResult(old.describe(), new.describe(), tuple(results))
-
-
-def _require_passwords(old: Deployment, new: Deployment, checks: Sequence[str]) -> None:
-    """Fail fast (exit 2) rather than report every login as failed for want of a password."""
-    sides = [old, new] if "logins" in checks else [new] if "gpu" in checks else []
-    for dep in sides:
-        if dep.hub_url and not dep.hub_password:
-            raise LabcapError(
-                f"no hub password for {dep.label}: set LABCAP_{dep.label.upper()}_HUB_PASSWORD "
-                "(or LABCAP_HUB_PASSWORD for both), or give --credentials FILE"
-            )
-
-
-def write_result(result: VerifyResult, out: Path, secrets: Sequence[str] = ()) -> Path:
-    """verify.json in ``out``, atomically; refuses to write if a secret would land in it."""
-    from labcap.store import atomic_write_bytes
-
-    text = json.dumps(result.to_dict(), indent=2, default=str) + "\n"
-    if any(s and s in text for s in secrets):
-        raise LabcapError("a credential would leak into verify.json; refusing to write it")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / RESULT_FILE
-    atomic_write_bytes(path, text.encode("utf-8"))
-    return path

@@ -1,4 +1,4 @@
-"""``labcap verify``'s options as one typed record, and the one call that acts on them.
+"""``labcap verify``'s one call: acting on its options (``labcap.verify.settings.VerifyOptions``).
 
 ``verify_deployments`` checks the options (one clear error before anything is touched),
 resolves both deployments, runs the checks and writes verify.json and the JUnit XML
@@ -7,48 +7,21 @@ where asked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from labcap.errors import LabcapError
 from labcap.measure.session import default_out
 from labcap.model import parse_duration, parse_user_steps
 from labcap.planner.gate import thresholds_from_options
-from labcap.verify import Progress, VerifySettings, parse_checks, run_verify, write_result
 from labcap.verify.capacity import CapacitySettings
+from labcap.verify.checks import Progress, VerifySettings, parse_checks, run_verify, write_result
 from labcap.verify.data import DEFAULT_IGNORE, DataSettings
 from labcap.verify.files import ChecksumPolicy
-from labcap.verify.junit import write_junit
+from labcap.verify.junit_report import write_junit
 from labcap.verify.logins import LoginSettings, sample_users
 from labcap.verify.records import VerifyResult
+from labcap.verify.settings import VerifyOptions
 from labcap.verify.target import Deployment, read_credentials, resolve_deployment
-
-
-@dataclass(frozen=True)
-class VerifyOptions:
-    """What the user asked ``labcap verify`` for, as given (text is parsed on use)."""
-
-    old: str  # hub URL, reference lab workdir or target file of the deployment in service
-    new: str  # the same for the deployment to cut over to
-    checks: str = "logins,gpu,data"
-    users: str = "3"  # sample users: a list, or N generated ones
-    old_mlflow: str | None = None
-    new_mlflow: str | None = None
-    old_files: tuple[str, ...] = ()
-    new_files: tuple[str, ...] = ()
-    profile: Path | None = None  # `labcap profile` output of new: the expected GPU plan
-    credentials: Path | None = None
-    checksums: str = "all"  # all, none or N files per tree
-    artifact_source: str = "auto"
-    ignore: tuple[str, ...] = ()  # default: labcap's own load-test data
-    spawn_margin: str = "100%"
-    capacity_users: str = "2,4"
-    capacity_step: str = "60s"
-    capacity_scenario: str = ""
-    max_regressions: tuple[str, ...] = ()
-    out: Path | None = None  # default: runs/verify-<time> with the capacity check
-    junit: Path | None = None
-    env: dict[str, str] | None = field(default=None, repr=False)  # default: os.environ
 
 
 def verify_deployments(opts: VerifyOptions, progress: Progress) -> VerifyResult:
