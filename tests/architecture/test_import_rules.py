@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "labcap.redact": 0,
     "labcap.environment": 0,
     "labcap.store": 0,
+    "labcap.lazy": 0,
     "labcap.validity": 0,
     "labcap.options": 0,
     "labcap.clients": 1,

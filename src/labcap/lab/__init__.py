@@ -8,8 +8,9 @@ The names below are imported from their modules on first use (PEP 562), so impor
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from labcap.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from labcap.lab._reference import (
@@ -33,16 +34,7 @@ _HOMES = {
     ),
     "_state": ("read_state",),
 }
-_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _HOMES, globals())
 
 
 __all__ = [
