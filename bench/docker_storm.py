@@ -15,7 +15,7 @@ from pathlib import Path
 from docker_common import TEST_IMAGE, engine_client
 
 from labcap.measure.probes.docker import StartupProbeSettings, format_table, run_startup_probe
-from labcap.model import parse_user_steps
+from labcap.units import parse_user_steps
 
 
 def main(levels: str = "1,4,8,16", repeat: str = "3", out: str | None = None) -> None:

@@ -8,7 +8,6 @@ nowhere else: 2 for bad input or an unreachable target, 1 for a failed run,
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import click
 
 from labcap import __version__
+from labcap.cliopts import options_of as _options_of
 from labcap.deploy_profiles.settings import ProfileOptions
 from labcap.errors import LabcapError
 from labcap.lab.settings import LabOptions, LabUpOptions
@@ -84,36 +84,17 @@ def cli() -> None:
     """
 
 
-def _options_of(record: type) -> Any:
-    """The click arguments and options of a typed record's fields (``metadata["cli"]``, see
-    labcap.options), in field order."""
-
-    def decorate(f: Any) -> Any:
-        for fld in reversed(dataclasses.fields(record)):
-            how = dict(fld.metadata.get("cli", {}))
-            if not how:
-                continue
-            if "choices" in how:
-                how["type"] = click.Choice(list(how.pop("choices")))
-            elif how.get("type") is Path:
-                how["type"] = click.Path(path_type=Path)
-            if fld.default is dataclasses.MISSING:
-                how["required"] = True
-            else:
-                how["default"] = fld.default
-            if how.pop("argument", False):
-                f = click.argument(fld.name, **how)(f)
-            else:
-                f = click.option(*how.pop("flags"), fld.name, **how)(f)
-        return f
-
-    return decorate
-
-
 @cli.command()
 @_options_of(SessionSettings)
 @click.option("--json", "as_json", is_flag=True, help="Print the capacity plan as JSON on stdout.")
-def run(as_json: bool, **options: Any) -> None:
+@click.option(
+    "--dry-run",
+    "resolve_only",
+    is_flag=True,
+    help="Print the resolved plan (each option's value and source: flag, LABCAP_* "
+    "environment, labcap.toml, default) and send nothing.",
+)
+def run(as_json: bool, resolve_only: bool, **options: Any) -> None:
     """Run a step-load capacity test and write a run directory.
 
     Users grow through --users, each count held for --step-duration. Every
@@ -124,11 +105,22 @@ def run(as_json: bool, **options: Any) -> None:
     Examples:
       labcap run --target local --users 5,10,20 --step-duration 30s
       LABCAP_HUB_PASSWORD=... labcap run --host http://127.0.0.1:8000 \\
-          --scenario jupyterhub --users 10,25,50 --slo p95_ms=800
+          --scenario jupyterhub --users 10,25,50 --slo p95=800ms
       labcap run --host URL --gpu nvml --gpu-metrics-url http://127.0.0.1:9400/metrics
       labcap run --target k8s --namespace jhub --host https://hub.example.org \\
           --scenario jupyterhub --users 10,25,50
     """
+    if resolve_only:
+        from labcap.cliopts import option_sources
+        from labcap.measure.dryrun import resolve_run
+
+        resolved = resolve_run(
+            SessionSettings(**options), option_sources(click.get_current_context())
+        )
+        click.echo(
+            json.dumps(resolved.to_dict(), indent=2) if as_json else "\n".join(resolved.lines())
+        )
+        return
     _print_session(SessionSettings(**options), as_json)
 
 
@@ -214,7 +206,7 @@ def gate(as_json: bool, **options: Any) -> None:
     Per step and endpoint, over steady windows: a one-sided Mann-Whitney U test
     on per-window values, and the step percentile's change (merged histograms,
     bootstrap interval). A regression must be significant, above its margin and
-    above the --min-effect-ms noise floor. Missing data never passes.
+    above the --min-effect noise floor. Missing data never passes.
 
     \b
     Exit codes: 0 pass, 1 regression, 2 usage or input error,

@@ -8,7 +8,6 @@ an SLO (:mod:`labcap.slo`) and a run's manifest (:class:`Manifest`).
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
@@ -67,32 +66,6 @@ class LoadPlan:
     @property
     def duration_s(self) -> float:
         return self.steps[-1].end_s if self.steps else 0.0
-
-
-def parse_duration(text: str, *, what: str = "duration") -> float:
-    """'20s', '2m', '1h', '90' (seconds) or '1.5m' -> seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", str(text))
-    if not m:
-        raise LabcapError(f"{what} {text!r} is not a duration: use e.g. 20s, 2m or 90")
-    value = float(m.group(1))
-    unit = m.group(2) or "s"
-    seconds = value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
-    if seconds <= 0:
-        raise LabcapError(f"{what} {text!r} must be greater than zero")
-    return seconds
-
-
-def parse_user_steps(text: str) -> tuple[int, ...]:
-    """'5,10,20' -> (5, 10, 20); counts must be positive integers."""
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
-    if not parts:
-        raise LabcapError(f"user steps {text!r} are empty: use e.g. 5,10,20")
-    users = []
-    for p in parts:
-        if not re.fullmatch(r"[0-9]+", p) or int(p) <= 0:  # isdigit() takes '²'; int() not
-            raise LabcapError(f"user step {p!r} in {text!r} is not a positive whole number")
-        users.append(int(p))
-    return tuple(users)
 
 
 def build_plan(

@@ -1,7 +1,7 @@
 """Service-level objectives: the ``Slo`` record, its one parser, and how a measured latency is
 judged against its limit.
 
-Text (``--slo p95_ms=500``, a scenario's defaults) is parsed once, by :func:`parse_slo`, into
+Text (``--slo p95=500ms``, a scenario's defaults) is parsed once, by :func:`parse_slo`, into
 frozen :class:`Slo` records; from then on labcap passes the records around. The manifest
 stores them as plain records (``{"endpoint", "metric", "threshold"}``, schema 2) and reads them
 back with :meth:`Slo.from_dict`, which checks a record without parsing any text.
@@ -16,10 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from labcap.errors import LabcapError
+from labcap.units import parse_duration
 
 # Latency metrics an SLO can bound, per endpoint, and the run-wide ones.
 LATENCY_METRICS = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms")
 RUN_METRICS = ("error_pct",)
+# the latency metrics as the CLI names them (p95=500ms): each with its unit in the value
+LATENCY_NAMES = tuple(m.removesuffix("_ms") for m in LATENCY_METRICS)
+_BARE_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 # the calibration key (manifest ``calibration``) holding the generator's own latency at
 # each metric's percentile
@@ -77,20 +81,27 @@ _SLO_RE = re.compile(
 
 
 def parse_slo(text: str) -> Slo:
-    """'p95_ms=500', 'hub.spawn_ready:p95_ms=15000', 'error_pct=1'."""
+    """'p95=500ms', 'hub.spawn_ready:p95=15s', 'error_pct=1' (or '1%'); the older spelling
+    'p95_ms=500' (a number of milliseconds) is read too."""
     m = _SLO_RE.match(str(text).strip())
     if not m:
         raise LabcapError(
             f"SLO {text!r} is malformed: use METRIC=VALUE or ENDPOINT:METRIC=VALUE, "
-            "e.g. p95_ms=500 or hub.spawn_ready:p95_ms=15000"
+            "e.g. p95=500ms or hub.spawn_ready:p95=15s"
         )
-    try:
-        value = float(m.group("value"))
-    except ValueError:
-        value = None
-    return _checked(
-        m.group("metric"), value, m.group("endpoint"), what=f"SLO {text!r}", raw=m.group("value")
-    )
+    metric, raw = m.group("metric"), m.group("value")
+    what = f"SLO {text!r}"
+    if metric in LATENCY_NAMES:  # the one vocabulary: p95=500ms, a duration with its unit
+        if _BARE_NUMBER.fullmatch(raw):
+            raise LabcapError(f"{what}: give {metric}'s unit, e.g. {metric}={raw}ms")
+        value: float | None = parse_duration(raw, what=f"{what}: {metric}", allow_zero=True) * 1000
+        metric += "_ms"
+    else:
+        try:
+            value = float(raw.removesuffix("%") if metric in RUN_METRICS else raw)
+        except ValueError:
+            value = None
+    return _checked(metric, value, m.group("endpoint"), what=what, raw=raw)
 
 
 def _checked(

@@ -27,6 +27,8 @@ LAYERS: dict[str, int] = {
     "labcap.lazy": 0,
     "labcap.validity": 0,
     "labcap.options": 0,
+    "labcap.units": 0,
+    "labcap.config": 0,
     "labcap.clients": 1,
     "labcap.collectors": 2,
     "labcap.lab": 2,
@@ -37,6 +39,7 @@ LAYERS: dict[str, int] = {
     "labcap.deploy_profiles": 5,
     "labcap.verify": 6,
     "labcap.cli": 7,
+    "labcap.cliopts": 6,
 }
 
 

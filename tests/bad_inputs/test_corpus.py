@@ -169,7 +169,14 @@ CASES = [
     ),
     # --- profile options
     Case("profile-platform", ("profile", "{run}", "--platform", "swarm"), "'swarm' is not one of"),
-    Case("profile-users", (*PROFILE, "--expected-users", "many"), "'many' is not a valid integer"),
+    Case(
+        "profile-users",
+        (*PROFILE, "--expected-users", "many"),
+        "--expected-users 'many' is not a positive whole number",
+    ),
+    Case("profile-mem", (*PROFILE, "--mem-per-user", "4GB"), "'4GB' is not a memory size"),
+    Case("run-duration", (*RUN, "--step-duration", "30s1m"), "'30s1m' is not a duration"),
+    Case("slo-unit", (*RUN, "--slo", "p95=500"), "give p95's unit, e.g. p95=500ms"),
     Case("profile-cpu", (*PROFILE, "--cpu-per-user", "0"), "--cpu-per-user"),
     Case(
         "profile-mig-model",

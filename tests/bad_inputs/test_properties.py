@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labcap.errors import LabcapError
-from labcap.model import parse_duration, parse_user_steps
 from labcap.slo import parse_slo
 from labcap.store import JOURNAL, MANIFEST, RunDir, read_journal
+from labcap.units import parse_duration, parse_user_steps
 from tests.conftest import record_run
 
 # LABCAP_PROPERTY_EXAMPLES=2000 for a deeper search than CI's

@@ -130,7 +130,7 @@ def test_demo_measures_the_reference_lab_it_starts(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "manifest.json").write_text("{}")
-    r = CliRunner().invoke(cli, ["demo", "--steps", "1", "--out", str(out)])
+    r = CliRunner().invoke(cli, ["demo", "--users", "1", "--out", str(out)])
     assert r.exit_code == 2
     assert "already holds a run: choose another --out" in r.output
     assert "calibrating" not in r.output and "reference lab" not in r.output

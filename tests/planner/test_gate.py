@@ -370,7 +370,7 @@ def test_cli_exit_codes(pairs, tmp_path):
     [
         (["--max-regression", "p95=lots"], "'lots' is not a number"),
         (["--max-regression", "p97=10%"], "unknown metric 'p97'"),
-        (["--min-effect-ms", "x"], "--min-effect-ms 'x' is not a number"),
+        (["--min-effect", "x"], "--min-effect 'x' is not a duration"),
         (["--alpha", "0"], "--alpha '0' must lie between"),
     ],
 )
@@ -380,6 +380,17 @@ def test_cli_bad_arguments_exit_2_with_one_line(pairs, args, fragment):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("labcap: error:") and fragment in lines[0]
+
+
+def test_the_old_min_effect_ms_spelling_warns_once_and_still_reads_milliseconds(pairs):
+    base, same, _ = pairs[0]
+    r = labcap("gate", str(base), str(same), "--min-effect-ms", "x")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "labcap: warning: --min-effect-ms is deprecated; use --min-effect",
+        "labcap: error: --min-effect 'xms' is not a duration: use e.g. 90s, 1m30s, 1h30m or 90 "
+        "(seconds)",
+    ]
 
 
 def test_cli_nonexistent_run_exits_2(pairs, tmp_path):

@@ -46,7 +46,10 @@ class ProfileOptions:
     expected_users: int | None = field(
         default=None,
         metadata=option(
-            "--expected-users", type=int, metavar="N", help="Concurrent users to plan for."
+            "--expected-users",
+            unit="users",
+            config="expected_users",
+            help="Concurrent users the lab expects.",
         ),
     )
     gpus: int = field(
@@ -121,19 +124,18 @@ class ProfileOptions:
         default=2.0,
         metadata=option(
             "--cpu-per-user",
-            type=float,
+            unit="cpu",
             show_default=True,
-            help="CPU limit per user (cores).",
+            help="CPU limit per user, in Kubernetes' form: 2, 0.5 or 500m.",
         ),
     )
     mem_per_user_gib: float = field(
         default=4.0,
         metadata=option(
             "--mem-per-user",
-            type=float,
+            unit="memory_gib",
             show_default=True,
-            metavar="GIB",
-            help="Memory limit per user, GiB.",
+            help="Memory limit per user, in Kubernetes' form: 4Gi, 512Mi (a bare number is GiB).",
         ),
     )
     validate_server: bool = field(
@@ -172,9 +174,8 @@ class ProfileOptions:
         default=3600,
         metadata=option(
             "--idle-timeout",
-            type=int,
+            unit="duration_whole_s",
             show_default=True,
-            metavar="S",
             help="Stop user servers idle this long (jupyterhub-idle-culler).",
         ),
     )

@@ -42,10 +42,11 @@ from labcap.measure.run import (
 )
 from labcap.measure.search import search_capacity
 from labcap.measure.settings import TARGETS, SessionSettings
-from labcap.model import LoadPlan, build_plan, parse_duration, parse_user_steps
+from labcap.model import LoadPlan, build_plan
 from labcap.planner.capacity import CapacityPlan, plan_run
 from labcap.planner.search_controller import SearchSettings
 from labcap.slo import Slo, parse_slos
+from labcap.units import parse_duration, parse_user_steps
 
 FALLBACK_SLOS = ("p95_ms=1000", "error_pct=1")  # a user locustfile's, which names none
 

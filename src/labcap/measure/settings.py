@@ -30,6 +30,7 @@ class SessionSettings:
         metadata=option(
             "--host",
             metavar="URL",
+            config="host",
             help="Base URL of the deployment (JupyterHub's public URL, or MLflow's).",
         ),
     )
@@ -38,6 +39,7 @@ class SessionSettings:
         metadata=option(
             "--mlflow-url",
             metavar="URL",
+            config="mlflow_url",
             help="MLflow's URL when it differs from --host (scenario lab).",
         ),
     )
@@ -46,6 +48,7 @@ class SessionSettings:
         metadata=option(
             "--scenario",
             show_default=True,
+            config="scenario",
             help="jupyterhub, mlflow, lab (both), or a path to your own locustfile.py (for "
             "plain HTTP/1.1 APIs, subclass labcap.loadtests.users.WireHttpUser: timed to the "
             "kernel's receipt of each answer).",
@@ -159,8 +162,9 @@ class SessionSettings:
             "--slo",
             multiple=True,
             metavar="EXPR",
-            help="Objective, repeatable: p95_ms=500, error_pct=1, or per endpoint "
-            "hub.spawn_ready:p95_ms=15000. Default: the scenario's own.",
+            config="slo",
+            help="Objective, repeatable: p95=500ms, error_pct=1, or per endpoint "
+            "hub.spawn_ready:p95=15s. Default: the scenario's own.",
         ),
     )
     step_duration: str = field(
@@ -168,13 +172,16 @@ class SessionSettings:
         metadata=option(
             "--step-duration",
             show_default=True,
-            help="How long each user count is held (e.g. 30s, 2m).",
+            unit="duration",
+            config="step_duration",
+            help="How long each user count is held (e.g. 30s, 2m, 1m30s).",
         ),
     )
     settle: str | None = field(
         default=None,
         metadata=option(
             "--settle",
+            unit="duration",
             help="Start of each step excluded from its statistics "
             "[default: a quarter of the step].",
         ),
@@ -182,7 +189,10 @@ class SessionSettings:
     window: str = field(
         default="5s",
         metadata=option(
-            "--window", show_default=True, help="Aggregation window for latency histograms."
+            "--window",
+            show_default=True,
+            unit="duration",
+            help="Aggregation window for latency histograms.",
         ),
     )
     spawn_rate: float = field(
@@ -273,7 +283,10 @@ class StartupOptions:
     concurrency: str = field(
         default="1,4,8",
         metadata=option(
-            "--concurrency", show_default=True, help="Containers started at once, per step."
+            "--concurrency",
+            show_default=True,
+            unit="user_steps",
+            help="Containers started at once, per step.",
         ),
     )
     repeat: int = field(
@@ -282,11 +295,15 @@ class StartupOptions:
     )
     timeout: str = field(
         default="60s",
-        metadata=option("--timeout", show_default=True, help="Not ready by then: timeout."),
+        metadata=option(
+            "--timeout", show_default=True, unit="duration", help="Not ready by then: timeout."
+        ),
     )
     interval: str = field(
         default="1s",
-        metadata=option("--interval", show_default=True, help="Resource sampling interval."),
+        metadata=option(
+            "--interval", show_default=True, unit="duration", help="Resource sampling interval."
+        ),
     )
     slos: tuple[str, ...] = field(
         default=(),
@@ -294,8 +311,7 @@ class StartupOptions:
             "--slo",
             multiple=True,
             metavar="EXPR",
-            help="Startup objective, repeatable [default: startup.ready:p95_ms=30000, "
-            "error_pct=0].",
+            help="Startup objective, repeatable [default: startup.ready:p95=30s, error_pct=0].",
         ),
     )
     out: Path | None = field(
@@ -311,13 +327,24 @@ class StartupOptions:
 class DemoOptions:
     """``labcap demo``'s options: a short local step load on the reference lab."""
 
-    steps: str = field(
+    users: str = field(
         default=DEFAULT_STEPS,
-        metadata=option("--steps", show_default=True, help="Concurrent users per step."),
+        metadata=option(
+            "--users",
+            show_default=True,
+            unit="user_steps",
+            deprecated=("--steps",),
+            help="Concurrent users per step, comma separated.",
+        ),
     )
     step_duration: str = field(
         default="20s",
-        metadata=option("--step-duration", show_default=True, help="How long each step is held."),
+        metadata=option(
+            "--step-duration",
+            show_default=True,
+            unit="duration",
+            help="How long each user count is held (e.g. 20s, 1m30s).",
+        ),
     )
     out: Path | None = field(
         default=None,
@@ -329,7 +356,7 @@ class DemoOptions:
         return SessionSettings(
             scenario="lab",
             target="local",
-            users=self.steps,
+            users=self.users,
             step_duration=self.step_duration,
             out=self.out,
             out_prefix="demo",

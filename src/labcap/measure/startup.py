@@ -14,7 +14,7 @@ from labcap.measure.probes import docker, k8s
 from labcap.measure.run import Progress
 from labcap.measure.session import default_out, interrupt_on_sigterm
 from labcap.measure.settings import StartupOptions
-from labcap.model import parse_duration, parse_user_steps
+from labcap.units import parse_duration, parse_user_steps
 
 
 def probe_startup(opts: StartupOptions, progress: Progress) -> Any:

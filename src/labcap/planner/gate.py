@@ -36,6 +36,7 @@ from labcap.errors import LabcapError
 from labcap.model import Manifest
 from labcap.planner.settings import GateOptions
 from labcap.store import RunDir
+from labcap.units import parse_duration
 
 PASS, REGRESSION, INCONCLUSIVE = "pass", "regression", "inconclusive"
 EXIT_CODES = {PASS: 0, REGRESSION: 1, INCONCLUSIVE: 3}
@@ -273,7 +274,7 @@ def gate_with_options(opts: GateOptions) -> GateResult:
     compared."""
     thresholds = thresholds_from_options(
         opts.max_regressions,
-        min_effect_ms=opts.min_effect_ms,
+        min_effect_ms=parse_duration(opts.min_effect, what="--min-effect", allow_zero=True) * 1000,
         alpha=opts.alpha,
         min_windows=opts.min_windows,
     )

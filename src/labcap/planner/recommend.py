@@ -38,6 +38,7 @@ from labcap.planner.policy import (
 )
 from labcap.planner.settings import PlanOptions
 from labcap.store import RunDir
+from labcap.units import parse_user_count
 
 
 @dataclass(frozen=True)
@@ -440,12 +441,7 @@ class PlanOutcome:
 
 def parse_expected_users(text: str | int | None) -> int | None:
     """'--expected-users 40' -> 40; a positive whole number."""
-    if text is None:
-        return None
-    s = str(text).strip()
-    if not re.fullmatch(r"[0-9]+", s) or int(s) <= 0:
-        raise LabcapError(f"--expected-users {text!r} is not a positive whole number")
-    return int(s)
+    return None if text is None else parse_user_count(text, what="--expected-users")
 
 
 def parse_growth(text: str | float | None) -> float:

@@ -27,9 +27,14 @@ class PlanOptions:
             "or add rules).",
         ),
     )
-    expected_users: str | None = field(
+    expected_users: int | None = field(
         default=None,
-        metadata=option("--expected-users", metavar="N", help="Concurrent users the lab expects."),
+        metadata=option(
+            "--expected-users",
+            unit="users",
+            config="expected_users",
+            help="Concurrent users the lab expects.",
+        ),
     )
     growth_per_month: str | None = field(
         default=None,
@@ -53,17 +58,20 @@ class GateOptions:
             "--max-regression",
             multiple=True,
             metavar="METRIC=LIMIT",
+            config="max_regression",
             help="How much worse a metric may get, repeatable: p50/p90/p95/p99=PERCENT "
             "(relative) or error_pct=POINTS (absolute); ENDPOINT:METRIC=LIMIT for one "
             "endpoint; METRIC=off drops one. [default: p95=10%, error_pct=0.5]",
         ),
     )
-    min_effect_ms: str = field(
-        default="1",
+    min_effect: str = field(
+        default="1ms",
         metadata=option(
-            "--min-effect-ms",
-            metavar="MS",
+            "--min-effect",
+            unit="duration_or_zero",
             show_default=True,
+            deprecated=("--min-effect-ms",),
+            deprecated_value="{}ms",
             help="Noise floor: latency slowdowns smaller than this never fail.",
         ),
     )

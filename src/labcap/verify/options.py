@@ -11,8 +11,8 @@ from pathlib import Path
 
 from labcap.errors import LabcapError
 from labcap.measure.session import default_out
-from labcap.model import parse_duration, parse_user_steps
 from labcap.planner.gate import thresholds_from_options
+from labcap.units import parse_duration, parse_user_steps
 from labcap.verify.capacity import CapacitySettings
 from labcap.verify.checks import Progress, VerifySettings, parse_checks, run_verify, write_result
 from labcap.verify.data import DEFAULT_IGNORE, DataSettings
@@ -84,7 +84,7 @@ def capacity_settings(opts: VerifyOptions) -> CapacitySettings:
     return CapacitySettings(
         scenario=opts.capacity_scenario,
         users=parse_user_steps(opts.capacity_users),
-        step_duration_s=parse_duration(opts.capacity_step, what="--capacity-step"),
+        step_duration_s=parse_duration(opts.capacity_step, what="--capacity-step-duration"),
         thresholds=thresholds,
     )
 

@@ -43,9 +43,10 @@ class VerifyOptions:
     users: str = field(
         default="3",
         metadata=option(
-            "--users",
+            "--sample-users",
             show_default=True,
             metavar="LIST|N",
+            deprecated=("--users",),
             help="Sample users for logins and gpu: alice,bob or N generated labcap-verify-N.",
         ),
     )
@@ -130,11 +131,22 @@ class VerifyOptions:
     )
     capacity_users: str = field(
         default="2,4",
-        metadata=option("--capacity-users", show_default=True, help="Capacity load steps."),
+        metadata=option(
+            "--capacity-users",
+            show_default=True,
+            unit="user_steps",
+            help="The capacity check's concurrent users per step, comma separated.",
+        ),
     )
     capacity_step: str = field(
         default="60s",
-        metadata=option("--capacity-step", show_default=True, help="Each step's length."),
+        metadata=option(
+            "--capacity-step-duration",
+            show_default=True,
+            unit="duration",
+            deprecated=("--capacity-step",),
+            help="How long the capacity check holds each user count.",
+        ),
     )
     capacity_scenario: str = field(
         default="",
