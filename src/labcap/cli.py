@@ -17,6 +17,7 @@ import click
 
 from labcap import __version__
 from labcap.cliopts import options_of as _options_of
+from labcap.cliopts import progress_options
 from labcap.deploy_profiles.settings import ProfileOptions
 from labcap.errors import LabcapError
 from labcap.lab.settings import LabOptions, LabUpOptions
@@ -94,7 +95,8 @@ def cli() -> None:
     help="Print the resolved plan (each option's value and source: flag, LABCAP_* "
     "environment, labcap.toml, default) and send nothing.",
 )
-def run(as_json: bool, resolve_only: bool, **options: Any) -> None:
+@progress_options
+def run(as_json: bool, resolve_only: bool, quiet: bool, verbose: bool, **options: Any) -> None:
     """Run a step-load capacity test and write a run directory.
 
     Users grow through --users, each count held for --step-duration. Every
@@ -121,13 +123,14 @@ def run(as_json: bool, resolve_only: bool, **options: Any) -> None:
             json.dumps(resolved.to_dict(), indent=2) if as_json else "\n".join(resolved.lines())
         )
         return
-    _print_session(SessionSettings(**options), as_json)
+    _print_session(SessionSettings(**options), as_json, quiet, verbose)
 
 
 @cli.command()
 @_options_of(DemoOptions)
 @click.option("--json", "as_json", is_flag=True, help="Print the capacity plan as JSON.")
-def demo(as_json: bool, **options: Any) -> None:
+@progress_options
+def demo(as_json: bool, quiet: bool, verbose: bool, **options: Any) -> None:
     """Start the embedded reference lab, run a short step load, write the report.
 
     The lab is real: JupyterHub (with its proxy and single-user servers) and an
@@ -136,15 +139,21 @@ def demo(as_json: bool, **options: Any) -> None:
     """
     from labcap.reports.html import write_run_report
 
-    result = _print_session(DemoOptions(**options).session(), as_json)
+    result = _print_session(DemoOptions(**options).session(), as_json, quiet, verbose)
     _progress(f"report: {write_run_report(result.run.path)}")
 
 
-def _print_session(settings: SessionSettings, as_json: bool) -> Any:
-    """Run and plan (labcap.measure.session), print the plan; exit 130 when interrupted."""
+def _print_session(settings: SessionSettings, as_json: bool, quiet: bool, verbose: bool) -> Any:
+    """Run and plan (labcap.measure.session) with live progress on stderr (measure.live),
+    print the plan; exit 130 when interrupted."""
+    from labcap.measure.live import Console, LiveMonitor
     from labcap.measure.session import run_session
 
-    result = run_session(settings, _progress)
+    console = Console(quiet=quiet, verbose=verbose)
+    try:
+        result = run_session(settings, console.line, LiveMonitor(console))
+    finally:
+        console.close()
     if as_json:
         click.echo(json.dumps(result.plan.to_dict(), indent=2))
     else:

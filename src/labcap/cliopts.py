@@ -161,3 +161,20 @@ def option_sources(ctx: click.Context) -> dict[str, str]:
         else:
             sources[param.name] = "default"
     return sources
+
+
+def progress_options(f: Any) -> Any:
+    """``--quiet`` and ``-v``: how much of a long command's live progress stderr shows."""
+    f = click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        help="Also a progress line per endpoint and window.",
+    )(f)
+    return click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        help="No live status line: only the run's own progress lines (plain, as when stderr "
+        "is not a terminal, where the status comes as a plain line every 10 s).",
+    )(f)

@@ -46,8 +46,9 @@ def _step_done_hook(n_steps: int, search: Any) -> Callable[[int, dict[str, Any]]
 
     def step_done(i: int, s: dict[str, Any]) -> None:
         p95 = "n/a" if s["p95_ms"] is None else f"{s['p95_ms']:.0f} ms"
+        what = f"step {i + 1}/{n_steps}" if search is None else f"probe {len(search.probes)}"
         _progress(
-            f"step {i + 1}/{n_steps} done: {s['requests']} requests, "
+            f"{what} done: {s['requests']} requests, "
             f"{s['failures']} failed, p95 {p95} (steady windows)"
         )
         if search is not None and search.probes:
@@ -105,9 +106,12 @@ def load_user_classes(cfg: dict[str, Any]) -> list[type]:
     if scenario.get("path"):
         from locust.util.load_locustfile import load_locustfile
 
-        user_classes, _shapes = load_locustfile(scenario["path"])
+        user_classes, shapes = load_locustfile(scenario["path"])
         if not user_classes:
             raise ValueError(f"{scenario['path']} defines no Locust User class")
+        if shapes:  # preflight refuses it first; a shape is never silently dropped
+            names = ", ".join(type(s).__name__ for s in shapes)
+            raise ValueError(f"{scenario['path']} defines a LoadTestShape ({names}): not run")
         out = []
         jitter = cfg.get("jitter", True)
         for name, cls in user_classes.items():
@@ -284,7 +288,8 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
             users = _begin_probe(search, step, recorder.step_users)
             if users is None:
                 break
-        _progress(f"step {step.index + 1}/{n_steps}: {users} users for {step.duration_s:g}s")
+        if search is None:  # a probe's line is _begin_probe's: the plan's steps are placeholders
+            _progress(f"step {step.index + 1}/{n_steps}: {users} users for {step.duration_s:g}s")
         recorder.mark_step(step.index, users)
         runner.start(users, spawn_rate=plan.spawn_rate)
         cut.clear()
@@ -466,7 +471,8 @@ def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> in
             users = _begin_probe(search, step, merger.step_users)
             if users is None:
                 break
-        _progress(f"step {step.index + 1}/{n_steps}: {users} users for {step.duration_s:g}s")
+        if search is None:  # a probe's line is _begin_probe's: the plan's steps are placeholders
+            _progress(f"step {step.index + 1}/{n_steps}: {users} users for {step.duration_s:g}s")
         write(step_record(step.index, users))
         runner.start(users, spawn_rate=plan.spawn_rate)
         cut.clear()

@@ -33,7 +33,16 @@ except BaseException as e:
 if not users:
     print(f"{sys.argv[1]} defines no Locust User class")
     sys.exit(3)
+if _shapes:
+    print(", ".join(type(s).__name__ for s in _shapes))
+    sys.exit(4)
 """
+
+SHAPE_REFUSED = (
+    "scenario {path} defines a LoadTestShape ({names}): labcap does not run it, because "
+    "labcap sets the load itself (--users N,N,... held --step-duration each, or --users "
+    "auto); remove the shape class or write its stages as --users"
+)
 
 
 def check_url(url: str, *, what: str = "--host") -> tuple[str, int]:
@@ -88,6 +97,8 @@ def check_locustfile(path: str | Path, *, timeout_s: float = LOAD_TIMEOUT_S) -> 
         raise LabcapError(
             f"scenario {path}: importing it took over {timeout_s:g}s; does it block at import?"
         ) from None
+    if proc.returncode == 4:  # never silently ignored: one line saying it is not run
+        raise LabcapError(SHAPE_REFUSED.format(path=path, names=proc.stdout.strip()))
     if proc.returncode != 0:
         lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
         lines = lines or [ln for ln in proc.stderr.splitlines() if ln.strip()] or ["no output"]

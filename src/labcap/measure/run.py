@@ -141,7 +141,7 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
         ctx = RunContext(run_dir=req.out, plan=req.plan, progress=progress)
         started = _start_collectors(req.collectors, ctx, progress)
         try:
-            rc, interrupted = _supervise_engine(req, journal, progress)
+            rc, interrupted, stopped = _supervise_engine(req, journal, progress)
         finally:
             for c in started:
                 c.stop()
@@ -150,7 +150,9 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
             _write_collector_tables(run, req.collectors, req.plan, progress)
             # again: a collector whose tables() failed has a gap to record
             manifest["collectors"] = [asdict(c.status()) for c in req.collectors]
-            result = _finalise(run, manifest, rc, progress, searching=req.search is not None)
+            result = _finalise(
+                run, manifest, rc, progress, searching=req.search is not None, stopped=stopped
+            )
         except OSError as e:  # disk full, directory removed: the journal still holds the run
             raise RunFailedError(
                 f"{req.out}: could not write the results ({e.strerror or e}); every window "
@@ -235,8 +237,39 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _supervise_engine(req: RunRequest, journal: Path, progress: Progress) -> tuple[int, bool]:
-    """Run the engine to its end; returns (exit code, whether we were interrupted)."""
+def _load_line(req: RunRequest) -> str:
+    """What the load will be: the ladder, or the adaptive search's bounds (its steps are
+    placeholders until the engine picks each probe's users)."""
+    step_s = req.plan.steps[0].duration_s
+    if req.search is not None:
+        return (
+            f"load: adaptive search up to {req.search['max_users']} users, at most "
+            f"{len(req.plan.steps)} probes of up to {step_s:g}s each (a probe ends once its "
+            "verdict is clear)"
+        )
+    return (
+        f"load: {len(req.plan.steps)} steps of {step_s:g}s "
+        f"(users {', '.join(str(s.users) for s in req.plan.steps)}), "
+        f"about {req.plan.duration_s:g}s"
+    )
+
+
+def _forward_lines(stream: Any, progress: Progress) -> None:
+    """The engine's stderr lines through ``progress`` (so a live status line stays whole)."""
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        if line.strip():
+            progress(line.removeprefix("labcap: "))
+    stream.close()
+
+
+def _supervise_engine(
+    req: RunRequest, journal: Path, progress: Progress
+) -> tuple[int, bool, str | None]:
+    """Run the engine to its end; returns (exit code, whether we were interrupted, the
+    reason ``req.watch`` stopped it early)."""
+    import threading
+
     env = dict(os.environ)
     if req.hub_password:
         env[PASSWORD_ENV] = req.hub_password
@@ -247,36 +280,44 @@ def _supervise_engine(req: RunRequest, journal: Path, progress: Progress) -> tup
         str(req.out / ENGINE_CONFIG),
         str(journal),
     ]
-    progress(
-        f"load: {len(req.plan.steps)} steps of {req.plan.steps[0].duration_s:g}s "
-        f"(users {', '.join(str(s.users) for s in req.plan.steps)}), "
-        f"about {req.plan.duration_s:g}s"
-    )
+    progress(_load_line(req))
     proc = subprocess.Popen(
         cmd,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         preexec_fn=die_with_parent,  # a SIGKILLed labcap leaves no engine running
     )
+    reader = threading.Thread(target=_forward_lines, args=(proc.stderr, progress), daemon=True)
+    reader.start()
+    try:
+        return _wait_engine(req, proc, journal, progress)
+    finally:
+        reader.join(timeout=5)
+
+
+def _wait_engine(
+    req: RunRequest, proc: subprocess.Popen[bytes], journal: Path, progress: Progress
+) -> tuple[int, bool, str | None]:
     deadline_s = req.plan.duration_s + 120  # the engine stops itself; this is the backstop
     started = time.monotonic()
     try:
         while True:
             try:
-                return proc.wait(timeout=0.5), False
+                return proc.wait(timeout=0.5), False, None
             except subprocess.TimeoutExpired:
                 why = req.watch(journal) if req.watch else None
                 if why:
-                    progress(f"stopping the step early: {why}")
-                    return _stop_engine(proc, signal.SIGTERM), False
+                    progress(f"stopping the run early: {why}")
+                    return _stop_engine(proc, signal.SIGTERM), False, why
                 if time.monotonic() - started > deadline_s:
                     progress("load engine overran its schedule: stopping it")
-                    return _stop_engine(proc, signal.SIGTERM), False
+                    return _stop_engine(proc, signal.SIGTERM), False, None
     except KeyboardInterrupt as e:
         sig = signal.SIGTERM if isinstance(e, Interrupted) else signal.SIGINT
         progress("interrupted: letting the load engine save what it measured")
-        return _stop_engine(proc, sig), True
+        return _stop_engine(proc, sig), True, None
 
 
 def _stop_engine(proc: subprocess.Popen[bytes], sig: int) -> int:
@@ -296,7 +337,12 @@ def _stop_engine(proc: subprocess.Popen[bytes], sig: int) -> int:
 
 
 def _finalise(
-    run: RunDir, manifest: dict[str, Any], rc: int, progress: Progress, searching: bool = False
+    run: RunDir,
+    manifest: dict[str, Any],
+    rc: int,
+    progress: Progress,
+    searching: bool = False,
+    stopped: str | None = None,
 ) -> RunResult:
     import pandas as pd
 
@@ -306,7 +352,10 @@ def _finalise(
     windows = [r for r in records if r.get("kind") == "window"]
     failures = [r for r in records if r.get("kind") == "failure"]
     reasons: list[str] = []
-    if errors:
+    if stopped:  # the watch hook's early stop: the target is clearly broken
+        status = "failed"
+        reasons = [f"stopped early: {stopped}", *errors]
+    elif errors:
         status = "failed"
         reasons = errors
     elif ends and ends[-1]["status"] == "complete" and rc == 0:

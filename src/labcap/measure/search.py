@@ -212,9 +212,15 @@ def _assemble(
             p["rps"] = st.rps if st else 0.0
     RunDir(out).write_manifest(manifest)
     s = manifest["search"]
+    failing = s["first_failing_users"]
+    band = (
+        f"first failing {failing}"
+        if failing is not None
+        else f"no probe failed up to --max-users {settings.max_users}"
+    )
     progress(
         f"search done in {wall_s:.0f}s over {len(probes)} probes: "
-        f"max_users_at_slo {s['max_users_at_slo']}, first failing {s['first_failing_users']}; "
+        f"max_users_at_slo {s['max_users_at_slo']}, {band}; "
         f"run {manifest['status']}" + (f" ({'; '.join(reasons)})" if reasons else "")
     )
     return RunResult(out, manifest["status"], tuple(reasons))

@@ -16,7 +16,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,8 +57,13 @@ class SessionResult:
     plan: CapacityPlan  # the finished (or interrupted) run's capacity plan
 
 
-def run_session(settings: SessionSettings, progress: Progress) -> SessionResult:
-    """Measure what ``settings`` describe and leave a finalised, planned run directory."""
+def run_session(
+    settings: SessionSettings,
+    progress: Progress,
+    watch: Callable[[Path], str | None] | None = None,
+) -> SessionResult:
+    """Measure what ``settings`` describe and leave a finalised, planned run directory.
+    ``watch``: the run's live hook (``RunRequest.watch``; measure.live.LiveMonitor)."""
     workers, kube = _check(settings)
     metrics_url = settings.gpu_metrics_url
     if metrics_url:
@@ -87,6 +92,7 @@ def run_session(settings: SessionSettings, progress: Progress) -> SessionResult:
         hub_password=_password(s),
         calibration=cal,
         workers=workers,
+        watch=watch,
     )
     if s.target == "local":
         result = _run_on_reference_lab(req, s, progress)

@@ -620,7 +620,13 @@ def _verdict_text(
     elif max_users is not None:
         parts.append(
             f"The deployment met every SLO up to the largest step run, {max_users} concurrent "
-            f"users: its limit lies above that. Rerun with larger steps to find it."
+            f"users: its limit lies above that. "
+            + (
+                f"Rerun with a higher --max-users (the search stopped at "
+                f"{manifest.search['settings']['max_users']}) to find it."
+                if manifest.search and manifest.search.get("settings", {}).get("max_users")
+                else "Rerun with larger steps to find it."
+            )
         )
     noisy = [(s, c) for s in steps for c in s.checks if c.within_noise]
     if noisy:
