@@ -154,8 +154,10 @@ def _print_session(settings: SessionSettings, as_json: bool, quiet: bool, verbos
         result = run_session(settings, console.line, LiveMonitor(console))
     finally:
         console.close()
-    if as_json:
-        click.echo(json.dumps(result.plan.to_dict(), indent=2))
+    if as_json:  # the one plan shape (schemas/plan.schema.json), as `labcap plan --json`
+        from labcap.planner.recommend import plan_and_recommend
+
+        click.echo(json.dumps(plan_and_recommend(result.run.path).to_dict(), indent=2))
     else:
         click.echo(result.plan.verdict)
         click.echo(f"run directory: {result.run.path}")
@@ -454,8 +456,9 @@ def lab_down_cmd(**options: Any) -> None:
 
 @lab.command("status")
 @_options_of(LabOptions)
-def lab_status_cmd(**options: Any) -> None:
-    """Print the running lab's endpoints and processes as JSON (exit 1 if none)."""
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def lab_status_cmd(as_json: bool, **options: Any) -> None:
+    """Print the running lab's endpoints and processes (exit 1 if none)."""
     from labcap.lab import lab_status
 
     workdir = LabOptions(**options).workdir
@@ -463,7 +466,18 @@ def lab_status_cmd(**options: Any) -> None:
     if not status:
         _progress(f"no lab running from {workdir}")
         sys.exit(1)
-    click.echo(json.dumps(status, indent=2))
+    click.echo(json.dumps(status, indent=2) if as_json else "\n".join(_flat_lines(status)))
+
+
+def _flat_lines(data: dict[str, Any], indent: str = "") -> list[str]:
+    """A nested record as ``key: value`` lines (lab status without --json)."""
+    out = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out += [f"{indent}{key}:", *_flat_lines(value, indent + "  ")]
+        else:
+            out.append(f"{indent}{key}: {value}")
+    return out
 
 
 def main() -> None:

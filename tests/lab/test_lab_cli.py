@@ -27,7 +27,10 @@ def test_lab_up_status_down(tmp_path):
         assert len(secret) >= 20 and secret not in up.stdout + up.stderr  # never printed
         again = labcap("lab", "up", "--workdir", str(workdir))
         assert again.returncode == 2 and "already running" in again.stderr
-        status = labcap("lab", "status", "--workdir", str(workdir))
+        text = labcap("lab", "status", "--workdir", str(workdir))
+        assert text.returncode == 0 and text.stdout.startswith("workdir: ")  # JSON only asked
+        assert "services:" in text.stdout and "  pid: " in text.stdout
+        status = labcap("lab", "status", "--workdir", str(workdir), "--json")
         assert status.returncode == 0, status.stderr
         pids = [s["pid"] for s in json.loads(status.stdout)["services"].values()]
         assert pids and all(psutil.pid_exists(p) for p in pids)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
+from tests.support.schemas import check_json_output
+
 TIMEOUT_S = 180.0  # a bound for a hung command, not an expected duration
 
 
@@ -36,7 +38,7 @@ def labcap(
     Arguments are passed through ``str`` (paths welcome); stdout and stderr are
     captured apart; a non-zero exit is returned, never raised.
     """
-    return subprocess.run(
+    proc = subprocess.run(
         labcap_argv(*args),
         capture_output=True,
         text=text,
@@ -45,10 +47,15 @@ def labcap(
         env={**os.environ, **(env or {})},
         check=False,
     )
+    if text:  # every --json output a test sees follows its schema (src/labcap/schemas)
+        check_json_output(args, proc.stdout)
+    return proc
 
 
 def invoke(*args: object, env: Mapping[str, str] | None = None) -> Result:
     """Run ``labcap ARGS`` in this process through click's ``CliRunner``."""
     from labcap.cli import cli  # the CLI module, imported only by tests that call it
 
-    return CliRunner().invoke(cli, [str(a) for a in args], env=dict(env or {}))
+    result = CliRunner().invoke(cli, [str(a) for a in args], env=dict(env or {}))
+    check_json_output(args, result.stdout)
+    return result

@@ -125,7 +125,8 @@ class ProbeResult:
             "run": str(self.path),
             "run_id": self.run_id,
             "status": self.status,
-            "reasons": list(self.reasons),
+            "status_reasons": list(self.reasons),  # the run summary's key (schemas/plan)
+            "reasons": list(self.reasons),  # the older key, kept for readers of it
             "interrupted": self.interrupted,
             "startup": [asdict(r) for r in self.rows],
             "contention": list(self.contention),
