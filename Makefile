@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	@scripts/bootstrap.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[lab,dev]'
+	$(PY) -m pip install --quiet -e '.[all,dev]'
 	touch $@
 
 $(CHP):

@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "labcap.validity": 0,
     "labcap.options": 0,
     "labcap.schemas": 0,
+    "labcap.extras": 0,
     "labcap.units": 0,
     "labcap.config": 0,
     "labcap.clients": 1,

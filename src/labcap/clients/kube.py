@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labcap.errors import LabcapError
+from labcap.errors import LabcapError, MissingExtraError
 from labcap.redact import redact_url, scrub
 
 K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
@@ -73,9 +73,7 @@ def connect(
         from kubernetes import client
         from kubernetes.config import kube_config
     except ImportError:
-        raise LabcapError(
-            "the kubernetes package is not installed: pip install kubernetes"
-        ) from None
+        raise MissingExtraError("kubernetes", "k8s") from None
     path = resolve_kubeconfig(kubeconfig)
     cfg = client.Configuration()
     try:

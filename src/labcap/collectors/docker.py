@@ -422,7 +422,7 @@ class DockerCollector:
         try:
             import docker
         except ImportError:
-            self._reason = "the docker package is not installed: pip install docker"
+            self._reason = "docker is not installed: pip install 'labcap[docker]' brings it"
             return
         where = docker_host_description(self._client)
         try:

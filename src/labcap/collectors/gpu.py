@@ -298,7 +298,7 @@ class NvmlCollector:
         try:
             nv = self._nvml or load_nvml()
         except ImportError:
-            self._reason = "nvidia-ml-py is not installed: pip install nvidia-ml-py"
+            self._reason = "nvidia-ml-py is not installed: pip install 'labcap[gpu]' brings it"
             return
         self._nvml = nv
         reason = self._init(nv)

@@ -16,6 +16,7 @@ from labcap.deploy_profiles.render import Profile, build_profile
 from labcap.deploy_profiles.settings import LOADGEN_CHOICES, ProfileOptions
 from labcap.deploy_profiles.sizing import ProfileSettings
 from labcap.errors import LabcapError
+from labcap.extras import require
 from labcap.planner.capacity import plan_capacity
 from labcap.store import RunDir, atomic_write_bytes
 
@@ -33,6 +34,8 @@ def profile_settings(opts: ProfileOptions) -> ProfileSettings:
 
 def make_profile(opts: ProfileOptions, progress: Progress) -> Profile:
     """Render, validate and write the profile ``opts`` ask for (and its load generator)."""
+    for module in ("jsonschema", "kubernetes_validate"):  # labcap[profiles]: one line if not
+        require(module)
     settings = profile_settings(opts)
     if opts.validate_server and settings.platform != "k3s":
         raise LabcapError("--validate-server needs --platform k3s (Compose has no API server)")

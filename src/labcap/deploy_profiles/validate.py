@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from labcap.errors import LabcapError
+from labcap.errors import LabcapError, MissingExtraError
 
 # K3s's stable channel is on Kubernetes 1.3x; 1.31 is the oldest minor still maintained
 # upstream when this was written, so manifests valid there are valid on newer K3s too.
@@ -74,10 +74,8 @@ def check_shell(name: str, text: str) -> bool:
 def k8s_validator_version() -> str:
     try:
         from kubernetes_validate.version import __version__
-    except ImportError:  # pragma: no cover - a declared dependency
-        raise LabcapError(
-            "kubernetes-validate is not installed: pip install kubernetes-validate"
-        ) from None
+    except ImportError:
+        raise MissingExtraError("kubernetes-validate", "profiles") from None
     return str(__version__)
 
 

@@ -171,7 +171,11 @@ def _containers(run: str | None, dry_run: bool, client: Any = None) -> list[Left
     try:
         import docker
     except ImportError:
-        return [Leftover("docker", "-", "skipped", "the docker package is not installed")]
+        return [
+            Leftover(
+                "docker", "-", "skipped", "docker is not installed: pip install 'labcap[docker]'"
+            )
+        ]
     try:
         client = client or docker.from_env(timeout=10)
         client.ping()
@@ -207,7 +211,14 @@ def _namespaces(kubeconfig: Path, run: str | None, dry_run: bool) -> list[Leftov
     try:
         from kubernetes import client, config
     except ImportError:
-        return [Leftover("kubernetes", "-", "skipped", "the kubernetes package is not installed")]
+        return [
+            Leftover(
+                "kubernetes",
+                "-",
+                "skipped",
+                "kubernetes is not installed: pip install 'labcap[k8s]'",
+            )
+        ]
     if not Path(kubeconfig).is_file():
         raise LabcapError(f"--kubeconfig {kubeconfig}: no such file")
     try:

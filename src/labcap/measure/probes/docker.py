@@ -37,7 +37,7 @@ from labcap.collectors.docker import (
     describe_unavailable,
     docker_host_description,
 )
-from labcap.errors import LabcapError
+from labcap.errors import LabcapError, MissingExtraError
 from labcap.measure.cleanup import MANAGED_BY, MANAGED_BY_LABEL, RUN_ID_LABEL
 from labcap.measure.probes.core import (
     DEFAULT_SLOS,
@@ -131,7 +131,7 @@ def _client_from_env(pool: int) -> Any:
     try:
         import docker
     except ImportError:
-        raise LabcapError("the docker package is not installed: pip install docker") from None
+        raise MissingExtraError("docker", "docker") from None
     try:
         client = docker.from_env(max_pool_size=pool)
         client.ping()
