@@ -127,7 +127,7 @@ def test_cli_damaged_exit_json_junit_and_no_secrets(labs: Labs, tmp_path) -> Non
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABCAP_")}
     proc = verify_cli(
         *("--old", str(labs.old.workdir), "--new", str(labs.damaged.workdir)),
-        *("--checks", "data,logins", "--users", f"labcap-verify-1,{BLOCKED_USER}"),
+        *("--checks", "data,logins", "--sample-users", f"labcap-verify-1,{BLOCKED_USER}"),
         *("--json", "--junit", str(junit), "--out", str(out)),
         env=env,
     )

@@ -375,8 +375,8 @@ def test_checks_and_users_parsing():
         ),
         (["--old", "nowhere", "--new", "http://127.0.0.1:9"], "is neither"),
         (
-            ["--old", "http://127.0.0.1:9", "--new", "http://127.0.0.1:9", "--users", ","],
-            "--users is empty",
+            ["--old", "http://127.0.0.1:9", "--new", "http://127.0.0.1:9", "--sample-users", ","],
+            "--sample-users is empty",
         ),
         (
             ["--old", "http://127.0.0.1:9", "--new", "http://127.0.0.1:9", "--spawn-margin", "x"],

@@ -147,13 +147,13 @@ def sample_users(spec: str | int | Sequence[str]) -> tuple[str, ...]:
     if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().isdigit()):
         n = int(spec)
         if not 1 <= n <= 100:
-            raise LabcapError(f"--users {spec}: give 1 to 100 generated users, or a list")
+            raise LabcapError(f"--sample-users {spec}: give 1 to 100 generated users, or a list")
         return tuple(f"labcap-verify-{i}" for i in range(1, n + 1))
     names = [u.strip() for u in (spec.split(",") if isinstance(spec, str) else spec)]
     names = [u for u in names if u]
     if not names:
-        raise LabcapError("--users is empty: give a number or a comma-separated list")
+        raise LabcapError("--sample-users is empty: give a number or a comma-separated list")
     bad = [u for u in names if any(c.isspace() or c in "/?#%" for c in u)]
     if bad:
-        raise LabcapError(f"--users: {', '.join(bad)} is not a valid user name")
+        raise LabcapError(f"--sample-users: {', '.join(bad)} is not a valid user name")
     return tuple(dict.fromkeys(names))
