@@ -56,7 +56,7 @@ def test_flag_beats_env_beats_file_and_the_target_sees_no_request(tmp_path, coun
     d = _dry_run(tmp_path, "--scenario", "lab", "--users", "3,6", env=env)
     assert d["options"]["host"] == url and d["sources"]["host"].startswith("file ")
     assert d["options"]["slos"] == ["p95=800ms", "error_pct=1"]
-    assert d["slos"] == ["p95_ms=800", "error_pct=1"]
+    assert d["slos"] == ["p95=800ms", "error_pct=1"]
     assert (d["options"]["step_duration"], d["sources"]["step_duration"]) == (
         "1m30s",
         "env LABCAP_STEP_DURATION",

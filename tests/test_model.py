@@ -10,6 +10,8 @@ def test_parse_slo_forms():
     assert parse_slo("p95=500ms") == parse_slo("p95_ms=500") == parse_slo("p95=0.5s")
     assert parse_slo("hub.spawn_ready:p95=15s").threshold == 15000
     assert parse_slo("error_pct=1%") == parse_slo("error_pct=1")
+    for text in ("p95=800ms", "hub.spawn_ready:p95=15s", "p99=1.5s", "max=250ms", "error_pct=1"):
+        assert parse_slo(text).option_text == text  # printed as the CLI takes it
     assert parse_slo("p95_ms=500").endpoint is None
     s = parse_slo("hub.spawn_ready:p95_ms=15000")
     assert (s.endpoint, s.metric, s.threshold) == ("hub.spawn_ready", "p95_ms", 15000)

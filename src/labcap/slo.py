@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labcap.errors import LabcapError
-from labcap.units import parse_duration
+from labcap.units import format_duration, parse_duration
 
 # Latency metrics an SLO can bound, per endpoint, and the run-wide ones.
 LATENCY_METRICS = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms")
@@ -55,6 +55,16 @@ class Slo:
     def expression(self) -> str:
         """The canonical text: ``[ENDPOINT:]METRIC=VALUE``, as the CLI takes and prints it."""
         prefix = f"{self.endpoint}:" if self.endpoint else ""
+        return f"{prefix}{self.metric}={self.threshold:g}"
+
+    @property
+    def option_text(self) -> str:
+        """The text in the CLI's vocabulary (``p95=800ms``, ``hub.spawn_ready:p95=15s``,
+        ``error_pct=1``), as ``--slo`` and labcap.toml take it."""
+        prefix = f"{self.endpoint}:" if self.endpoint else ""
+        if self.metric in LATENCY_METRICS:
+            limit = format_duration(self.threshold / 1000)
+            return f"{prefix}{self.metric.removesuffix('_ms')}={limit}"
         return f"{prefix}{self.metric}={self.threshold:g}"
 
     def to_dict(self) -> dict[str, Any]:

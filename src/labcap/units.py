@@ -59,13 +59,18 @@ def parse_duration_whole_s(text: Any, *, what: str = "duration") -> int:
     return round(seconds)
 
 
+def _plain(value: float) -> str:
+    """A number without an exponent (which no duration parser reads): 12.5, 0.000125."""
+    return format(value, ".6f").rstrip("0").rstrip(".") or "0"
+
+
 def format_duration(seconds: float) -> str:
     """Seconds as the shortest Go-style text: 5400 -> '1h30m', 90 -> '1m30s', 0.25 -> '250ms'."""
     if seconds < 1:
-        return f"{seconds * 1000:g}ms"
+        return f"{_plain(seconds * 1000)}ms"
     whole = int(seconds)
     if whole != seconds:
-        return f"{seconds:g}s"
+        return f"{_plain(seconds)}s"
     h, rest = divmod(whole, 3600)
     m, s = divmod(rest, 60)
     text = (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{s}s" if s else "")

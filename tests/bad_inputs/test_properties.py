@@ -238,3 +238,13 @@ def test_journal_reader_and_planner(good_run, lines, keep, tail):
         for read in (lambda: RunDir.open(run).windows(), lambda: RunDir.open(run).failures()):
             _value_or_labcap_error(read)
         _plan_or_error(run)
+
+
+@FAST
+@given(texty)
+def test_an_slo_prints_in_the_cli_vocabulary_and_reads_back(text):
+    v = _value_or_labcap_error(parse_slo, text)
+    if v is not None:
+        back = parse_slo(v.option_text)
+        assert back.metric == v.metric and back.endpoint == v.endpoint
+        assert abs(back.threshold - v.threshold) <= 1e-3 * max(1.0, v.threshold)

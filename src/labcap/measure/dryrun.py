@@ -88,6 +88,6 @@ def resolve_run(settings: SessionSettings, sources: dict[str, str]) -> ResolvedR
         steps=f"auto (up to {s.max_users})" if auto else tuple(st.users for st in plan.steps),
         step_duration_s=plan.steps[0].duration_s,
         duration_s=None if auto else plan.duration_s,
-        slos=tuple(x.expression for x in slos),
+        slos=tuple(x.option_text for x in slos),
         out=str(out),
     )
