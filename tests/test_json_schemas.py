@@ -85,3 +85,24 @@ def test_run_json_is_the_plan_shape(tmp_path):
     plan_json = json.loads(labcap("plan", out, "--json").stdout)
     assert list(run_json) == list(plan_json)  # one shape: the run summary, capacity, advice
     assert run_json["recommendation"]["action"] == plan_json["recommendation"]["action"]
+
+
+def test_verifys_capacity_check_carries_the_gate_shape():
+    """verify's capacity check embeds its gate result: the same shape as gate --json."""
+    gate = _golden_json("gate-regression-json.txt")
+    verify = {
+        "schema_version": "1.0",
+        "verdict": "fix-before-cut-over",
+        "exit_code": 1,
+        "summary": "s",
+        "failed_checks": ["capacity"],
+        "old": "http://127.0.0.1:1",
+        "new": "http://127.0.0.1:2",
+        "checks": [
+            {"name": "capacity", "status": "fail", "summary": "s", "details": {"gate": gate}}
+        ],
+    }
+    jsonschema.validate(verify, load_schema("verify"))
+    del gate["comparisons"]
+    with pytest.raises(jsonschema.ValidationError, match="'comparisons' is a required"):
+        jsonschema.validate(verify, load_schema("verify"))

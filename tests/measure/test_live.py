@@ -110,6 +110,8 @@ def test_a_terminal_shows_the_searchs_probes_live(tmp_path):
     assert all("search: each probe ends once clear" in line for line in shown)
     assert "users 1, 1, 1" not in final and "first failing None" not in final
     assert "adaptive search up to 4 users" in final
+    assert "no probe failed up to --max-users 4" in final
+    assert "Rerun with a higher --max-users (the search stopped at 4)" in final
 
 
 def test_without_a_terminal_or_with_quiet_stderr_gets_plain_lines(tmp_path):
