@@ -17,7 +17,6 @@ Example ``labcap.toml``::
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +68,8 @@ def load_config(cwd: Path | None = None) -> ConfigFile:
     path, is_pyproject = config_path(cwd)
     if path is None:
         return ConfigFile(None, {})
+    import tomllib  # only when there is a file: `labcap --help` stays light
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
