@@ -26,6 +26,7 @@ from labcap.clients.kube import KubeTarget, connect
 from labcap.collectors.dcgm import check_metrics_url
 from labcap.collectors.docker import DockerSettings
 from labcap.collectors.kubernetes import DEFAULT_SELECTOR, KubernetesSettings
+from labcap.collectors.prometheus import check_prometheus
 from labcap.collectors.registry import CollectorSettings, build_collectors
 from labcap.errors import LabcapError
 from labcap.lab import ReferenceLab
@@ -69,6 +70,9 @@ def run_session(settings: SessionSettings, progress: Progress) -> SessionResult:
     hosts = _hosts(s)
     if s.target != "local":
         check_reachable(hosts)  # unreachable or malformed: one line, no run directory
+    if s.prometheus_url:
+        version = check_prometheus(s.prometheus_url)  # bad or silent: one line, exit 2
+        progress(f"prometheus: {s.prometheus_url} (version {version})")
     if info.get("path"):
         check_locustfile(info["path"])
     out = s.out or default_out(s.out_prefix or info["name"].removesuffix(".py"))
@@ -154,9 +158,10 @@ def collector_settings(s: SessionSettings) -> CollectorSettings:
     with ``docker``, the cluster with ``k8s``."""
     extra = {"docker": ("docker",), "k8s": ("kubernetes",)}.get(s.target, ())
     return CollectorSettings(
-        names=("host", *extra, "gpu"),
+        names=("host", *extra, "gpu", *(("prometheus",) if s.prometheus_url else ())),
         gpu_mode=s.gpu_mode,
         gpu_metrics_url=s.gpu_metrics_url,
+        prometheus_url=s.prometheus_url,
         docker=DockerSettings(compose_project=s.compose_project),
         kubernetes=KubernetesSettings(
             kubeconfig=s.kubeconfig,

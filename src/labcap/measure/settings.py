@@ -143,6 +143,18 @@ class SessionSettings:
             "nodes.",
         ),
     )
+    prometheus_url: str | None = field(
+        default=None,
+        metadata=option(
+            "--prometheus-url",
+            metavar="URL",
+            help="Also read the lab's own Prometheus (e.g. http://NODE:9090) for the run's "
+            "time range: node-exporter CPU, I/O wait and memory, cAdvisor container CPU "
+            "throttling and memory, dcgm-exporter GPUs, into the host, container and GPU "
+            "tables (source prometheus), so the planner's contention rules see the lab's "
+            "machine.",
+        ),
+    )
     workers: str = field(
         default="0",
         metadata=option(
