@@ -114,6 +114,13 @@ def test_run_stores_the_labs_metrics_per_step_and_the_planner_uses_them(tmp_path
         round(node[node["step_index"] == 1]["iowait_pct"].mean(), 1)
     )
 
+    # the report charts the lab's host apart from the machine labcap ran on
+    html = tmp_path / "report.html"
+    assert labcap("report", str(out), "-o", str(html)).returncode == 0
+    text = html.read_text().replace("&#39;", "'")
+    assert f"<h2>The lab's host {prom.node_exporter} (node-exporter" in text
+    assert "Host resources (the machine labcap ran on)" in text
+
 
 @needs_prometheus
 def test_without_prometheus_a_remote_run_has_no_contention_inputs(tmp_path, target):
