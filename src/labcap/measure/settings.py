@@ -155,6 +155,19 @@ class SessionSettings:
             "machine.",
         ),
     )
+    kernel_workload: str | None = field(
+        default=None,
+        metadata=option(
+            "--kernel-workload",
+            metavar="NAME[:N]|FILE",
+            help="Scenarios jupyterhub and lab: after the journey's first cell, run real work "
+            "on each kernel, timed as endpoint kernel.workload: cpu[:SECONDS] (a CPU-bound "
+            "loop, default 1), memory[:MIB] (allocate and touch, default 64), "
+            "gpu-matmul[:SECONDS] (torch or cupy matmuls, default 5; recorded as skipped, "
+            "with the reason, where the kernel sees no GPU), or a file of Python code. Each "
+            "cell's outcome goes to kernel_workload.parquet and the manifest.",
+        ),
+    )
     workers: str = field(
         default="0",
         metadata=option(
