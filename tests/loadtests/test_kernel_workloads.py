@@ -142,3 +142,53 @@ def test_reply_outcomes():
     assert outcome_from_reply("ok", reply(ran)) == ("ran", "", '{"loops": 3}')
     failed = outcome_from_reply("error", {"ename": "MemoryError", "evalue": ""})
     assert failed[0] == "failed" and "MemoryError" in failed[1]
+
+
+STANDIN_TORCH = '''
+"""STAND-IN for torch (no GPU here): a CUDA device that is always there, matmuls that
+count themselves. Only the workload's control flow is under test, not a GPU."""
+calls = {"matmul": 0, "sync": 0}
+
+
+class _T:
+    def __matmul__(self, other):
+        calls["matmul"] += 1
+        return self
+
+
+def randn(*shape, device=None):
+    assert device == "cuda"
+    return _T()
+
+
+class cuda:
+    @staticmethod
+    def is_available():
+        return True
+
+    @staticmethod
+    def synchronize():
+        calls["sync"] += 1
+
+    @staticmethod
+    def get_device_name(i):
+        return "stand-in GPU"
+'''
+
+
+def test_gpu_matmul_runs_where_torch_sees_a_device(tmp_path):
+    """The path this machine cannot take for real (no GPU): with a stand-in torch on the
+    path, the cell holds its matmuls for the given seconds and reports them as ran."""
+    (tmp_path / "torch.py").write_text(STANDIN_TORCH)
+    code = parse_workload("gpu-matmul:0.2").code + "\nprint(_labcap_workload)\n"
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["outcome"] == "ran" and result["library"] == "torch"
+    assert result["device"] == "stand-in GPU" and result["matmuls"] > 0
