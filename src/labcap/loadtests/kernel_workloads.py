@@ -1,7 +1,8 @@
 """Real work in the kernel: ``--kernel-workload`` for the JupyterHub journey.
 
-After the journey's trivial cell, each user runs one workload cell on its kernel and its
-round trip (send to reply) is the endpoint ``kernel.workload``. Built-ins, each bounded:
+After the journey's trivial cell, each user runs one workload cell on its kernel; its
+round trip (websocket connect, execute, reply, as for ``kernel.execute``) is the endpoint
+``kernel.workload``. Built-ins, each bounded:
 
 =====================  ==============================================================
 ``cpu[:SECONDS]``      a pure-Python loop until SECONDS have passed (default 1)
@@ -188,7 +189,7 @@ class WorkloadOutcome:
     workload: str
     outcome: str  # ran | skipped | failed
     reason: str
-    elapsed_ms: float  # send to reply, as kernel.workload records it
+    elapsed_ms: float  # connect, execute, reply: as kernel.workload records it
     detail: str  # the cell's own JSON result (loops, bytes, matmuls, device), if any
 
 

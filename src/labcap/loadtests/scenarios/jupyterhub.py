@@ -7,7 +7,7 @@ sometimes ``wait_time``. Request names (stable; SLOs and reports key on them):
 ``hub.login_page``, ``hub.login``, ``hub.token``, ``hub.spawn``,
 ``hub.spawn_ready`` (SPAWN event: spawn POST until the hub says ready),
 ``kernel.start``, ``kernel.execute`` (WS event: connect, execute, reply),
-``kernel.workload`` (with ``--kernel-workload``: the workload cell, send to reply; a
+``kernel.workload`` (with ``--kernel-workload``: the workload cell, connect to reply; a
 skipped cell is not timed, its reason goes to the run's kernel_workload table),
 ``kernel.stop``, ``hub.stop``.
 
