@@ -110,6 +110,8 @@ def test_run_stores_the_labs_metrics_per_step_and_the_planner_uses_them(tmp_path
     rec = json.loads(p.stdout)["recommendation"]
     fired = {reason["rule"]: reason for reason in rec["reasons"]}
     assert 55 <= fired["cpu-contention"]["measured"]["cpu_throttled_pct"] <= 65
+    assert rec["measurements"]["mem_used_pct"] == 50.0  # 512 MiB of the 1 GiB limit
+    assert rec["measurements"]["oom_kills"] == 0
     assert fired["storage-io-limit"]["measured"]["iowait_pct"] == pytest.approx(
         round(node[node["step_index"] == 1]["iowait_pct"].mean(), 1)
     )
