@@ -26,6 +26,9 @@ if [ "$(id -u)" -eq 0 ]; then
   # Debian base of its locally built images (scripts/lab-images)
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
   command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+  # --prometheus-url's test: a real Prometheus scraping a real node-exporter on loopback
+  command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  command -v prometheus-node-exporter >/dev/null 2>&1 || missing+=(prometheus-node-exporter)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

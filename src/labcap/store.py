@@ -123,7 +123,8 @@ def prepare_run_dir(run_dir: Path, *, overwrite: bool = False) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     if overwrite:
         stale = [run_dir / n for n in (MANIFEST, JOURNAL, "report.html")]
-        for path in stale + sorted(run_dir.glob("*.parquet")):  # every table of the old run
+        old_tables = sorted(run_dir.glob("*.parquet")) + sorted(run_dir.glob("*.jsonl"))
+        for path in stale + old_tables:  # every table (and append log) of the old run
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 

@@ -113,6 +113,38 @@ CASES = [
     Case("host-not-url", ("run", "--host", "hub"), "'hub': use an http:// or https:// URL"),
     Case("host-bad-port", ("run", "--host", "http://127.0.0.1:99999"), "is not a URL"),
     Case("host-unreachable", RUN_OK, "target unreachable (Connection refused"),
+    # --- the lab's Prometheus (checked before the run: nothing written)
+    Case(
+        "prometheus-scheme",
+        (*LIVE, LOCUSTFILE, *LIVE_TAIL, "--prometheus-url", "ftp://127.0.0.1:9090"),
+        "--prometheus-url 'ftp://127.0.0.1:9090' is not an http(s) base URL",
+    ),
+    Case(
+        "prometheus-unreachable",
+        (*LIVE, LOCUSTFILE, *LIVE_TAIL, "--prometheus-url", "http://127.0.0.1:{port}"),
+        "no answer (ConnectionError",
+    ),
+    Case(
+        "prometheus-not-prometheus",
+        (*LIVE, LOCUSTFILE, *LIVE_TAIL, "--prometheus-url", "{url}"),
+        "not a Prometheus HTTP API",
+    ),
+    # --- kernel workloads
+    Case(
+        "kernel-workload-unknown",
+        (*RUN_OK[:3], "--scenario", "jupyterhub", *RUN_OK[5:], "--kernel-workload", "fft"),
+        "--kernel-workload 'fft': not a built-in (cpu, memory, gpu-matmul",
+    ),
+    Case(
+        "kernel-workload-too-long",
+        (*RUN_OK[:3], "--scenario", "jupyterhub", *RUN_OK[5:], "--kernel-workload", "cpu:9999"),
+        "cpu takes s in (0, 300]",
+    ),
+    Case(
+        "kernel-workload-no-kernels",
+        (*RUN_OK[:3], "--scenario", "mlflow", *RUN_OK[5:], "--kernel-workload", "cpu"),
+        "--kernel-workload needs --scenario jupyterhub or lab",
+    ),
     Case(
         "out-holds-a-run",
         (*LIVE, LOCUSTFILE, "--users", "1", "--step-duration", "2s", "--out", "{run}"),

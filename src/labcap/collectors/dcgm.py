@@ -50,7 +50,7 @@ FIELDS: dict[str, tuple[str, float]] = {
     "DCGM_FI_DEV_XID_ERRORS": ("xid_last", 1.0),
     "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": ("ecc_uncorrected", 1.0),
 }
-_INT_FIELDS = {"mem_used_bytes", "xid_last", "ecc_uncorrected", "_fb_free", "_fb_reserved"}
+INT_FIELDS = {"mem_used_bytes", "xid_last", "ecc_uncorrected", "_fb_free", "_fb_reserved"}
 
 
 @dataclass(frozen=True)
@@ -93,12 +93,14 @@ def parse_exporter_text(text: str, t_unix: float) -> list[GpuSample]:
             row = rows.setdefault(key, {"labels": labels})
             name, scale = spec
             value = s.value * scale
-            row[name] = int(round(value)) if name in _INT_FIELDS else round(float(value), 3)
-    return [_sample(row, t_unix) for row in rows.values()]
+            row[name] = int(round(value)) if name in INT_FIELDS else round(float(value), 3)
+    return [gpu_sample(row.pop("labels"), row, t_unix) for row in rows.values()]
 
 
-def _sample(row: dict[str, Any], t_unix: float) -> GpuSample:
-    labels = row.pop("labels")
+def gpu_sample(
+    labels: dict[str, str], row: dict[str, Any], t_unix: float, source: str = "dcgm"
+) -> GpuSample:
+    """One GpuSample from a series' labels and its ``FIELDS`` values (``row``, changed)."""
     free, reserved = row.pop("_fb_free", None), row.pop("_fb_reserved", None)
     used = row.get("mem_used_bytes")
     if used is not None and free is not None:
@@ -110,7 +112,7 @@ def _sample(row: dict[str, Any], t_unix: float) -> GpuSample:
         gpu_index = -1
     return GpuSample(
         t_unix=t_unix,
-        source="dcgm",
+        source=source,
         gpu_index=gpu_index,
         gpu_uuid=labels.get("UUID", ""),
         gpu_name=labels.get("modelName", "unknown"),

@@ -27,6 +27,8 @@ class HostSample:
     mem_used_bytes: int
     mem_total_bytes: int
     load1: float
+    source: str = "psutil"  # psutil: this machine; prometheus: the lab's node-exporter
+    instance: str = ""  # the node-exporter's instance label (prometheus rows)
 
 
 class HostCollector:

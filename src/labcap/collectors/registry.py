@@ -17,6 +17,7 @@ from labcap.collectors.docker import DockerCollector, DockerSettings
 from labcap.collectors.gpu import NvmlCollector, NvmlSettings, load_nvml, nvml_unavailable_reason
 from labcap.collectors.host import HostCollector
 from labcap.collectors.kubernetes import KubernetesCollector, KubernetesSettings
+from labcap.collectors.prometheus import PrometheusCollector, PrometheusSettings
 from labcap.errors import LabcapError
 
 GPU_MODES = ("auto", "nvml", "none")
@@ -34,6 +35,9 @@ class CollectorSettings:
     gpu_mode: str = field(default="auto", metadata={"help": "NVML sampling: auto, nvml, none."})
     gpu_metrics_url: str | None = field(
         default=None, metadata={"help": "dcgm-exporter's Prometheus metrics URL, if any."}
+    )
+    prometheus_url: str | None = field(
+        default=None, metadata={"help": "The lab's Prometheus, read for the run's time range."}
     )
     docker: DockerSettings = field(default_factory=DockerSettings)
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
@@ -88,12 +92,21 @@ def _gpu(settings: CollectorSettings, kube: KubeTarget | None, progress: Progres
     return gpu_collectors(settings.gpu_mode, settings.gpu_metrics_url)
 
 
+def _prometheus(
+    settings: CollectorSettings, kube: KubeTarget | None, progress: Progress
+) -> list[Any]:
+    if not settings.prometheus_url:
+        raise LabcapError("collector 'prometheus' needs --prometheus-url URL")
+    return [PrometheusCollector(PrometheusSettings(url=settings.prometheus_url))]
+
+
 # the order a run starts them in, whatever order they were named in
 COLLECTORS: dict[str, Callable[[CollectorSettings, KubeTarget | None, Progress], list[Any]]] = {
     "host": _host,
     "docker": _docker,
     "kubernetes": _kubernetes,
     "gpu": _gpu,
+    "prometheus": _prometheus,
 }
 
 

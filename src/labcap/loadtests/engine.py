@@ -140,6 +140,8 @@ def load_user_classes(cfg: dict[str, Any]) -> list[type]:
         attrs = {"host": host, "weight": weight, "lab_password": password}
         if pool is not None and hasattr(base, "account_pool"):
             attrs["account_pool"] = pool
+        if cfg.get("kernel_workload") and hasattr(base, "kernel_workload"):
+            attrs["kernel_workload"] = cfg["kernel_workload"]
         attrs.update(identified(base))
         if cfg.get("wait_s"):
             lo, hi = cfg["wait_s"]

@@ -27,6 +27,9 @@ from labcap.collectors.guard import Guarded
 from labcap.environment import fingerprint
 from labcap.errors import LabcapError, RunFailedError
 from labcap.loadtests.catalog import get_scenario
+from labcap.loadtests.kernel_workloads import LOG as WORKLOAD_LOG
+from labcap.loadtests.kernel_workloads import TABLE as WORKLOAD_TABLE
+from labcap.loadtests.kernel_workloads import WorkloadOutcome, read_outcomes, summarise_outcomes
 from labcap.loadtests.lockstep import summarise
 from labcap.measure.cleanup import die_with_parent
 from labcap.model import SCHEMA_VERSION, LoadPlan, plan_from_dict, plan_to_dict
@@ -86,6 +89,8 @@ class RunRequest:
     watch: Callable[[Path], str | None] | None = field(default=None, repr=False)
     # the adaptive search's settings (labcap.measure.search): the engine picks each step's users
     search: dict[str, Any] | None = None
+    # --kernel-workload (loadtests.kernel_workloads.KernelWorkload.to_dict()), if any
+    kernel_workload: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,8 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
             "search": req.search,
             "slos": slos_to_records(req.slos),
         }
+        if req.kernel_workload:
+            cfg["kernel_workload"] = {**req.kernel_workload, "log": str(req.out / WORKLOAD_LOG)}
         atomic_write_json(req.out / ENGINE_CONFIG, cfg)
         journal = req.out / JOURNAL
         journal.touch()
@@ -148,6 +155,8 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
         manifest["collectors"] = [asdict(c.status()) for c in req.collectors]
         try:
             _write_collector_tables(run, req.collectors, req.plan, progress)
+            if req.kernel_workload:
+                manifest["kernel_workload"] = _fold_workload_log(run, req.kernel_workload)
             # again: a collector whose tables() failed has a gap to record
             manifest["collectors"] = [asdict(c.status()) for c in req.collectors]
             result = _finalise(
@@ -211,6 +220,18 @@ def _write_collector_tables(
 
         frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         atomic_write_parquet(run.path / f"{name}.parquet", frame)
+
+
+def _fold_workload_log(run: RunDir, workload: dict[str, Any]) -> dict[str, Any]:
+    """The workload cells' outcomes as ``kernel_workload.parquet``; their summary returned."""
+    import pandas as pd
+
+    log = run.path / WORKLOAD_LOG
+    rows = read_outcomes(log)
+    cols = list(WorkloadOutcome.__dataclass_fields__)
+    atomic_write_parquet(run.path / f"{WORKLOAD_TABLE}.parquet", pd.DataFrame(rows, columns=cols))
+    log.unlink(missing_ok=True)
+    return summarise_outcomes(workload, rows)
 
 
 def _initial_manifest(req: RunRequest, scenario: dict[str, Any]) -> dict[str, Any]:

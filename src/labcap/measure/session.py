@@ -26,10 +26,13 @@ from labcap.clients.kube import KubeTarget, connect
 from labcap.collectors.dcgm import check_metrics_url
 from labcap.collectors.docker import DockerSettings
 from labcap.collectors.kubernetes import DEFAULT_SELECTOR, KubernetesSettings
+from labcap.collectors.prometheus import check_prometheus
 from labcap.collectors.registry import CollectorSettings, build_collectors
 from labcap.errors import LabcapError
 from labcap.lab import ReferenceLab
 from labcap.loadtests.catalog import SCENARIOS
+from labcap.loadtests.kernel_workloads import ENDPOINT as WORKLOAD_ENDPOINT
+from labcap.loadtests.kernel_workloads import KernelWorkload, parse_workload
 from labcap.measure import calibrate as calibration
 from labcap.measure.preflight import check_locustfile, check_out_dir, check_reachable
 from labcap.measure.run import (
@@ -70,11 +73,15 @@ def run_session(
         metrics_url = check_metrics_url(metrics_url)  # bad URL: exit 2 before any work
     s = replace(settings, gpu_metrics_url=metrics_url)
     info = resolve_scenario(s.scenario)  # fail fast on a bad name, before starting anything
+    workload = check_kernel_workload(s.kernel_workload, info["name"])
     plan = load_plan(s)
-    slos = default_slos(s.slos, info["name"])
+    slos = default_slos(s.slos, info["name"], workload)
     hosts = _hosts(s)
     if s.target != "local":
         check_reachable(hosts)  # unreachable or malformed: one line, no run directory
+    if s.prometheus_url:
+        version = check_prometheus(s.prometheus_url)  # bad or silent: one line, exit 2
+        progress(f"prometheus: {s.prometheus_url} (version {version})")
     if info.get("path"):
         check_locustfile(info["path"])
     out = s.out or default_out(s.out_prefix or info["name"].removesuffix(".py"))
@@ -93,6 +100,7 @@ def run_session(
         calibration=cal,
         workers=workers,
         watch=watch,
+        kernel_workload=workload.to_dict() if workload else None,
     )
     if s.target == "local":
         result = _run_on_reference_lab(req, s, progress)
@@ -145,15 +153,38 @@ def load_plan(s: SessionSettings) -> LoadPlan:
     )
 
 
-def default_slos(given: tuple[str, ...], scenario_name: str) -> tuple[Slo, ...]:
-    """The SLOs given, else the built-in scenario's own, else p95 1 s and 1 % errors."""
+def default_slos(
+    given: tuple[str, ...], scenario_name: str, workload: KernelWorkload | None = None
+) -> tuple[Slo, ...]:
+    """The SLOs given, else the built-in scenario's own, else p95 1 s and 1 % errors.
+
+    A kernel workload's cell gets its own p95 bound by default (its own duration plus the
+    first cell's 5 s): the scenario's 1 s for interactive calls would fail any real work."""
     if given:
         text = given
     elif scenario_name in SCENARIOS:
         text = SCENARIOS[scenario_name].default_slos
+        if workload is not None:
+            bound_ms = round(1000 * workload.expected_s + 5000)
+            text = (*text, f"{WORKLOAD_ENDPOINT}:p95_ms={bound_ms}")
     else:
         text = FALLBACK_SLOS
     return parse_slos(text)
+
+
+WORKLOAD_SCENARIOS = ("jupyterhub", "lab")
+
+
+def check_kernel_workload(spec: str | None, scenario_name: str) -> KernelWorkload | None:
+    """``--kernel-workload`` parsed; only the scenarios that run kernels take one."""
+    if not spec:
+        return None
+    if scenario_name not in WORKLOAD_SCENARIOS:
+        raise LabcapError(
+            f"--kernel-workload needs --scenario {' or '.join(WORKLOAD_SCENARIOS)} "
+            f"(scenario {scenario_name} runs no kernels)"
+        )
+    return parse_workload(spec)
 
 
 def collector_settings(s: SessionSettings) -> CollectorSettings:
@@ -161,9 +192,10 @@ def collector_settings(s: SessionSettings) -> CollectorSettings:
     with ``docker``, the cluster with ``k8s``."""
     extra = {"docker": ("docker",), "k8s": ("kubernetes",)}.get(s.target, ())
     return CollectorSettings(
-        names=("host", *extra, "gpu"),
+        names=("host", *extra, "gpu", *(("prometheus",) if s.prometheus_url else ())),
         gpu_mode=s.gpu_mode,
         gpu_metrics_url=s.gpu_metrics_url,
+        prometheus_url=s.prometheus_url,
         docker=DockerSettings(compose_project=s.compose_project),
         kubernetes=KubernetesSettings(
             kubeconfig=s.kubeconfig,

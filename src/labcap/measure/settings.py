@@ -146,6 +146,31 @@ class SessionSettings:
             "nodes.",
         ),
     )
+    prometheus_url: str | None = field(
+        default=None,
+        metadata=option(
+            "--prometheus-url",
+            metavar="URL",
+            help="Also read the lab's own Prometheus (e.g. http://NODE:9090) for the run's "
+            "time range: node-exporter CPU, I/O wait and memory, cAdvisor container CPU "
+            "throttling and memory, dcgm-exporter GPUs, into the host, container and GPU "
+            "tables (source prometheus), so the planner's contention rules see the lab's "
+            "machine.",
+        ),
+    )
+    kernel_workload: str | None = field(
+        default=None,
+        metadata=option(
+            "--kernel-workload",
+            metavar="NAME[:N]|FILE",
+            help="Scenarios jupyterhub and lab: after the journey's first cell, run real work "
+            "on each kernel, timed as endpoint kernel.workload: cpu[:SECONDS] (a CPU-bound "
+            "loop, default 1), memory[:MIB] (allocate and touch, default 64), "
+            "gpu-matmul[:SECONDS] (torch or cupy matmuls, default 5; recorded as skipped, "
+            "with the reason, where the kernel sees no GPU), or a file of Python code. Each "
+            "cell's outcome goes to kernel_workload.parquet and the manifest.",
+        ),
+    )
     workers: str = field(
         default="0",
         metadata=option(

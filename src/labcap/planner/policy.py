@@ -113,8 +113,9 @@ METRICS: dict[str, MetricSpec] = {
         _m(
             "cpu_throttled_pct",
             "number",
-            "CPU time containers were throttled, % (CPU contention)",
-            "container collector",
+            "CPU periods the most throttled container was throttled at the capacity limit, % "
+            "(CPU contention)",
+            "cAdvisor via --prometheus-url",
         ),
         _m(
             "mem_used_pct",
@@ -127,7 +128,7 @@ METRICS: dict[str, MetricSpec] = {
             "iowait_pct",
             "number",
             "mean CPU I/O wait at the capacity limit, on the lab's own host",
-            "host collector (target local)",
+            "host collector (target local) or node-exporter via --prometheus-url",
         ),
     )
 }

@@ -278,14 +278,36 @@ def _resources(plan: CapacityPlan, run: RunDir) -> dict[str, Any]:
         if len(upto) and "oom_kills" in c.columns:
             grew = upto.groupby("container_id")["oom_kills"].agg(lambda s: s.max() - s.min())
             out["oom_kills"] = int(grew.clip(lower=0).sum())
-    # the host collector measures the machine labcap runs on: the lab's own host only
-    # when labcap started the lab there
-    h = run.table("host_samples")
-    if run.read_manifest().target == "local" and h is not None and "step_index" in h.columns:
+        if len(upto) and "cpu_throttled_pct" in c.columns:
+            throttled = _throttled_pct(c[c["step_index"] == limit])
+            if throttled is not None:
+                out["cpu_throttled_pct"] = throttled
+    h = _lab_host_rows(run)
+    if h is not None and "step_index" in h.columns:
         rows = h[h["step_index"] == limit]
         if len(rows) and "iowait_pct" in h.columns:
             out["iowait_pct"] = round(float(rows["iowait_pct"].mean()), 1)
     return out
+
+
+def _throttled_pct(rows: Any) -> float | None:
+    """The most throttled container's mean CFS throttling (periods throttled, %)."""
+    per_container = rows.dropna(subset=["cpu_throttled_pct"]).groupby("container_id")
+    means = per_container["cpu_throttled_pct"].mean()
+    return round(float(means.max()), 1) if len(means) else None
+
+
+def _lab_host_rows(run: RunDir) -> Any:
+    """Host samples of the lab's own machine: its Prometheus node-exporter's where the run
+    read them (--prometheus-url), else this machine's when labcap started the lab here."""
+    h = run.table("host_samples")
+    if h is None:
+        return None
+    if "source" in h.columns and (h["source"] == "prometheus").any():
+        return h[h["source"] == "prometheus"]
+    if "source" in h.columns:
+        h = h[h["source"] != "prometheus"]
+    return h if run.read_manifest().target == "local" else None
 
 
 # --- decision --------------------------------------------------------------------------------

@@ -83,18 +83,17 @@ def _figures(plan: CapacityPlan, windows: Any, host: Any) -> list[tuple[str, str
         )
         figs.append(("timeline", "Timeline: throughput and users per window", tl))
     if host is not None and len(host) and "t_s" in host.columns:
-        res = go.Figure()
-        res.add_scatter(x=host["t_s"], y=host["cpu_pct"], name="CPU %")
-        res.add_scatter(x=host["t_s"], y=host["iowait_pct"], name="I/O wait %")
-        res.add_scatter(
-            x=host["t_s"],
-            y=100 * host["mem_used_bytes"] / host["mem_total_bytes"],
-            name="memory used %",
-        )
-        res.update_layout(
-            xaxis_title="seconds since start", yaxis_title="% of host", yaxis_range=[0, 100]
-        )
-        figs.append(("resources", "Host resources (the machine labcap ran on)", res))
+        # psutil rows: this machine; prometheus rows: the lab's nodes (--prometheus-url)
+        source = host["source"] if "source" in host.columns else None
+        here = host if source is None else host[source != "prometheus"]
+        if len(here):
+            title = "Host resources (the machine labcap ran on)"
+            figs.append(("resources", title, _host_figure(go, here)))
+        if source is not None:
+            lab = host[source == "prometheus"]
+            for i, (instance, rows) in enumerate(lab.groupby("instance")):
+                title = f"The lab's host {instance} (node-exporter, via its Prometheus)"
+                figs.append((f"lab-host-{i}", title, _host_figure(go, rows)))
     figs.extend(_docker_figures(plan))
     figs.extend(_k8s_figures(plan))
 
@@ -131,6 +130,21 @@ def _k8s_figures(plan: CapacityPlan) -> list[tuple[str, str, Any]]:
         bar.update_layout(yaxis_title="records (one per pod and reason)")
         figs.append(("k8s-conflicts", "Kubernetes scheduling conflicts and pod trouble", bar))
     return figs
+
+
+def _host_figure(go: Any, host: Any) -> Any:
+    res = go.Figure()
+    res.add_scatter(x=host["t_s"], y=host["cpu_pct"], name="CPU %")
+    res.add_scatter(x=host["t_s"], y=host["iowait_pct"], name="I/O wait %")
+    res.add_scatter(
+        x=host["t_s"],
+        y=100 * host["mem_used_bytes"] / host["mem_total_bytes"],
+        name="memory used %",
+    )
+    res.update_layout(
+        xaxis_title="seconds since start", yaxis_title="% of host", yaxis_range=[0, 100]
+    )
+    return res
 
 
 def _docker_figures(plan: CapacityPlan) -> list[tuple[str, str, Any]]:

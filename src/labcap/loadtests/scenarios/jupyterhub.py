@@ -7,6 +7,8 @@ sometimes ``wait_time``. Request names (stable; SLOs and reports key on them):
 ``hub.login_page``, ``hub.login``, ``hub.token``, ``hub.spawn``,
 ``hub.spawn_ready`` (SPAWN event: spawn POST until the hub says ready),
 ``kernel.start``, ``kernel.execute`` (WS event: connect, execute, reply),
+``kernel.workload`` (with ``--kernel-workload``: the workload cell, connect to reply; a
+skipped cell is not timed, its reason goes to the run's kernel_workload table),
 ``kernel.stop``, ``hub.stop``.
 
 Readiness polls go through a private session and are not reported: they would
@@ -27,6 +29,13 @@ import gevent
 import requests
 from locust import HttpUser, between, task
 
+from labcap.loadtests.kernel_workloads import (
+    ENDPOINT,
+    RESULT_VARIABLE,
+    WorkloadOutcome,
+    append_outcome,
+    outcome_from_reply,
+)
 from labcap.loadtests.scenarios.common import (
     AccountPool,
     StepFailed,
@@ -78,6 +87,9 @@ class JupyterHubUser(HttpUser):
     account_pool: AccountPool | None = None
     wait_time = between(1, 3)
     settings = HubJourneySettings()
+    # --kernel-workload (the engine sets it): KernelWorkload.to_dict() plus "log", the run's
+    # kernel_workload.jsonl; None: only the trivial cell
+    kernel_workload: dict[str, Any] | None = None
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
@@ -106,6 +118,8 @@ class JupyterHubUser(HttpUser):
             self._spawn()
             kernel_id = self._start_kernel()
             self._execute(kernel_id)
+            if self.kernel_workload:
+                self._run_workload(kernel_id, self.kernel_workload)
             self._stop_kernel(kernel_id)
         except StepFailed:
             pass  # reported already; the server is stopped below either way
@@ -270,6 +284,37 @@ class JupyterHubUser(HttpUser):
         fire(self.environment.events, "WS", "kernel.execute", started, error)
         if error is not None:
             raise StepFailed(error)
+
+    def _run_workload(self, kernel_id: str, workload: dict[str, Any]) -> None:
+        """The workload cell: timed as kernel.workload when it ran, logged either way."""
+        session_id = random.randbytes(16).hex()
+        url = kernel_channels_url(
+            self.host, f"/user/{self.username}/api/kernels/{kernel_id}/channels", session_id
+        )
+        timeout_s = workload["expected_s"] + self.settings.execute_timeout_s
+        started = time.perf_counter()
+        t_unix = time.time()
+        detail = ""
+        try:
+            result = run_cell(
+                url, self._auth(), workload["code"], timeout_s, {"labcap": RESULT_VARIABLE}
+            )
+        except Exception as e:  # websocket-client raises many types; all mean a failed cell
+            outcome, reason = "failed", describe(e, self._secrets())
+        else:
+            outcome, reason, detail = outcome_from_reply(result.status, result.reply_content)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if outcome != "skipped":  # a skipped cell did no work: its time is not the workload's
+            error = reason if outcome == "failed" else None
+            fire(self.environment.events, "WS", ENDPOINT, started, error)
+        append_outcome(
+            workload["log"],
+            WorkloadOutcome(
+                t_unix, self.username, workload["spec"], outcome, reason, elapsed_ms, detail
+            ),
+        )
+        if outcome == "failed":
+            raise StepFailed(reason)
 
     def _stop_kernel(self, kernel_id: str) -> None:
         with self.client.delete(

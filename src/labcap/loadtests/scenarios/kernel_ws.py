@@ -35,8 +35,16 @@ def kernel_channels_url(base_url: str, path: str, session_id: str) -> str:
     return urlunsplit((scheme, parts.netloc, full_path, f"session_id={session_id}", ""))
 
 
-def execute_request(code: str, session_id: str, username: str = "labcap") -> dict[str, Any]:
-    """A shell-channel ``execute_request`` message; its ``header.msg_id`` is fresh."""
+def execute_request(
+    code: str,
+    session_id: str,
+    username: str = "labcap",
+    user_expressions: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A shell-channel ``execute_request`` message; its ``header.msg_id`` is fresh.
+
+    ``user_expressions`` (name -> expression) are evaluated after the code; their values
+    come back in the execute_reply's content."""
     return {
         "header": {
             "msg_id": uuid.uuid4().hex,
@@ -52,7 +60,7 @@ def execute_request(code: str, session_id: str, username: str = "labcap") -> dic
             "code": code,
             "silent": False,
             "store_history": False,
-            "user_expressions": {},
+            "user_expressions": dict(user_expressions or {}),
             "allow_stdin": False,
             "stop_on_error": True,
         },
@@ -70,7 +78,13 @@ def is_reply_to(message: dict[str, Any], msg_id: str) -> bool:
     )
 
 
-def run_cell(ws_url: str, headers: dict[str, str], code: str, timeout_s: float) -> CellResult:
+def run_cell(
+    ws_url: str,
+    headers: dict[str, str],
+    code: str,
+    timeout_s: float,
+    user_expressions: dict[str, str] | None = None,
+) -> CellResult:
     """Connect, send one ``execute_request`` and wait for its reply, all within ``timeout_s``.
 
     Raises ``TimeoutError`` when no reply came in time; websocket errors propagate.
@@ -86,7 +100,7 @@ def run_cell(ws_url: str, headers: dict[str, str], code: str, timeout_s: float) 
         enable_multithread=False,
     )
     try:
-        request = execute_request(code, session_id)
+        request = execute_request(code, session_id, user_expressions=user_expressions)
         msg_id = request["header"]["msg_id"]
         ws.send(json.dumps(request))
         while True:
