@@ -37,5 +37,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "labcap: installing ${missing[*]} from Debian's archive" >&2
   apt-get update -qq
+  # No service may start on install (docker.io, etcd-server, prometheus would listen at
+  # once): a temporary policy-rc.d says "denied" unless the machine already has one.
+  rc_guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+    rc_guard=/usr/sbin/policy-rc.d
+    trap 'rm -f "$rc_guard"' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
