@@ -29,6 +29,7 @@ from labcap.errors import LabcapError, RunFailedError
 from labcap.loadtests.catalog import get_scenario
 from labcap.loadtests.lockstep import summarise
 from labcap.measure.cleanup import die_with_parent
+from labcap.measure.hub_accounts import HubLogin, swept
 from labcap.model import SCHEMA_VERSION, LoadPlan, plan_from_dict, plan_to_dict
 from labcap.planner.capacity import STEPS_TABLE, step_statistics, steps_frame
 from labcap.redact import redact_url
@@ -86,6 +87,8 @@ class RunRequest:
     watch: Callable[[Path], str | None] | None = field(default=None, repr=False)
     # the adaptive search's settings (labcap.measure.search): the engine picks each step's users
     search: dict[str, Any] | None = None
+    # how hub users get in (--login); the API journey's accounts are swept after the load
+    hub: HubLogin | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
             "workers": req.workers,
             "search": req.search,
             "slos": slos_to_records(req.slos),
+            "hub": req.hub.engine_config() if req.hub is not None else None,
         }
         atomic_write_json(req.out / ENGINE_CONFIG, cfg)
         journal = req.out / JOURNAL
@@ -141,7 +145,8 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
         ctx = RunContext(run_dir=req.out, plan=req.plan, progress=progress)
         started = _start_collectors(req.collectors, ctx, progress)
         try:
-            rc, interrupted = _supervise_engine(req, journal, progress)
+            with swept(req.hosts.get("jupyterhub"), req.hub, progress):
+                rc, interrupted = _supervise_engine(req, journal, progress)
         finally:
             for c in started:
                 c.stop()
@@ -226,6 +231,7 @@ def _initial_manifest(req: RunRequest, scenario: dict[str, Any]) -> dict[str, An
         "environment": fingerprint(),
         "notes": list(req.notes),
         "calibration": req.calibration,
+        "hub_accounts": req.hub.manifest() if req.hub is not None else None,
         "started_at": _now(),
         "ended_at": None,
     }
@@ -240,6 +246,10 @@ def _supervise_engine(req: RunRequest, journal: Path, progress: Progress) -> tup
     env = dict(os.environ)
     if req.hub_password:
         env[PASSWORD_ENV] = req.hub_password
+    if req.hub is not None and req.hub.token:
+        from labcap.loadtests.engine import HUB_TOKEN_ENV
+
+        env[HUB_TOKEN_ENV] = req.hub.token
     cmd = [
         sys.executable,
         "-m",
