@@ -33,7 +33,12 @@ from labcap.lab import ReferenceLab
 from labcap.loadtests.catalog import SCENARIOS
 from labcap.measure import calibrate as calibration
 from labcap.measure.hub_accounts import resolve_login
-from labcap.measure.preflight import check_locustfile, check_out_dir, check_reachable
+from labcap.measure.preflight import (
+    check_locustfile,
+    check_out_dir,
+    check_reachable,
+    check_url,
+)
 from labcap.measure.run import (
     Interrupted,
     Progress,
@@ -66,6 +71,11 @@ def run_session(settings: SessionSettings, progress: Progress) -> SessionResult:
         metrics_url = check_metrics_url(metrics_url)  # bad URL: exit 2 before any work
     s = replace(settings, gpu_metrics_url=metrics_url)
     info = resolve_scenario(s.scenario)  # fail fast on a bad name, before starting anything
+    plan = load_plan(s)
+    slos = default_slos(s.slos, info["name"])
+    hosts = _hosts(s)
+    for url in sorted(set(hosts.values())):
+        check_url(url, what="--mlflow-url" if url == s.mlflow_url != s.host else "--host")
     needs = info.get("needs", [])
     if s.target != "local" and {"jupyterhub", "mlflow"} <= set(needs) and not s.mlflow_url:
         raise LabcapError(
@@ -74,9 +84,6 @@ def run_session(settings: SessionSettings, progress: Progress) -> SessionResult:
         )
     if s.ca_bundle and not Path(s.ca_bundle).is_file():
         raise LabcapError(f"--ca-bundle {s.ca_bundle}: no such file")
-    plan = load_plan(s)
-    slos = default_slos(s.slos, info["name"])
-    hosts = _hosts(s)
     with _ca_bundle_env(s.ca_bundle):
         return _run_checked(s, info, plan, slos, hosts, workers, kube, progress)
 
