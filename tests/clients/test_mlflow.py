@@ -108,3 +108,27 @@ def test_the_run_goes_through_the_environments_proxy(mlflow_auth, tmp_path) -> N
     assert log.saw(f"GET {api}/experiments/search?")  # the preflight's credential check
     assert log.saw(f"POST {api}/runs/log-batch HTTP/1.1")  # the load itself
     assert log.saw(f"GET {api}/metrics/get-history?")
+
+
+def test_mlflow_behind_the_hubs_proxy_is_load_tested_at_its_path(tmp_path) -> None:
+    from tests.support.hub import running_hub
+
+    prefix = "/services/mlflow"
+    with (
+        running_auth_mlflow(tmp_path / "mlflow", static_prefix=prefix) as mlflow,
+        running_hub(
+            tmp_path / "hub",
+            "nullauthenticator.NullAuthenticator",
+            services=[{"name": "mlflow", "url": mlflow.url}],
+        ) as hub,
+    ):
+        out = tmp_path / "run"
+        creds = {
+            "MLFLOW_TRACKING_USERNAME": mlflow.admin,
+            "MLFLOW_TRACKING_PASSWORD": mlflow.password,
+        }
+        r = labcap(*_args(f"{hub.url}{prefix}", out), env={**LOOPBACK, **creds}, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    windows = pd.read_parquet(out / "windows.parquet")
+    by = windows.groupby("endpoint")[["requests", "failures"]].sum()
+    assert by.loc["mlflow.log_batch", "requests"] > 0 and by["failures"].sum() == 0, by

@@ -43,6 +43,22 @@ def _labcap_users(hub: LoopbackHub) -> set[str]:
     return {n for n in hub.user_names() if n.startswith("labcap")}
 
 
+def _issued_tokens(hub: LoopbackHub, wait_s: float = 30) -> list[dict]:
+    """The tokens labcap issued to its users, once there are some (bounded wait)."""
+    deadline = time.monotonic() + wait_s
+    with hub.api() as s:
+        while True:
+            issued = []
+            for name in _labcap_users(hub):
+                r = s.get(f"{hub.url}/hub/api/users/{name}/tokens", timeout=30)
+                if r.status_code == 200:
+                    notes = r.json()["api_tokens"]
+                    issued += [t for t in notes if t.get("note") == "labcap load test"]
+            if issued or time.monotonic() > deadline:
+                return issued
+            time.sleep(0.5)
+
+
 def _run_args(hub: LoopbackHub, out: Path, step: str = "40s") -> list[object]:
     return [
         "run", "--host", hub.url, "--scenario", "jupyterhub", "--users", "2",
@@ -95,6 +111,8 @@ def test_sigterm_mid_run_still_removes_the_run_users(hub, tmp_path):
             assert time.monotonic() < deadline, "labcap made no hub user within 120 s"
             time.sleep(0.5)
         time.sleep(3)  # let a spawn get under way
+        issued = _issued_tokens(hub)  # each user's token is short-lived
+        assert issued and all(t.get("expires_at") for t in issued), issued
         proc.send_signal(signal.SIGTERM)
         _stdout, stderr = proc.communicate(timeout=240)
     finally:
@@ -158,3 +176,34 @@ def test_bad_hub_login_is_one_line_exit_2_before_the_load(
     assert len(lines) == 1 and expected in lines[0], r.stderr
     assert not out.exists()
     assert _labcap_users(hub) <= {"labcapper"}
+
+
+def test_form_journey_logs_in_as_the_users_file_and_revokes_its_tokens(tmp_path):
+    """The login form with named accounts (--users-file). On a hub of its own: with
+    JupyterHub 6, NativeAuthenticator 1.3's login handler fails (HTTP 500, it reads the
+    removed ``statsd``), so the form is measured with the shared-password authenticator."""
+    import secrets
+
+    password = secrets.token_urlsafe(12)
+    with running_hub(tmp_path / "hub", "shared-password", password=password) as hub:
+        names = ["carol", "dave"]
+        with hub.api() as s:
+            for name in names:  # the lab's own load-test accounts
+                assert s.post(f"{hub.url}/hub/api/users/{name}", timeout=30).status_code == 201
+        users_file = tmp_path / "users.txt"
+        users_file.write_text("# the lab's load-test accounts\n" + "\n".join(names) + "\n")
+        out = tmp_path / "run"
+        env = {**LOOPBACK, "LABCAP_HUB_TOKEN": "", "LABCAP_HUB_PASSWORD": password}
+        args = [*_run_args(hub, out), "--login", "form", "--users-file", users_file]
+        r = labcap(*args, env=env, timeout=400)
+        users, notes = hub.user_names(), hub.token_notes()
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert password not in r.stdout + r.stderr
+    windows = pd.read_parquet(out / "windows.parquet")
+    ok = windows.assign(ok=windows["requests"] - windows["failures"]).groupby("endpoint")["ok"]
+    ok = ok.sum()
+    for endpoint in ("hub.login", "hub.token", "hub.spawn_ready", "kernel.execute"):
+        assert ok.get(endpoint, 0) > 0, (endpoint, ok.to_dict(), r.stderr[-2000:])
+    assert "hub.user_create" not in ok.index
+    assert users == {"alice", *names}  # only the named accounts were used
+    assert not [n for name in names for n in notes[name] if n.startswith("labcap")], notes

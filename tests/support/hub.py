@@ -67,8 +67,11 @@ c.JupyterHub.pid_file = {workdir!r} + "/hub.pid"
 c.JupyterHub.authenticator_class = {authenticator!r}
 c.Authenticator.admin_users = {{"alice"}}
 c.Authenticator.allow_all = True
+c.NativeAuthenticator.open_signup = True  # signed-up users may log in at once
+c.SharedPasswordAuthenticator.user_password = os.environ.pop("TEST_HUB_PASSWORD", "")
 c.JupyterHub.services = [
-    {{"name": "loadtester", "api_token": os.environ.pop("TEST_HUB_ADMIN_TOKEN")}}
+    {{"name": "loadtester", "api_token": os.environ.pop("TEST_HUB_ADMIN_TOKEN")}},
+    *{services!r},
 ]
 c.JupyterHub.load_roles = [
     {{"name": "loadtester", "scopes": {scopes!r}, "services": ["loadtester"]}}
@@ -89,6 +92,27 @@ class LoopbackHub:
     admin_token: str = field(repr=False)
     workdir: Path
     proc: subprocess.Popen[bytes]
+    authenticator: str = ""
+
+    def sign_up(self, name: str, password: str) -> None:
+        """NativeAuthenticator's sign-up form (open sign-up: the user may log in at once)."""
+        import html
+        import re
+
+        s = requests.Session()
+        s.trust_env = False
+        page = s.get(f"{self.url}/hub/signup", timeout=30)
+        page.raise_for_status()
+        xsrf = re.search(r'name="_xsrf"\s+value="([^"]*)"', page.text)
+        assert xsrf, "no _xsrf field on the sign-up page"
+        form = {
+            "username": name,
+            "signup_password": password,
+            "signup_password_confirmation": password,
+            "_xsrf": html.unescape(xsrf[1]),
+        }
+        r = s.post(f"{self.url}/hub/signup", data=form, timeout=30)
+        assert r.status_code == 200, r.text[-500:]
 
     def api(self) -> requests.Session:
         """An admin session to the hub API; never through a proxy from the environment."""
@@ -132,17 +156,23 @@ def _die_with_parent() -> None:
 
 
 @contextlib.contextmanager
-def running_hub(workdir: Path, authenticator: str, timeout_s: float = 90) -> Iterator[LoopbackHub]:
+def running_hub(
+    workdir: Path,
+    authenticator: str,
+    timeout_s: float = 90,
+    services: list | None = None,
+    password: str = "",
+) -> Iterator[LoopbackHub]:
     """Start JupyterHub with ``authenticator`` in ``workdir``; stopped (with every single-user
-    server) afterwards."""
+    server) afterwards. ``services``: more hub services, e.g. ``{"name": "mlflow", "url":
+    URL}`` to put an MLflow behind the hub's proxy at /services/mlflow/. ``password``: the
+    shared password of ``authenticator="shared-password"``."""
     require_lab_stack()
     from labcap.lab._reference import find_chp
 
     module = authenticator.split(".")[0]
-    if authenticator != "native" and module and not _importable(module):
+    if "." in authenticator and not _importable(module):  # else one of JupyterHub's own
         pytest.skip(f"{module} not installed")
-    if authenticator == "native" and not _importable("nativeauthenticator"):
-        pytest.skip("jupyterhub-nativeauthenticator not installed")
     workdir.mkdir(parents=True, exist_ok=True)
     ports = {"proxy": _port(), "hub": _port(), "proxy_api": _port()}
     singleuser = str(Path(sys.executable).parent / "jupyterhub-singleuser")
@@ -155,10 +185,12 @@ def running_hub(workdir: Path, authenticator: str, timeout_s: float = 90) -> Ite
             scopes=ADMIN_SCOPES,
             singleuser=singleuser,
             args=["--allow-root"] if os.geteuid() == 0 else [],
+            services=list(services or []),
         )
     )
     token = secrets.token_urlsafe(32)
     env = dict(os.environ, TEST_HUB_ADMIN_TOKEN=token, NO_PROXY="127.0.0.1,localhost")
+    env["TEST_HUB_PASSWORD"] = password
     env["no_proxy"] = env["NO_PROXY"]
     log = open(workdir / "hub.log", "wb")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
@@ -170,7 +202,7 @@ def running_hub(workdir: Path, authenticator: str, timeout_s: float = 90) -> Ite
         stdin=subprocess.DEVNULL,
         preexec_fn=_die_with_parent,
     )
-    hub = LoopbackHub(f"http://127.0.0.1:{ports['proxy']}", token, workdir, proc)
+    hub = LoopbackHub(f"http://127.0.0.1:{ports['proxy']}", token, workdir, proc, authenticator)
     try:
         _wait_up(hub, timeout_s)
         yield hub

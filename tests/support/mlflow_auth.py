@@ -39,7 +39,11 @@ def _die_with_parent() -> None:
 
 
 @contextlib.contextmanager
-def running_auth_mlflow(workdir: Path, timeout_s: float = 120) -> Iterator[AuthMLflow]:
+def running_auth_mlflow(
+    workdir: Path, timeout_s: float = 120, static_prefix: str = ""
+) -> Iterator[AuthMLflow]:
+    """``static_prefix``: MLflow's routes under a path (e.g. behind JupyterHub's proxy as
+    the service /services/mlflow)."""
     import importlib.util
 
     if importlib.util.find_spec("mlflow") is None:
@@ -63,6 +67,7 @@ def running_auth_mlflow(workdir: Path, timeout_s: float = 120) -> Iterator[AuthM
         "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
         "--default-artifact-root", str(workdir / "artifacts"),
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        *(["--static-prefix", static_prefix] if static_prefix else []),
     ]  # fmt: skip
     env = dict(
         os.environ,
@@ -96,7 +101,7 @@ def running_auth_mlflow(workdir: Path, timeout_s: float = 120) -> Iterator[AuthM
             with contextlib.suppress(requests.RequestException):
                 s = requests.Session()
                 s.trust_env = False
-                if s.get(f"{url}/health", timeout=3).status_code == 200:
+                if s.get(f"{url}{static_prefix}/health", timeout=3).status_code == 200:
                     break
             if time.monotonic() > deadline:
                 raise AssertionError("the basic-auth MLflow did not come up")

@@ -109,6 +109,11 @@ def _run_checked(
         uses_hub="jupyterhub" in needs and not local,
         hub_url=None if local else hosts.get("jupyterhub"),
     )
+    if hub is not None and hub.login == "api":
+        # each user's token outlives the planned run by 15 min (a search's length is unknown:
+        # a day); the users, and their tokens with them, are deleted at the end anyway
+        horizon_s = plan.duration_s if s.max_users is None else 86400
+        hub = replace(hub, token_ttl_s=int(horizon_s) + 900)
     if not local and "mlflow" in needs and info["name"] in SCENARIOS:
         check_credentials(hosts["mlflow"])  # refused credentials: one line, exit 2
     if info.get("path"):
