@@ -207,3 +207,28 @@ def test_form_journey_logs_in_as_the_users_file_and_revokes_its_tokens(tmp_path)
     assert "hub.user_create" not in ok.index
     assert users == {"alice", *names}  # only the named accounts were used
     assert not [n for name in names for n in notes[name] if n.startswith("labcap")], notes
+
+
+def test_api_journey_goes_through_the_environments_proxy(hub, tmp_path):
+    if not hub.authenticator.startswith("nullauthenticator"):
+        pytest.skip("one hub is enough to show the proxy carries the journey")
+    from tests.support.proxy import loopback_proxy
+
+    out = tmp_path / "run"
+    with loopback_proxy() as log:
+        env = {
+            "HTTP_PROXY": log.url,
+            "http_proxy": log.url,
+            "NO_PROXY": "",
+            "no_proxy": "",
+            "LABCAP_HUB_TOKEN": hub.admin_token,
+        }
+        r = labcap(*_run_args(hub, out, step="30s"), env=env, timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert log.saw(f"GET {hub.url}/hub/api/user HTTP/1.1")  # the token check
+    assert log.saw(f"POST {hub.url}/hub/api/users/labcap-")  # the users the load made
+    assert log.saw("/api/kernels HTTP/1.1")  # a user server, with the user's token
+    port = hub.url.rsplit(":", 1)[1]
+    assert log.saw(f"CONNECT 127.0.0.1:{port} ")  # the kernel websocket, tunnelled
+    assert log.saw(f"DELETE {hub.url}/hub/api/users/labcap-")  # the users removed
+    assert _labcap_users(hub) <= {"labcapper"}

@@ -24,6 +24,12 @@ from urllib.parse import urlsplit
 CA_BUNDLE_ENVS = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 
 
+def configured(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment names a proxy or a CA bundle (else clients may skip reading it)."""
+    env = os.environ if env is None else env
+    return any(v and (k.lower().endswith("_proxy") or k in CA_BUNDLE_ENVS) for k, v in env.items())
+
+
 def ca_bundle(env: Mapping[str, str] | None = None) -> str | None:
     """The CA bundle file the environment names, or None (the system's trust store)."""
     env = os.environ if env is None else env

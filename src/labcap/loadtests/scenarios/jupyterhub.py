@@ -36,6 +36,7 @@ import gevent
 import requests
 from locust import HttpUser, between, task
 
+from labcap.clients.http import configured, requests_verify
 from labcap.loadtests.scenarios.common import (
     AccountPool,
     StepFailed,
@@ -101,6 +102,11 @@ class JupyterHubUser(HttpUser):
         self._server_maybe_running = False
         # readiness/stop polls: not reported to Locust (see module docstring)
         self._quiet = requests.Session()
+        # Locust's HttpUser ignores the environment (trust_env off, for speed); a lab behind
+        # a proxy or with its own CA needs it: HTTP(S)_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE
+        if configured():
+            self.client.trust_env = True
+            self.client.verify = self._quiet.verify = requests_verify()
 
     # -- Locust hooks -------------------------------------------------------
 
