@@ -232,3 +232,13 @@ def test_api_journey_goes_through_the_environments_proxy(hub, tmp_path):
     assert log.saw(f"CONNECT 127.0.0.1:{port} ")  # the kernel websocket, tunnelled
     assert log.saw(f"DELETE {hub.url}/hub/api/users/labcap-")  # the users removed
     assert _labcap_users(hub) <= {"labcapper"}
+
+
+def test_cleanup_hub_without_a_token_is_one_line_exit_2(tmp_path):
+    r = labcap(
+        "cleanup", "--hub", "http://127.0.0.1:9", "--runs-dir", tmp_path,
+        env={"LABCAP_HUB_TOKEN": ""},
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--hub needs the hub's admin or service token" in lines[0]
