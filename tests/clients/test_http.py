@@ -121,3 +121,19 @@ def test_wire_client_tunnels_https_and_trusts_the_ca_bundle(self_signed) -> None
             assert r.status == 0 and "CERTIFICATE_VERIFY_FAILED" in str(r.error)
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("flag", ["--ca-bundle", "--users-file"])
+def test_a_missing_file_option_is_one_line_exit_2(tmp_path, flag) -> None:
+    from tests.support.cli import labcap
+
+    out = tmp_path / "run"
+    missing = tmp_path / "absent.pem"
+    r = labcap(
+        "run", "--host", "http://127.0.0.1:9", "--scenario", "jupyterhub",
+        flag, missing, "--out", out,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{flag} {missing}: no such file" in lines[0], r.stderr
+    assert not out.exists()

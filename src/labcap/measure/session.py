@@ -82,8 +82,9 @@ def run_session(settings: SessionSettings, progress: Progress) -> SessionResult:
             f"--scenario {info['name']} needs --mlflow-url URL (MLflow's own URL, or its path "
             "behind the hub's proxy); --host is the hub's"
         )
-    if s.ca_bundle and not Path(s.ca_bundle).is_file():
-        raise LabcapError(f"--ca-bundle {s.ca_bundle}: no such file")
+    for flag, path in (("--users-file", s.users_file), ("--ca-bundle", s.ca_bundle)):
+        if path and not Path(path).is_file():
+            raise LabcapError(f"{flag} {path}: no such file")
     with _ca_bundle_env(s.ca_bundle):
         return _run_checked(s, info, plan, slos, hosts, workers, kube, progress)
 
