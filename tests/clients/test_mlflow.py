@@ -108,6 +108,8 @@ def test_the_run_goes_through_the_environments_proxy(mlflow_auth, tmp_path) -> N
     assert log.saw(f"GET {api}/experiments/search?")  # the preflight's credential check
     assert log.saw(f"POST {api}/runs/log-batch HTTP/1.1")  # the load itself
     assert log.saw(f"GET {api}/metrics/get-history?")
+    windows = pd.read_parquet(out / "windows.parquet")
+    assert windows["failures"].sum() == 0  # every call made it through the proxy and back
 
 
 def test_mlflow_behind_the_hubs_proxy_is_load_tested_at_its_path(tmp_path) -> None:

@@ -79,10 +79,46 @@ def _serve(conn: socket.socket, log: ProxyLog) -> None:
                 continue
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             request = "\r\n".join([f"{method} {path} {version}", *headers, "Connection: close"])
-            with socket.create_connection((parts.hostname, parts.port or 80), timeout=30) as up:
+            with socket.create_connection((parts.hostname, parts.port or 80), timeout=60) as up:
                 up.sendall(request.encode("latin-1") + b"\r\n\r\n" + body)
-                while data := up.recv(65536):  # the response, framed for the client already
-                    conn.sendall(data)
+                conn.sendall(_response(up, method))
+
+
+def _response(up: socket.socket, method: str) -> bytes:
+    """One whole response off ``up``, as framed (Content-Length, chunked, or to close): a
+    server need not close after it even when asked to."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = up.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    fields = {
+        k.strip().lower(): v.strip()
+        for k, _, v in (ln.partition(b":") for ln in head.split(b"\r\n")[1:])
+    }
+    status = int(head.split(b" ", 2)[1])
+    if method == "HEAD" or status in (204, 304) or status < 200:
+        return head + b"\r\n\r\n"
+    if b"content-length" in fields:
+        length = int(fields[b"content-length"])
+        while len(rest) < length:
+            chunk = up.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        return head + b"\r\n\r\n" + rest[:length]
+    if b"chunked" in fields.get(b"transfer-encoding", b"").lower():
+        while not rest.endswith(b"0\r\n\r\n"):  # the last chunk (no trailers from ours)
+            chunk = up.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        return head + b"\r\n\r\n" + rest
+    while chunk := up.recv(65536):
+        rest += chunk
+    return head + b"\r\n\r\n" + rest
 
 
 def _tunnel(conn: socket.socket, target: str) -> None:
