@@ -393,6 +393,7 @@ def cleanup_cmd(as_json: bool, **options: Any) -> None:
       load engines and Locust workers whose labcap run is gone,
       containers labelled app.kubernetes.io/managed-by=labcap or labcap.probe (DOCKER_HOST),
       namespaces labelled app.kubernetes.io/managed-by=labcap (with --kubeconfig),
+      hub users named labcap-* that --login api made (with --hub and $LABCAP_HUB_TOKEN),
       .lock files in --runs-dir that no live run holds,
       labcap-* temporary directories no process uses (only without --run).
     A live run's resources are never touched: its lock is held.

@@ -23,7 +23,11 @@ from typing import Any
 from labcap.model import plan_from_dict
 
 PASSWORD_ENV = "LABCAP_HUB_PASSWORD"
-# A file of pre-created hub user names, one a line (hubs without sign-up at first login)
+# the API journey's admin/service token (labcap run copies it here from --hub-token-env)
+HUB_TOKEN_ENV = "LABCAP_ENGINE_HUB_TOKEN"
+# A file of pre-created hub user names, one a line (hubs without sign-up at first login);
+# ``labcap run --users-file`` puts it in the config's ``hub.users_file``, this env is the
+# older way and still read
 ACCOUNTS_ENV = "LABCAP_HUB_USERS_FILE"
 
 
@@ -126,9 +130,11 @@ def load_user_classes(cfg: dict[str, Any]) -> list[type]:
         return out
     module = importlib.import_module(scenario["module"])
     password = os.environ.get(PASSWORD_ENV, "")
-    accounts_file = os.environ.get(ACCOUNTS_ENV, "")
+    hub = cfg.get("hub") or {}
+    login = hub.get("login", "form")
+    accounts_file = hub.get("users_file") or os.environ.get(ACCOUNTS_ENV, "")
     pool = None
-    if accounts_file:  # one pool for every hub user class: one user per account at a time
+    if accounts_file and login == "form":  # one pool for every hub class: one user an account
         from labcap.loadtests.scenarios.common import AccountPool, read_accounts
 
         pool = AccountPool(read_accounts(accounts_file))
@@ -142,6 +148,13 @@ def load_user_classes(cfg: dict[str, Any]) -> list[type]:
             attrs["account_pool"] = pool
         if cfg.get("kernel_workload") and hasattr(base, "kernel_workload"):
             attrs["kernel_workload"] = cfg["kernel_workload"]
+        if login == "api" and hasattr(base, "admin_token"):
+            attrs.update(
+                login="api",
+                admin_token=os.environ.get(HUB_TOKEN_ENV, ""),
+                username_prefix=hub["prefix"],
+                token_ttl_s=hub.get("token_ttl_s", 3600),
+            )
         attrs.update(identified(base))
         if cfg.get("wait_s"):
             lo, hi = cfg["wait_s"]

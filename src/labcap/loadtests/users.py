@@ -14,24 +14,31 @@ from typing import Any
 
 from locust import User
 
+from labcap.clients.http import ca_bundle, proxy_for
 from labcap.loadtests.wire import WireSession
 
 
 class WireHttpUser(User):
     abstract = True
     timeout_s = 60.0  # per request: connect, send and the whole response
-    # https only: a CA bundle to trust (the lab's own CA), else the system's trust store
+    # https only: a CA bundle to trust (the lab's own CA), else $REQUESTS_CA_BUNDLE,
+    # $SSL_CERT_FILE, then the system's trust store
     ca_file: str | None = None
+    # sent with every request (e.g. credentials)
+    auth_headers: dict[str, str] = {}  # noqa: RUF012 (never mutated)
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         if not self.host:
             raise ValueError(f"{type(self).__name__} has no host: pass --host or set `host`")
-        context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
+        cafile = self.ca_file or ca_bundle()
+        context = ssl.create_default_context(cafile=cafile) if cafile else None
         self.client = WireSession(
             self.host,
             environment.events.request,
             user=self,
             timeout_s=self.timeout_s,
+            headers=dict(self.auth_headers),
             ssl_context=context,
+            proxy=proxy_for(self.host),
         )

@@ -12,7 +12,9 @@ Where the kernel gives no timestamp (TLS, a kernel without the option), the time
 taken on the last read in user space, and the response's ``clock`` says which.
 
 Deliberately small: keep-alive HTTP/1.1 with Content-Length, chunked or read-to-close
-bodies, no redirects, no cookies, no compression. No Locust import here (the Locust
+bodies, no redirects, no cookies, no compression. Through an HTTP proxy when one is given
+(``labcap.clients.http.proxy_for``: HTTP(S)_PROXY and NO_PROXY): http requests in absolute
+form, https through a CONNECT tunnel. No Locust import here (the Locust
 user is ``labcap.loadtests.users.WireHttpUser``); under gevent the socket calls
 block only the calling greenlet.
 """
@@ -29,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+from labcap.clients.http import Proxy
 
 # Linux's value (x86-64 and arm64); Python's socket module does not export it.
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -146,16 +150,25 @@ class Connection:
         tls: bool = False,
         timeout_s: float = 60.0,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
         self.host, self.port, self.tls, self.timeout_s = host, port, tls, timeout_s
         self.ssl_context = ssl_context
+        self.proxy = proxy
         self.sock: socket.socket | None = None
         self.kernel_clock = False
         self.reader: _Reader | None = None
 
     def open(self) -> None:
-        sock = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
+        addr = (self.proxy.host, self.proxy.port) if self.proxy else (self.host, self.port)
+        sock = socket.create_connection(addr, timeout=self.timeout_s)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.proxy is not None and self.tls:
+            try:
+                self._tunnel(sock)
+            except BaseException:
+                sock.close()
+                raise
         kernel = False
         if self.tls:  # recvmsg does not exist on TLS sockets: user-space clock
             context = self.ssl_context or ssl.create_default_context()
@@ -168,6 +181,22 @@ class Connection:
                 pass
         self.sock, self.kernel_clock = sock, kernel
         self.reader = _Reader(sock, kernel)
+
+    def _tunnel(self, sock: socket.socket) -> None:
+        """CONNECT through the proxy to the target; TLS then runs inside the tunnel."""
+        assert self.proxy is not None
+        authority = f"{self.host}:{self.port}"
+        head = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n"
+        if self.proxy.auth_header:
+            head += f"Proxy-Authorization: {self.proxy.auth_header}\r\n"
+        sock.sendall((head + "\r\n").encode("latin-1"))
+        reader = _Reader(sock, kernel=False)
+        status = reader.line()
+        while reader.line():  # the proxy's headers, up to the blank line
+            pass
+        parts = status.split(b" ", 2)
+        if len(parts) < 2 or parts[1] != b"200":
+            raise WireError(f"the proxy refused CONNECT {authority}: {status[:80]!r}")
 
     def close(self) -> None:
         if self.sock is not None:
@@ -268,9 +297,11 @@ class WireSession:
         timeout_s: float = 60.0,
         headers: dict[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
         """``ssl_context``: for https, e.g. one trusting the lab's own CA
-        (``ssl.create_default_context(cafile=...)``); the system's trust store otherwise."""
+        (``ssl.create_default_context(cafile=...)``); the system's trust store otherwise.
+        ``proxy``: an HTTP proxy to go through (``clients.http.proxy_for(base_url)``)."""
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) base URL: {base_url!r}")
@@ -278,10 +309,14 @@ class WireSession:
         self.prefix = parts.path.rstrip("/")
         tls = parts.scheme == "https"
         port = parts.port or (443 if tls else 80)
-        self.conn = Connection(parts.hostname, port, tls, timeout_s, ssl_context)
+        self.conn = Connection(parts.hostname, port, tls, timeout_s, ssl_context, proxy)
         default_port = port == (443 if tls else 80)
         host = parts.hostname if default_port else f"{parts.hostname}:{port}"
         self.headers = {"Host": host, "User-Agent": "labcap-wire", **(headers or {})}
+        # plain http through a proxy: absolute-form request targets (RFC 9112 3.2.2)
+        self.absolute = proxy is not None and not tls
+        if self.absolute and proxy is not None and proxy.auth_header:
+            self.headers["Proxy-Authorization"] = proxy.auth_header
         self.request_event, self.user = request_event, user
 
     def request(
@@ -312,7 +347,8 @@ class WireSession:
         target = self.prefix + (path if path.startswith("/") else "/" + path)
         if params:
             target += ("&" if "?" in target else "?") + urlencode(params, doseq=True)
-        head = f"{method} {target} HTTP/1.1\r\n" + "".join(
+        line_target = self.origin + target if self.absolute else target
+        head = f"{method} {line_target} HTTP/1.1\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in all_headers.items()
         )
         start_time = time.time()

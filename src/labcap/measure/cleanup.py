@@ -9,6 +9,8 @@ Every resource labcap creates carries its mark:
   ``labcap.run-id=<run id>`` (and a ``labcap-`` name prefix);
 - Kubernetes namespaces and pods: the same two labels;
 - temporary directories: the prefix ``labcap-`` in the system temp dir;
+- JupyterHub users of the API journey: the name prefix ``labcap-<run id>-``
+  (``clients.hub``; found with ``--hub URL`` and the admin token);
 - run directories: a ``.lock`` file, held (flock) while a run writes.
 """
 
@@ -61,7 +63,7 @@ STALE_TEMP_S = 60.0  # younger temp dirs may belong to a run that is starting
 
 @dataclass(frozen=True)
 class Leftover:
-    kind: str  # container | process | lock | temp-dir | namespace | docker | kubernetes
+    kind: str  # container | process | lock | temp-dir | namespace | hub-user | docker | kubernetes
     name: str
     action: str  # removed | would remove | kept | skipped | failed
     reason: str
@@ -245,6 +247,32 @@ def _namespaces(kubeconfig: Path, run: str | None, dry_run: bool) -> list[Leftov
     return out
 
 
+def _hub_users(hub_url: str, token_env: str, run: str | None, dry_run: bool) -> list[Leftover]:
+    """Users named labcap-* (or labcap-<run>-*) on the hub, deleted with the admin token."""
+    from labcap.clients.hub import ACCOUNT_PREFIX, HubAdmin, run_prefix
+    from labcap.measure.preflight import check_url
+
+    check_url(hub_url, what="--hub")
+    token = os.environ.get(token_env, "")
+    if not token:
+        raise LabcapError(f"--hub needs the hub's admin or service token in ${token_env}")
+    admin = HubAdmin(hub_url, token, token_env=token_env)
+    try:
+        swept = admin.sweep(run_prefix(run) + "-" if run else ACCOUNT_PREFIX, dry_run=dry_run)
+    finally:
+        admin.close()
+    why = "made by labcap run --login api"
+    return [
+        Leftover(
+            "hub-user",
+            a.name,
+            "would remove" if dry_run else ("removed" if a.removed else "failed"),
+            why if a.removed or dry_run else a.reason,
+        )
+        for a in swept
+    ]
+
+
 def cleanup(
     *,
     run: str | None = None,
@@ -253,9 +281,13 @@ def cleanup(
     dry_run: bool = False,
     docker_client: Any = None,
     progress: Callable[[str], None] | None = None,
+    hub: str | None = None,
+    hub_token_env: str = "LABCAP_HUB_TOKEN",
 ) -> list[Leftover]:
     """Find (and unless ``dry_run``, remove) what crashed labcap runs left behind."""
     found: list[Leftover] = []
+    if hub is not None:
+        found += _hub_users(hub, hub_token_env, run, dry_run)
     found += _orphan_engines(run, dry_run)
     found += _containers(run, dry_run, docker_client)
     if kubeconfig is not None:

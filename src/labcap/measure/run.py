@@ -32,6 +32,7 @@ from labcap.loadtests.kernel_workloads import TABLE as WORKLOAD_TABLE
 from labcap.loadtests.kernel_workloads import WorkloadOutcome, read_outcomes, summarise_outcomes
 from labcap.loadtests.lockstep import summarise
 from labcap.measure.cleanup import die_with_parent
+from labcap.measure.hub_accounts import HubLogin, swept
 from labcap.model import SCHEMA_VERSION, LoadPlan, plan_from_dict, plan_to_dict
 from labcap.planner.capacity import STEPS_TABLE, step_statistics, steps_frame
 from labcap.redact import redact_url
@@ -91,6 +92,8 @@ class RunRequest:
     search: dict[str, Any] | None = None
     # --kernel-workload (loadtests.kernel_workloads.KernelWorkload.to_dict()), if any
     kernel_workload: dict[str, Any] | None = None
+    # how hub users get in (--login); the API journey's accounts are swept after the load
+    hub: HubLogin | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
             "workers": req.workers,
             "search": req.search,
             "slos": slos_to_records(req.slos),
+            "hub": req.hub.engine_config() if req.hub is not None else None,
         }
         if req.kernel_workload:
             cfg["kernel_workload"] = {**req.kernel_workload, "log": str(req.out / WORKLOAD_LOG)}
@@ -148,7 +152,8 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
         ctx = RunContext(run_dir=req.out, plan=req.plan, progress=progress)
         started = _start_collectors(req.collectors, ctx, progress)
         try:
-            rc, interrupted, stopped = _supervise_engine(req, journal, progress)
+            with swept(req.hosts.get("jupyterhub"), req.hub, progress):
+                rc, interrupted, stopped = _supervise_engine(req, journal, progress)
         finally:
             for c in started:
                 c.stop()
@@ -249,6 +254,7 @@ def _initial_manifest(req: RunRequest, scenario: dict[str, Any]) -> dict[str, An
         "environment": fingerprint(),
         "notes": list(req.notes),
         "calibration": req.calibration,
+        "hub_accounts": req.hub.manifest() if req.hub is not None else None,
         "started_at": _now(),
         "ended_at": None,
     }
@@ -294,6 +300,10 @@ def _supervise_engine(
     env = dict(os.environ)
     if req.hub_password:
         env[PASSWORD_ENV] = req.hub_password
+    if req.hub is not None and req.hub.token:
+        from labcap.loadtests.engine import HUB_TOKEN_ENV
+
+        env[HUB_TOKEN_ENV] = req.hub.token
     cmd = [
         sys.executable,
         "-m",

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from labcap.clients.kube import KubeTarget, connect
+from labcap.clients.mlflow import check_credentials
 from labcap.collectors.dcgm import check_metrics_url
 from labcap.collectors.docker import DockerSettings
 from labcap.collectors.kubernetes import DEFAULT_SELECTOR, KubernetesSettings
@@ -34,7 +35,13 @@ from labcap.loadtests.catalog import SCENARIOS
 from labcap.loadtests.kernel_workloads import ENDPOINT as WORKLOAD_ENDPOINT
 from labcap.loadtests.kernel_workloads import KernelWorkload, parse_workload
 from labcap.measure import calibrate as calibration
-from labcap.measure.preflight import check_locustfile, check_out_dir, check_reachable
+from labcap.measure.hub_accounts import resolve_login
+from labcap.measure.preflight import (
+    check_locustfile,
+    check_out_dir,
+    check_reachable,
+    check_url,
+)
 from labcap.measure.run import (
     Interrupted,
     Progress,
@@ -77,11 +84,54 @@ def run_session(
     plan = load_plan(s)
     slos = default_slos(s.slos, info["name"], workload)
     hosts = _hosts(s)
-    if s.target != "local":
+    for url in sorted(set(hosts.values())):
+        check_url(url, what="--mlflow-url" if url == s.mlflow_url != s.host else "--host")
+    needs = info.get("needs", [])
+    if s.target != "local" and {"jupyterhub", "mlflow"} <= set(needs) and not s.mlflow_url:
+        raise LabcapError(
+            f"--scenario {info['name']} needs --mlflow-url URL (MLflow's own URL, or its path "
+            "behind the hub's proxy); --host is the hub's"
+        )
+    for flag, path in (("--users-file", s.users_file), ("--ca-bundle", s.ca_bundle)):
+        if path and not Path(path).is_file():
+            raise LabcapError(f"{flag} {path}: no such file")
+    with _ca_bundle_env(s.ca_bundle):
+        return _run_checked(s, info, plan, slos, hosts, workers, kube, progress, watch, workload)
+
+
+def _run_checked(
+    s: SessionSettings,
+    info: dict[str, Any],
+    plan: LoadPlan,
+    slos: tuple[Slo, ...],
+    hosts: dict[str, str],
+    workers: int,
+    kube: KubeTarget | None,
+    progress: Progress,
+    watch: Callable[[Path], str | None] | None,
+    workload: KernelWorkload | None,
+) -> SessionResult:
+    needs = info.get("needs", [])
+    local = s.target == "local"
+    if not local:
         check_reachable(hosts)  # unreachable or malformed: one line, no run directory
     if s.prometheus_url:
         version = check_prometheus(s.prometheus_url)  # bad or silent: one line, exit 2
         progress(f"prometheus: {s.prometheus_url} (version {version})")
+    hub = resolve_login(  # the reference lab's own token is used there (below)
+        s.login,
+        token_env=s.hub_token_env,
+        users_file=s.users_file,
+        uses_hub="jupyterhub" in needs and not local,
+        hub_url=None if local else hosts.get("jupyterhub"),
+    )
+    if hub is not None and hub.login == "api":
+        # each user's token outlives the planned run by 15 min (a search's length is unknown:
+        # a day); the users, and their tokens with them, are deleted at the end anyway
+        horizon_s = plan.duration_s if s.max_users is None else 86400
+        hub = replace(hub, token_ttl_s=int(horizon_s) + 900)
+    if not local and "mlflow" in needs and info["name"] in SCENARIOS:
+        check_credentials(hosts["mlflow"])  # refused credentials: one line, exit 2
     if info.get("path"):
         check_locustfile(info["path"])
     out = s.out or default_out(s.out_prefix or info["name"].removesuffix(".py"))
@@ -101,7 +151,10 @@ def run_session(
         workers=workers,
         watch=watch,
         kernel_workload=workload.to_dict() if workload else None,
+        hub=hub,
     )
+    if hub is not None and hub.login == "api":
+        progress(f"hub accounts: {hub.prefix}-* through the hub's API (removed at the end)")
     if s.target == "local":
         result = _run_on_reference_lab(req, s, progress)
     else:
@@ -227,9 +280,18 @@ def calibrate_first(progress: Progress) -> dict[str, Any]:
 
 def _run_on_reference_lab(req: RunRequest, s: SessionSettings, progress: Progress) -> RunResult:
     with _reference_lab(progress) as lab:
+        hub = resolve_login(
+            "form" if s.login == "auto" else s.login,
+            token_env=s.hub_token_env,
+            users_file=s.users_file,
+            uses_hub=True,
+            hub_url=lab.hub_url,
+            token=lab.api_token,
+        )
         req = replace(
             req,
             hosts={"jupyterhub": lab.hub_url, "mlflow": lab.mlflow_url, "default": lab.hub_url},
+            hub=hub,
             hub_password=lab.hub_password,
             collectors=build_collectors(collector_settings(s), progress=progress),
             notes=("load generator and reference lab share this machine's CPU cores",),
@@ -264,6 +326,23 @@ def _execute(req: RunRequest, max_users: int | None, progress: Progress) -> RunR
         spawn_rate=req.plan.spawn_rate,
         progress=progress,
     )
+
+
+@contextmanager
+def _ca_bundle_env(path: str | None) -> Iterator[None]:
+    """``--ca-bundle``: REQUESTS_CA_BUNDLE for this run (every client and the engine read it)."""
+    if not path:
+        yield
+        return
+    before = os.environ.get("REQUESTS_CA_BUNDLE")
+    os.environ["REQUESTS_CA_BUNDLE"] = str(Path(path).resolve())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("REQUESTS_CA_BUNDLE", None)
+        else:
+            os.environ["REQUESTS_CA_BUNDLE"] = before
 
 
 def interrupt_on_sigterm() -> None:

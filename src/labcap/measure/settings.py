@@ -126,6 +126,49 @@ class SessionSettings:
             help="Environment variable holding the JupyterHub password for the test users.",
         ),
     )
+    login: str = field(
+        default="auto",
+        metadata=option(
+            "--login",
+            choices=("auto", "api", "form"),
+            show_default=True,
+            help="How JupyterHub users get in. api: an admin/service token (--hub-token-env) "
+            "creates users labcap-<run id>-N through the hub's REST API, issues each a "
+            "short-lived token and deletes them afterwards; works with any authenticator. "
+            "form: the login page with --hub-password-env (measures the login). auto: api "
+            "when the token variable is set, else form.",
+        ),
+    )
+    hub_token_env: str = field(
+        default="LABCAP_HUB_TOKEN",
+        metadata=option(
+            "--hub-token-env",
+            show_default=True,
+            help="Environment variable holding the hub admin/service token for --login api "
+            "(scopes admin:users, tokens, admin:servers, list:users); never printed or "
+            "written.",
+        ),
+    )
+    users_file: str | None = field(
+        default=None,
+        metadata=option(
+            "--users-file",
+            metavar="FILE",
+            help="With --login form: the hub accounts to log in as, one name a line "
+            "(NativeAuthenticator and other hubs without sign-up at first login); each "
+            "simulated user holds one, so list as many as the largest step has users.",
+        ),
+    )
+    ca_bundle: str | None = field(
+        default=None,
+        metadata=option(
+            "--ca-bundle",
+            metavar="FILE",
+            help="CA bundle that https targets are verified with [default: "
+            "$REQUESTS_CA_BUNDLE, $SSL_CERT_FILE, then the system's]. HTTP(S)_PROXY and "
+            "NO_PROXY are followed everywhere.",
+        ),
+    )
     gpu_mode: str = field(
         default="auto",
         metadata=option(
@@ -417,6 +460,24 @@ class CleanupOptions:
             type=Path,
             help="Also delete namespaces labelled app.kubernetes.io/managed-by=labcap in this "
             "cluster.",
+        ),
+    )
+    hub: str | None = field(
+        default=None,
+        metadata=option(
+            "--hub",
+            metavar="URL",
+            help="Also delete this JupyterHub's users named labcap-* (with --run ID: "
+            "labcap-ID-*), their servers and tokens: what `labcap run --login api` left "
+            "behind. Needs the admin token in --hub-token-env.",
+        ),
+    )
+    hub_token_env: str = field(
+        default="LABCAP_HUB_TOKEN",
+        metadata=option(
+            "--hub-token-env",
+            show_default=True,
+            help="Environment variable holding the hub admin/service token for --hub.",
         ),
     )
     dry_run: bool = field(

@@ -38,9 +38,12 @@ class HubSettings:
 
 
 def direct_session() -> requests.Session:
-    """No HTTP(S)_PROXY from the environment: tests and probes talk to the targets directly."""
+    """A session to the lab that follows HTTP(S)_PROXY, NO_PROXY and the CA bundle
+    (``--ca-bundle``, REQUESTS_CA_BUNDLE, SSL_CERT_FILE) as every labcap client does."""
+    from labcap.clients.http import requests_verify
+
     session = requests.Session()
-    session.trust_env = False
+    session.verify = requests_verify()
     return session
 
 
@@ -204,8 +207,14 @@ def _execute(
 
     deadline = time.monotonic() + timeout_s
     session_id = ws_url.rsplit("session_id=", 1)[-1]
+    from labcap.clients.http import ca_bundle
+
+    cafile = ca_bundle()  # websocket-client follows the proxy variables itself
     ws = websocket.create_connection(
-        ws_url, header=[f"{k}: {v}" for k, v in headers.items()], timeout=timeout_s
+        ws_url,
+        header=[f"{k}: {v}" for k, v in headers.items()],
+        timeout=timeout_s,
+        sslopt={"ca_certs": cafile} if cafile else None,
     )
     try:
         request = execute_request(code, session_id, username="labcap-verify")

@@ -2,9 +2,18 @@
 
 Imported only by the load engine subprocess (it imports Locust). The engine
 subclasses ``JupyterHubUser`` per run, setting ``host``, ``lab_password`` and
-sometimes ``wait_time``. Request names (stable; SLOs and reports key on them):
+sometimes ``wait_time``; for the API journey ``login = "api"``, ``admin_token`` and
+``username_prefix`` (``labcap-<run id>``).
 
-``hub.login_page``, ``hub.login``, ``hub.token``, ``hub.spawn``,
+Two ways in. ``form``: the hub's login page and form, then a token for the user
+(needs an authenticator that accepts the password given). ``api``: an admin/service
+token creates the user through the REST API and issues it a short-lived token; works
+with any authenticator, also one that refuses every login. The API journey deletes its
+user (server and tokens with it) when the simulated user stops; the run sweeps what is
+left by the name prefix. Request names (stable; SLOs and reports key on them):
+
+``hub.login_page``, ``hub.login`` (form), ``hub.user_create`` (api), ``hub.token``,
+``hub.spawn``,
 ``hub.spawn_ready`` (SPAWN event: spawn POST until the hub says ready),
 ``kernel.start``, ``kernel.execute`` (WS event: connect, execute, reply),
 ``kernel.workload`` (with ``--kernel-workload``: the workload cell, connect to reply; a
@@ -29,6 +38,7 @@ import gevent
 import requests
 from locust import HttpUser, between, task
 
+from labcap.clients.http import configured, requests_verify
 from labcap.loadtests.kernel_workloads import (
     ENDPOINT,
     RESULT_VARIABLE,
@@ -82,6 +92,9 @@ class JupyterHubUser(HttpUser):
     target = "jupyterhub"
     lab_password: str = ""
     username_prefix = "labcap"
+    login = "form"  # "form": the login page; "api": users made with the admin token
+    admin_token: str = ""  # the API journey's admin/service token (from the environment)
+    token_ttl_s = 3600  # expires_in of the token the API journey issues each user
     # pre-created accounts (the engine sets it from $LABCAP_HUB_USERS_FILE); None: each user
     # logs in under a fresh unique name, for hubs that create users at first login
     account_pool: AccountPool | None = None
@@ -93,25 +106,32 @@ class JupyterHubUser(HttpUser):
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        pool = self.account_pool
+        pool = self.account_pool if self.login == "form" else None
         self.username = pool.take() if pool is not None else unique_name(self.username_prefix)
+        self._created = False  # the API journey made this user (and deletes it)
+        self._token_id: str | None = None  # the form journey's token, revoked at the end
         self._token: str | None = None
         self._server_maybe_running = False
         # readiness/stop polls: not reported to Locust (see module docstring)
         self._quiet = requests.Session()
+        # Locust's HttpUser ignores the environment (trust_env off, for speed); a lab behind
+        # a proxy or with its own CA needs it: HTTP(S)_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE
+        if configured():
+            self.client.trust_env = True
+            self.client.verify = self._quiet.verify = requests_verify()
 
     # -- Locust hooks -------------------------------------------------------
 
     def on_start(self) -> None:
         gevent.sleep(random.uniform(0.0, self.settings.initial_delay_max_s))
         with contextlib.suppress(StepFailed):  # reported; the task retries the login
-            self._login()
+            self._sign_in()
 
     @task
     def journey(self) -> None:
         if self._token is None:
             try:
-                self._login()
+                self._sign_in()
             except StepFailed:
                 return
         try:
@@ -128,14 +148,82 @@ class JupyterHubUser(HttpUser):
 
     def on_stop(self) -> None:
         self._stop_server_quietly()
+        if self._created:
+            self._delete_user_quietly()
+        elif self._token_id and self._token:
+            self._revoke_token_quietly()
         self._quiet.close()
-        if self.account_pool is not None and self.username:
+        if self.login == "form" and self.account_pool is not None and self.username:
             self.account_pool.give_back(self.username)
 
     # -- steps --------------------------------------------------------------
 
     def _secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.lab_password, self._token) if s)
+        return tuple(s for s in (self.lab_password, self._token, self.admin_token) if s)
+
+    def _sign_in(self) -> None:
+        if self.login == "api":
+            self._provision()
+        else:
+            self._login()
+
+    def _admin(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.admin_token}"}
+
+    def _provision(self) -> None:
+        """API journey: create the user with the admin token, issue it a short-lived token."""
+        timeout = self.settings.request_timeout_s
+        if not self._created:
+            with self.client.post(
+                f"/hub/api/users/{self.username}",
+                headers=self._admin(),
+                name="hub.user_create",
+                catch_response=True,
+                timeout=timeout,
+            ) as r:
+                if r.status_code not in (201, 409):  # 409: made by an earlier, failed try
+                    raise self._fail(r, "user create")
+            self._created = True
+        with self.client.post(
+            f"/hub/api/users/{self.username}/tokens",
+            json={"note": "labcap load test", "expires_in": int(self.token_ttl_s)},
+            headers=self._admin(),
+            name="hub.token",
+            catch_response=True,
+            timeout=timeout,
+        ) as r:
+            if r.status_code not in (200, 201):
+                raise self._fail(r, "token request")
+            try:
+                self._token = r.json()["token"]
+            except (ValueError, KeyError, TypeError):
+                r.failure("token response has no token")
+                raise StepFailed("no token") from None
+
+    def _revoke_token_quietly(self) -> None:
+        """Form journey: the token labcap asked for goes when the user stops (unreported)."""
+        with contextlib.suppress(requests.RequestException):
+            r = self._quiet.delete(
+                f"{self.host}/hub/api/users/{self.username}/tokens/{self._token_id}",
+                headers=self._auth(),
+                timeout=self.settings.request_timeout_s,
+            )
+            if r.status_code in (204, 404):
+                self._token = self._token_id = None
+
+    def _delete_user_quietly(self) -> None:
+        """Delete the user the API journey made (its server and tokens go with it);
+        unreported. What fails here the run's sweep removes afterwards."""
+        from labcap.clients.hub import HubAdmin
+
+        admin = HubAdmin(self.host or "", self.admin_token, self.settings.request_timeout_s)
+        try:
+            admin.delete_user(self.username, wait_s=self.settings.stop_timeout_s)
+            self._created = False
+        except Exception:  # noqa: BLE001 (the sweep after the run retries)
+            pass
+        finally:
+            admin.close()
 
     def _fail(self, response: Any, step: str) -> StepFailed:
         """Mark ``response`` failed with a secret-free reason; return the exception to raise."""
@@ -193,7 +281,8 @@ class JupyterHubUser(HttpUser):
                 raise self._fail(r, "token request")
             try:
                 self._token = r.json()["token"]
-            except (ValueError, KeyError, TypeError):
+                self._token_id = r.json().get("id")
+            except (ValueError, KeyError, TypeError, AttributeError):
                 r.failure("token response has no token")
                 raise StepFailed("no token") from None
 

@@ -91,13 +91,18 @@ def run_cell(
     """
     import websocket  # websocket-client; imported here so the module loads without it
 
+    from labcap.clients.http import ca_bundle
+
     deadline = time.monotonic() + timeout_s
     session_id = ws_url.rsplit("session_id=", 1)[-1]
+    # websocket-client reads HTTP(S)_PROXY/NO_PROXY itself; the CA bundle is labcap's
+    cafile = ca_bundle()
     ws = websocket.create_connection(
         ws_url,
         header=[f"{k}: {v}" for k, v in headers.items()],
         timeout=timeout_s,
         enable_multithread=False,
+        sslopt={"ca_certs": cafile} if cafile else None,
     )
     try:
         request = execute_request(code, session_id, user_expressions=user_expressions)

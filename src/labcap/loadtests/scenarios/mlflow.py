@@ -12,7 +12,10 @@ allowed hosts are configured, so point ``host`` at ``http://127.0.0.1:PORT``.
 
 The users are ``WireHttpUser``s (labcap's own client, ``labcap.loadtests.wire``): each
 call is timed to the kernel's receipt of its answer, and one generator core carries
-several times the requests python-requests would. No proxy is used.
+several times the requests python-requests would. Credentials follow MLflow's own
+conventions (``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` for basic auth, else
+``MLFLOW_TRACKING_TOKEN`` as a bearer token; ``labcap.clients.mlflow``); HTTP(S)_PROXY,
+NO_PROXY and the CA bundle are followed (``labcap.clients.http``).
 """
 
 from __future__ import annotations
@@ -60,6 +63,18 @@ class MLflowUser(WireHttpUser):
     @property
     def timeout_s(self) -> float:  # WireHttpUser's per-request limit
         return self.settings.request_timeout_s
+
+    @property
+    def auth_headers(self) -> dict[str, str]:  # WireHttpUser sends them with every request
+        from labcap.clients.mlflow import auth_headers
+
+        return auth_headers()
+
+    @property
+    def ca_file(self) -> str | None:  # type: ignore[override]
+        from labcap.clients.mlflow import ca_file
+
+        return ca_file()
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
