@@ -175,11 +175,16 @@ def plan(as_json: bool, **options: Any) -> None:
     capacity (max_users_at_slo, band, binding, per_slo, knee), steps[],
     projection, and recommendation (action, reasons[], binding_constraint,
     confidence). Without --expected-users the action is insufficient-data.
+    Given a decision input, the inputs and the answer are saved beside the
+    run (RUN_DIR/plan.json), where `labcap report` reads them.
     """
-    from labcap.planner.recommend import plan_with_options
+    from labcap.planner.plan_file import plan_and_save
     from labcap.planner.text import describe_plan
 
-    outcome = plan_with_options(PlanOptions(**options))
+    saved = plan_and_save(PlanOptions(**options))
+    if saved.note:
+        _progress(saved.note)
+    outcome = saved.outcome
     click.echo(json.dumps(outcome.to_dict(), indent=2) if as_json else describe_plan(outcome))
 
 
