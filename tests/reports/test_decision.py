@@ -101,3 +101,11 @@ def test_bad_decision_inputs_are_one_line(limit_run, args, message):
 def test_decision_inputs_do_not_apply_to_a_comparison(limit_run, tmp_path):
     r = labcap("report", limit_run, limit_run, "--expected-users", "5", "-o", tmp_path / "c.html")
     assert r.returncode == 2 and "one run's report" in r.stderr
+
+
+def test_no_capacity_figure_claims_no_lower_bound(tmp_path):
+    run = synthetic_run(tmp_path / "down", 1, error_pct=100.0)  # nothing succeeded
+    assert labcap("report", run, "--expected-users", "5").returncode == 0
+    rec = _section((run / "report.html").read_text(), "recommendation")
+    text = _text(rec[: rec.index('<div id="reasons">')])  # the planner's reason texts aside
+    assert "Capacity: no capacity figure" in text and "lower bound" not in text

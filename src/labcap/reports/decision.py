@@ -124,6 +124,7 @@ def decision_view(outcome: PlanOutcome, inputs: DecisionInputs, run_path: Path) 
         "capacity": capacity_text(plan),
         "band": plan.band,
         "limit_reached": plan.limit_reached,
+        "lower_bound": plan.max_users_at_slo is not None and not plan.limit_reached,
         "binding": _binding_text(outcome),
         "bottleneck": _text_of(bottleneck),
         "needs_more_data": [_shortfall_text(s) for s in shortfalls],
