@@ -40,6 +40,8 @@ def _text_of(obj: Any) -> str | None:
         return None
     for attr in ("text", "summary"):
         value = getattr(obj, attr, None)
+        if callable(value):
+            value = value()
         if isinstance(value, str):
             return value
     return str(obj)
