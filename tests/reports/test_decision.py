@@ -109,3 +109,11 @@ def test_no_capacity_figure_claims_no_lower_bound(tmp_path):
     rec = _section((run / "report.html").read_text(), "recommendation")
     text = _text(rec[: rec.index('<div id="reasons">')])  # the planner's reason texts aside
     assert "Capacity: no capacity figure" in text and "lower bound" not in text
+
+
+def test_the_steps_table_names_the_slowest_endpoint_not_a_mix(limit_run):
+    assert labcap("report", limit_run).returncode == 0
+    steps = _text(_section((limit_run / "report.html").read_text(), "steps"))
+    assert "p95 ms (all)" not in steps and "highest endpoint p95" in steps
+    # at 40 users hub.login (150-240 ms) is slower than mlflow.search (70-110 ms)
+    assert re.search(r"\b40 \d+ fail .* ms \(hub\.login\)", steps)

@@ -14,7 +14,6 @@ Lower bounds keep their "≥", and a capacity below the first step reads "< N us
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -480,7 +479,6 @@ def render_comparison(run_paths: list[str | Path]) -> str:
         warnings=comparability_warnings(manifests),
         untested=untested,
         th=SIGNIFICANCE,
-        math=math,
     )
 
 

@@ -284,8 +284,21 @@ def render_run_report(
         charts=charts,
         failures=top_failures,
         endpoints=[e for e in plan.endpoints if e.endpoint != ALL_ENDPOINTS],
+        slowest=slowest_endpoint(plan),
         gpu=gpu if gpu.available else None,
     )
+
+
+def slowest_endpoint(plan: CapacityPlan) -> dict[int, tuple[float, str]]:
+    """Per step, the highest p95 of any one endpoint and which: the steps table shows it
+    instead of a p95 of all requests together (spawns and API calls mixed)."""
+    out: dict[int, tuple[float, str]] = {}
+    for e in plan.endpoints:
+        if e.endpoint == ALL_ENDPOINTS or e.p95_ms is None:
+            continue
+        if e.step_index not in out or e.p95_ms > out[e.step_index][0]:
+            out[e.step_index] = (e.p95_ms, e.endpoint)
+    return out
 
 
 def write_run_report(
