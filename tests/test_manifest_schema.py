@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,15 +23,16 @@ SCHEMA_1 = ROOT / "tests" / "fixtures" / "old_schemas" / "schema-1"
 SCHEMA_1_RUN = SCHEMA_1 / "run"
 
 
-def labcap(*args: str) -> subprocess.CompletedProcess:
-    # from the repository root, with the fixture's relative path: the output names it as given
+def labcap(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    # from the repository root (or a copy of its layout), with the fixture's relative path:
+    # the output names it as given
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     return subprocess.run(
         [sys.executable, "-m", "labcap.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
     )
 
@@ -48,9 +50,12 @@ def labcap(*args: str) -> subprocess.CompletedProcess:
         (("gate", "{run}", "{run}", "--min-windows", "3"), "gate.txt", 3),
     ],
 )
-def test_schema_1_run_reads_as_the_old_labcap_read_it(args, expected, code):
+def test_schema_1_run_reads_as_the_old_labcap_read_it(args, expected, code, tmp_path):
+    # a copy at the same relative path: `plan --expected-users` writes plan.json beside the
+    # run, and the checked-in fixture stays as it is
     run = str(SCHEMA_1_RUN.relative_to(ROOT))
-    r = labcap(*(a.format(run=run) for a in args))
+    shutil.copytree(SCHEMA_1_RUN, tmp_path / run)
+    r = labcap(*(a.format(run=run) for a in args), cwd=tmp_path)
     assert r.returncode == code, r.stderr
     assert r.stdout == (SCHEMA_1 / expected).read_text(encoding="utf-8")
 

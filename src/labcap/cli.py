@@ -178,11 +178,16 @@ def plan(as_json: bool, **options: Any) -> None:
     capacity (max_users_at_slo, band, binding, per_slo, knee), steps[],
     projection, and recommendation (action, reasons[], binding_constraint,
     confidence). Without --expected-users the action is insufficient-data.
+    Given a decision input, the inputs and the answer are saved beside the
+    run (RUN_DIR/plan.json), where `labcap report` reads them.
     """
-    from labcap.planner.recommend import plan_with_options
+    from labcap.planner.plan_file import plan_and_save
     from labcap.planner.text import describe_plan
 
-    outcome = plan_with_options(PlanOptions(**options))
+    saved = plan_and_save(PlanOptions(**options))
+    if saved.note:
+        _progress(saved.note)
+    outcome = saved.outcome
     click.echo(json.dumps(outcome.to_dict(), indent=2) if as_json else describe_plan(outcome))
 
 
@@ -192,20 +197,16 @@ def report(**options: Any) -> None:
     """Write a self-contained HTML report (opens offline; plotly inlined).
 
     \b
-    One run: its capacity report.
+    One run: its capacity report, the recommendation first. Its decision inputs
+    (--expected-users, --growth-per-month, --policy) default to what `labcap plan`
+    saved beside the run (RUN_DIR/plan.json).
     Several runs: a side-by-side comparison (Docker vs K3s, before vs after), the
     first run being the baseline, with a warning when they are not comparable:
       labcap report runs/docker runs/k3s -o compare.html
     """
-    opts = ReportOptions(**options)
-    if len(opts.run_dirs) == 1:
-        from labcap.reports.html import write_run_report
+    from labcap.reports.write import write_report
 
-        click.echo(str(write_run_report(opts.run_dirs[0], opts.output)))
-        return
-    from labcap.reports.compare import write_comparison
-
-    click.echo(str(write_comparison(list(opts.run_dirs), opts.output or Path("compare.html"))))
+    click.echo(str(write_report(ReportOptions(**options))))
 
 
 @cli.command()

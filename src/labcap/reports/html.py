@@ -7,10 +7,13 @@ from typing import Any
 
 from labcap.errors import LabcapError
 from labcap.model import ALL_ENDPOINTS
-from labcap.planner.capacity import CapacityPlan, plan_capacity
+from labcap.planner.capacity import CapacityPlan
 from labcap.planner.gpu_evidence import plan_gpu_evidence
+from labcap.planner.plan_file import DecisionInputs, read_saved_inputs
 from labcap.planner.policy import load_policy
+from labcap.reports.decision import decide, decision_view
 from labcap.reports.gpu import gpu_figures
+from labcap.reports.wording import add_slo_lines, capacity_text, integer_axis, latency_slos
 from labcap.store import RunDir, atomic_write_bytes
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -27,8 +30,13 @@ def _figures(plan: CapacityPlan, windows: Any, host: Any) -> list[tuple[str, str
         lat.add_scatter(
             x=[r.users for r in rows], y=[r.p95_ms for r in rows], mode="lines+markers", name=ep
         )
+    users = sorted({s.users for s in plan.steps if s.verdict != "not-run"})
+    add_slo_lines(lat, latency_slos(plan.slos, "p95_ms", endpoints), users)
     lat.update_layout(
-        xaxis_title="concurrent users (step)", yaxis_title="p95 latency (ms)", yaxis_type="log"
+        xaxis_title="concurrent users (step)",
+        yaxis_title="p95 latency (ms)",
+        yaxis_type="log",
+        xaxis=integer_axis(users),
     )
     figs.append(("latency", "p95 latency per endpoint vs users", lat))
 
@@ -41,8 +49,14 @@ def _figures(plan: CapacityPlan, windows: Any, host: Any) -> list[tuple[str, str
             mode="lines+markers",
             name=q.replace("_ms", ""),
         )
+    run_wide = [x for x in plan.slos if x.endpoint is None]
+    for q in ("p50_ms", "p95_ms", "p99_ms"):
+        add_slo_lines(pct, latency_slos(run_wide, q, [ALL_ENDPOINTS]), users)
     pct.update_layout(
-        xaxis_title="concurrent users (step)", yaxis_title="latency (ms)", yaxis_type="log"
+        xaxis_title="concurrent users (step)",
+        yaxis_title="latency (ms)",
+        yaxis_type="log",
+        xaxis=integer_axis(users),
     )
     figs.append(("percentiles", "Latency percentiles, all endpoints", pct))
 
@@ -79,7 +93,13 @@ def _figures(plan: CapacityPlan, windows: Any, host: Any) -> list[tuple[str, str
         tl.update_layout(
             xaxis_title="seconds since start",
             yaxis_title="requests per second",
-            yaxis2={"title": "users", "overlaying": "y", "side": "right"},
+            yaxis2={
+                "title": "users",
+                "overlaying": "y",
+                "side": "right",
+                "rangemode": "tozero",
+                **integer_axis([0, *per_window["active"].tolist()], at_values=False),
+            },
         )
         figs.append(("timeline", "Timeline: throughput and users per window", tl))
     if host is not None and len(host) and "t_s" in host.columns:
@@ -251,28 +271,53 @@ def template(name: str) -> Any:
     return env.get_template(name)
 
 
-def render_run_report(run: RunDir, plan: CapacityPlan | None = None) -> str:
-    plan = plan or plan_capacity(run)
+def render_run_report(
+    run: RunDir, plan: CapacityPlan | None = None, inputs: DecisionInputs | None = None
+) -> str:
+    """The run's report; the recommendation first, weighed on ``inputs`` (default: what
+    ``labcap plan`` saved beside the run, if anything)."""
+    inputs = inputs if inputs is not None else (read_saved_inputs(run.path) or DecisionInputs())
+    outcome = decide(run.path, inputs)
+    plan = plan or outcome.capacity
     windows = run.windows()
     failures = run.failures()
     charts = chart_sections(_figures(plan, windows, run.table("host_samples")), height=360)
 
-    gpu = plan_gpu_evidence(run, plan, load_policy(None))  # None: no GPU section
+    gpu = (
+        outcome.gpu if outcome.gpu is not None else plan_gpu_evidence(run, plan, load_policy(None))
+    )
     top_failures = []
     if len(failures):
         agg = failures.groupby(["endpoint", "reason"], as_index=False)["count"].sum()
         top_failures = agg.sort_values("count", ascending=False).head(25).to_dict("records")
     return template("run.html.j2").render(
         plan=plan,
+        decision=decision_view(outcome, inputs, run.path),
+        capacity=capacity_text(plan),
         manifest=_with_defaults(run.manifest),
         charts=charts,
         failures=top_failures,
         endpoints=[e for e in plan.endpoints if e.endpoint != ALL_ENDPOINTS],
+        slowest=slowest_endpoint(plan),
         gpu=gpu if gpu.available else None,
     )
 
 
-def write_run_report(run_path: str | Path, out: str | Path | None = None) -> Path:
+def slowest_endpoint(plan: CapacityPlan) -> dict[int, tuple[float, str]]:
+    """Per step, the highest p95 of any one endpoint and which: the steps table shows it
+    instead of a p95 of all requests together (spawns and API calls mixed)."""
+    out: dict[int, tuple[float, str]] = {}
+    for e in plan.endpoints:
+        if e.endpoint == ALL_ENDPOINTS or e.p95_ms is None:
+            continue
+        if e.step_index not in out or e.p95_ms > out[e.step_index][0]:
+            out[e.step_index] = (e.p95_ms, e.endpoint)
+    return out
+
+
+def write_run_report(
+    run_path: str | Path, out: str | Path | None = None, inputs: DecisionInputs | None = None
+) -> Path:
     """Render a run's report to ``out`` (default: ``report.html`` in the run directory)."""
     run = RunDir.open(run_path)
     target = Path(out) if out else run.path / "report.html"
@@ -280,5 +325,5 @@ def write_run_report(run_path: str | Path, out: str | Path | None = None) -> Pat
         raise LabcapError(f"{target} is a directory: give a file name such as report.html")
     if not target.parent.exists():
         raise LabcapError(f"{target.parent}: no such directory")
-    atomic_write_bytes(target, render_run_report(run).encode("utf-8"))
+    atomic_write_bytes(target, render_run_report(run, inputs=inputs).encode("utf-8"))
     return target

@@ -27,3 +27,29 @@ class ReportOptions:
             "runs].",
         ),
     )
+    expected_users: str | None = field(
+        default=None,
+        metadata=option(
+            "--expected-users",
+            metavar="N",
+            help="Concurrent users the lab expects, for the recommendation [default: what "
+            "`labcap plan` saved beside the run in plan.json, if anything]. One run only.",
+        ),
+    )
+    growth_per_month: str | None = field(
+        default=None,
+        metadata=option(
+            "--growth-per-month",
+            metavar="PCT",
+            help="Expected growth of those users, percent a month [default: as saved by plan].",
+        ),
+    )
+    policy_file: Path | None = field(
+        default=None,
+        metadata=option(
+            "--policy",
+            type=Path,
+            metavar="FILE",
+            help="YAML policy merged over the default by rule id [default: as saved by plan].",
+        ),
+    )
