@@ -30,8 +30,10 @@ from labcap.collectors.registry import CollectorSettings, build_collectors
 from labcap.errors import LabcapError
 from labcap.lab import ReferenceLab
 from labcap.loadtests.catalog import SCENARIOS
+from labcap.loadtests.handshake import parse_address, read_secret
 from labcap.measure import calibrate as calibration
 from labcap.measure.preflight import check_locustfile, check_out_dir, check_reachable
+from labcap.measure.remote import RemoteWorkers
 from labcap.measure.run import (
     Interrupted,
     Progress,
@@ -59,6 +61,7 @@ class SessionResult:
 def run_session(settings: SessionSettings, progress: Progress) -> SessionResult:
     """Measure what ``settings`` describe and leave a finalised, planned run directory."""
     workers, kube = _check(settings)
+    remote = remote_workers(settings)
     metrics_url = settings.gpu_metrics_url
     if metrics_url:
         metrics_url = check_metrics_url(metrics_url)  # bad URL: exit 2 before any work
@@ -86,6 +89,7 @@ def run_session(settings: SessionSettings, progress: Progress) -> SessionResult:
         hub_password=_password(s),
         calibration=cal,
         workers=workers,
+        remote=remote,
     )
     if s.target == "local":
         result = _run_on_reference_lab(req, s, progress)
@@ -114,6 +118,19 @@ def _check(s: SessionSettings) -> tuple[int, KubeTarget | None]:
         raise LabcapError("--kubeconfig, --context, --namespace and --selector need --target k8s")
     kube = connect(s.kubeconfig, s.kube_context) if s.target == "k8s" else None
     return workers, kube
+
+
+def remote_workers(s: SessionSettings) -> RemoteWorkers | None:
+    """``--expect-workers N``: whom the master waits for, where, how long; None without it."""
+    if not s.expect_workers:
+        return None
+    if not 1 <= s.expect_workers <= 256:
+        raise LabcapError(f"--expect-workers {s.expect_workers}: use 1..256")
+    if parse_workers(s.workers):
+        raise LabcapError("--workers (local processes) and --expect-workers go separately")
+    host, port = parse_address(s.master_bind, what="--master-bind")
+    wait_s = parse_duration(s.worker_wait, what="--worker-wait")
+    return RemoteWorkers(s.expect_workers, host, port, wait_s, read_secret())
 
 
 def parse_workers(text: str) -> int:
