@@ -128,6 +128,11 @@ def remote_workers(s: SessionSettings) -> RemoteWorkers | None:
         raise LabcapError(f"--expect-workers {s.expect_workers}: use 1..256")
     if parse_workers(s.workers):
         raise LabcapError("--workers (local processes) and --expect-workers go separately")
+    if s.target == "local":
+        raise LabcapError(
+            "--expect-workers needs a --host the workers reach (the reference lab of "
+            "--target local listens on this machine's loopback only)"
+        )
     host, port = parse_address(s.master_bind, what="--master-bind")
     wait_s = parse_duration(s.worker_wait, what="--worker-wait")
     return RemoteWorkers(s.expect_workers, host, port, wait_s, read_secret())
