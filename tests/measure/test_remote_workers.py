@@ -117,7 +117,7 @@ def test_two_remote_workers_merge_exactly_what_the_target_answered(tmp_path, tar
     env = _env(LABCAP_COUNTED_REQUESTS="15")
     master = _master(
         out, target, port, "--scenario", str(SUPPORT / "locustfile_counted.py"),
-        "--users", "6", "--step-duration", "6s", "--settle", "1s", "--window", "1s",
+        "--users", "6", "--step-duration", "8s", "--settle", "1s", "--window", "1s",
         "--spawn-rate", "60", env=env,
     )  # fmt: skip
     w1 = _worker(port, ADDRESSES[0], "--calibrate", env=env)
