@@ -20,7 +20,13 @@ from labcap.cliopts import progress_options
 from labcap.deploy_profiles.settings import ProfileOptions
 from labcap.errors import LabcapError
 from labcap.lab.settings import LabOptions, LabUpOptions
-from labcap.measure.settings import CleanupOptions, DemoOptions, SessionSettings, StartupOptions
+from labcap.measure.settings import (
+    CleanupOptions,
+    DemoOptions,
+    SessionSettings,
+    StartupOptions,
+    WorkerOptions,
+)
 from labcap.planner.settings import GateOptions, PlanOptions
 from labcap.reports.settings import ReportOptions
 from labcap.verify.settings import VerifyOptions
@@ -123,6 +129,27 @@ def run(as_json: bool, resolve_only: bool, quiet: bool, verbose: bool, **options
         )
         return
     _print_session(SessionSettings(**options), as_json, quiet, verbose)
+
+
+@cli.command()
+@_options_of(WorkerOptions)
+def worker(**options: Any) -> None:
+    """Lend this machine to a master's run as a Locust worker (one run, then exit).
+
+    The master (`labcap run ... --expect-workers N --master-bind ADDR:PORT`) checks the
+    shared secret in LABCAP_WORKER_SECRET (never sent), this machine's labcap and Locust
+    versions and, with --locustfile, its copy of the locustfile; then hands over the load
+    plan and the locustfile. This worker's windows go into the master's run directory.
+    The hub password, if the scenario needs one, comes from this machine's
+    LABCAP_HUB_PASSWORD.
+
+    \b
+    Examples:
+      LABCAP_WORKER_SECRET=... labcap worker --master 10.0.0.5:5557
+    """
+    from labcap.measure.remote import serve
+
+    serve(WorkerOptions(**options), _progress)
 
 
 @cli.command()

@@ -10,6 +10,10 @@ wall clock: the i-th user takes phase frac(i * 0.618...) * C, the golden-ratio
 sequence, which spreads any number of users evenly and slots a step's new users
 into the gaps between the old ones. Below N* the users then rarely meet in the
 queue; the saturation point shows as sharply as the model says.
+
+Over W Locust workers (LABCAP_QUEUE_WORKERS, each worker process its own counter), the
+master hands out users in turn, so worker w's i-th user takes the global place i*W + w:
+together they take the same phases one process would.
 """
 
 import itertools
@@ -21,6 +25,7 @@ from locust import HttpUser, constant, task
 
 THINK_S = float(os.environ.get("LABCAP_QUEUE_THINK_S", "0.9"))
 CYCLE_S = float(os.environ.get("LABCAP_QUEUE_CYCLE_S", "1.0"))
+WORKERS = int(os.environ.get("LABCAP_QUEUE_WORKERS", "1"))
 GOLDEN = (5**0.5 - 1) / 2
 _next_user = itertools.count()
 
@@ -30,7 +35,8 @@ class QueueUser(HttpUser):
     labcap_jitter = False  # phases itself (above); labcap's random waits would undo that
 
     def on_start(self):
-        phase = (next(_next_user) * GOLDEN) % 1.0 * CYCLE_S
+        worker = getattr(self.environment.runner, "worker_index", 0) % WORKERS
+        phase = ((next(_next_user) * WORKERS + worker) * GOLDEN) % 1.0 * CYCLE_S
         gevent.sleep((phase - time.time()) % CYCLE_S)
 
     @task

@@ -11,6 +11,7 @@ the workers are busy all the time, and the saturation point is
 
 Beyond N* throughput stays at k/S and the response time grows by S/k per added user:
 R(N) = N*S/k - Z. Listens on 127.0.0.1 only; prints its port, serves until killed.
+GET /count answers at once (no worker taken) with how many other requests were answered.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Station:
 
     def __init__(self, workers: int, service_s: float) -> None:
         self.service_s = service_s
+        self.served = 0
+        self.lock = threading.Lock()
         self.jobs: queue.Queue[threading.Event] = queue.Queue()
         for i in range(workers):
             threading.Thread(target=self._work, name=f"worker-{i}", daemon=True).start()
@@ -51,6 +54,8 @@ class Station:
         done = threading.Event()
         self.jobs.put(done)
         done.wait()
+        with self.lock:
+            self.served += 1
 
 
 def make_handler(station: Station) -> type[BaseHTTPRequestHandler]:
@@ -59,8 +64,11 @@ def make_handler(station: Station) -> type[BaseHTTPRequestHandler]:
         disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms ACK stall
 
         def do_GET(self) -> None:  # noqa: N802
-            station.serve()
-            body = b"ok\n"
+            if self.path.startswith("/count"):
+                body = f"{station.served}\n".encode()
+            else:
+                station.serve()
+                body = b"ok\n"
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -3,6 +3,8 @@
 /fast answers at once. /knee answers at once while fewer than 3 requests are
 in flight and takes 300 ms beyond that: a deployment with a known capacity.
 /slow?ms=N takes N milliseconds (at most 10 s): a controlled slowdown for the gate.
+/count answers how many other requests it has answered so far (the target's own count,
+against which a run's request count is checked).
 Prints its port on stdout, serves until killed.
 """
 
@@ -14,11 +16,20 @@ from urllib.parse import parse_qs, urlsplit
 
 _lock = threading.Lock()
 _in_flight = 0
+_served = 0
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
-        global _in_flight
+        global _in_flight, _served
+        if self.path.startswith("/count"):
+            with _lock:
+                body = f"{_served}\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         with _lock:
             _in_flight += 1
             busy = _in_flight >= 3
@@ -35,6 +46,7 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with _lock:
                 _in_flight -= 1
+                _served += 1
 
     def log_message(self, *args):
         pass

@@ -1,19 +1,26 @@
-"""Load generation in a cluster: a Locust master Deployment + Service and a worker Deployment.
+"""Load generation in a cluster: ``labcap worker`` Pods that join a master the user runs.
 
-``labcap profile RUN --platform k3s --loadgen k8s`` writes ``loadgen/*.yaml`` beside the
-profile: when one machine cannot generate the load (``labcap calibrate``'s ceiling,
-or workers over ~80 % of a core), Locust's own master/worker mode spreads it over Pods.
-The workers are sized from the run: requests per user per second (measured) times the
-expected users, over 70 % of one generator core's ceiling (calibration).
+``labcap profile RUN --platform k3s --loadgen k8s --loadgen-master ADDR:PORT`` writes
+``loadgen/`` beside the profile: when one machine cannot generate the load (``labcap
+calibrate``'s ceiling, or workers over ~80 % of a core), a Job of N ``labcap worker`` Pods
+lends the cluster's cores to one ``labcap run --expect-workers N --master-bind ADDR:PORT``,
+which writes the run directory where it runs (same windows, lock-step check, collectors
+and calibration as a local run; each Pod calibrates itself first). The workers are sized
+from the run: requests per user per second (measured) times the expected users, over 70 %
+of one generator core's ceiling (calibration).
 
-The Pods run the labcap image (Dockerfile.loadgen: labcap installed, so the built-in
-scenarios import) with ``locust`` itself, headless; manifests are validated against the
-Kubernetes schemas (kubernetes-validate, strict) before anything is written.
+The Pods run the image the project builds itself (``scripts/lab-images --labcap``: labcap
+from its own source, never from a package registry); the master hands them the load plan
+and the locustfile, so any scenario works, built-in or a user's locustfile. The shared
+secret comes from a Secret the user creates (its value is never rendered). Manifests are
+validated against the Kubernetes schemas (kubernetes-validate, strict) before anything is
+written.
 """
 
 from __future__ import annotations
 
 import math
+import shlex
 from typing import Any
 
 import yaml
@@ -21,23 +28,29 @@ import yaml
 from labcap import __version__
 from labcap.deploy_profiles import validate as v
 from labcap.errors import LabcapError
+from labcap.loadtests.handshake import SECRET_ENV, parse_address
 from labcap.model import Manifest
 
 NAMESPACE = "labcap-loadgen"
-MASTER_PORT = 5557
-UI_PORT = 8089
+SECRET_NAME = "labcap-worker"  # created by the user: kubectl create secret generic ...
 TARGET_CPU_SHARE = 0.7  # of a worker's core, leaving room below the 80 % warning
 DEFAULT_RPS_PER_CORE = 700.0  # HttpUser on a small core, when the run was not calibrated
+IMAGE = f"labcap/labcap:{__version__}"
+WORKER_WAIT = "600s"  # how long a Pod keeps trying to reach the master
 
-SCENARIO_IMPORTS = {
-    "mlflow": "from labcap.loadtests.scenarios.mlflow import MLflowUser  # noqa: F401",
-    "jupyterhub": "from labcap.loadtests.scenarios.jupyterhub import JupyterHubUser  # noqa: F401",
-    "lab": "from labcap.loadtests.scenarios.lab import *  # noqa: F401,F403",
-}
-
-DOCKERFILE = f"""FROM python:3.11-slim
-RUN pip install --no-cache-dir labcap=={__version__}
+# The labcap image from a wheel of this checkout (`pip wheel --no-deps -w loadgen .`); Locust
+# pinned to the master's version, which the handshake checks.
+DOCKERFILE = """# labcap's own image for `labcap worker` Pods: built from a labcap checkout's
+# wheel, not from a package registry. Without a registry, `scripts/lab-images --labcap` builds the
+# same image (tag labcap/labcap:{version}).
+#   pip wheel --no-deps -w loadgen /path/to/labcap-checkout
+#   docker build -f loadgen/Dockerfile.labcap -t labcap/labcap:{version} loadgen
+FROM python:3.11-slim
+COPY labcap-{version}-py3-none-any.whl /tmp/
+RUN pip install --no-cache-dir /tmp/labcap-{version}-py3-none-any.whl locust=={locust} \\
+ && rm /tmp/labcap-{version}-py3-none-any.whl
 USER 1000
+ENTRYPOINT ["labcap"]
 """
 
 
@@ -64,153 +77,131 @@ def render_loadgen(
     *,
     users: int,
     host: str,
+    master: str | None,
     workers: int | None = None,
-    spawn_rate: float = 5.0,
-    image: str = f"labcap-loadgen:{__version__}",
+    host_network: bool = False,
+    image: str = IMAGE,
+    locust_version: str | None = None,
 ) -> tuple[dict[str, str], str]:
     """{file name: content} and the sizing reason; raises before anything is written."""
     if users < 1:
         raise LabcapError("--expected-users must be at least 1 for --loadgen k8s")
-    scenario = manifest.scenario_name
-    if scenario not in SCENARIO_IMPORTS:
+    if not master:
         raise LabcapError(
-            f"--loadgen k8s renders the built-in scenarios ({', '.join(SCENARIO_IMPORTS)}); "
-            f"this run used {scenario!r}: put your locustfile in the ConfigMap yourself"
+            "--loadgen k8s needs --loadgen-master HOST:PORT: where the Pods reach your "
+            "`labcap run --expect-workers N --master-bind ADDR:PORT`"
         )
+    master_host, master_port = parse_address(master, what="--loadgen-master")
     why = f"{workers} workers (given)"
     if workers is None:
         workers, why = size_workers(manifest, steps, users)
     labels = {"app.kubernetes.io/part-of": "labcap-loadgen"}
-    master_labels = {**labels, "app.kubernetes.io/component": "locust-master"}
-    worker_labels = {**labels, "app.kubernetes.io/component": "locust-worker"}
+    worker_labels = {**labels, "app.kubernetes.io/component": "labcap-worker"}
     meta = {"namespace": NAMESPACE, "labels": labels}
-    locustfile = (
-        f'"""labcap scenario {scenario!r} for Locust master/worker Pods."""\n'
-        f"{SCENARIO_IMPORTS[scenario]}\n"
-    )
-    v.check_python("locustfile.py", locustfile)
-    volume = {"name": "locustfile", "configMap": {"name": "labcap-locustfile"}}
-    mount = {"name": "locustfile", "mountPath": "/mnt/locust", "readOnly": True}
     security = {
         "runAsNonRoot": True,
         "runAsUser": 1000,
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
     }
-
-    def container(name: str, args: list[str], cpu: str, ports: list[dict[str, Any]]) -> dict:
-        c: dict[str, Any] = {
-            "name": name,
-            "image": image,
-            "command": ["locust"],
-            "args": ["-f", "/mnt/locust/locustfile.py", *args],
-            "env": [
-                {
-                    "name": "LABCAP_HUB_PASSWORD",
-                    "valueFrom": {
-                        "secretKeyRef": {
-                            "name": "labcap-loadgen",
-                            "key": "hub-password",
-                            "optional": True,
-                        }
-                    },
-                },
-            ],  # fmt: skip
-            "resources": {
-                "requests": {"cpu": cpu, "memory": "256Mi"},
-                "limits": {"cpu": cpu, "memory": "1Gi"},
+    container = {
+        "name": "worker",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",  # built locally (scripts/lab-images --labcap)
+        "command": ["labcap"],
+        "args": ["worker", "--master", f"{master_host}:{master_port}", "--wait", WORKER_WAIT],
+        "env": [
+            {
+                "name": SECRET_ENV,
+                "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": "secret"}},
             },
-            "securityContext": security,
-            "volumeMounts": [mount],
-        }
-        if ports:
-            c["ports"] = ports
-        return c
-
+            {
+                "name": "LABCAP_HUB_PASSWORD",
+                "valueFrom": {
+                    "secretKeyRef": {"name": SECRET_NAME, "key": "hub-password", "optional": True}
+                },
+            },
+        ],
+        "resources": {
+            "requests": {"cpu": "1", "memory": "256Mi"},
+            "limits": {"cpu": "1", "memory": "1Gi"},
+        },
+        "securityContext": security,
+    }
+    pod_spec: dict[str, Any] = {"restartPolicy": "OnFailure", "containers": [container]}
+    if host_network:  # clusters whose Pod network cannot reach the master (the test cluster)
+        pod_spec["hostNetwork"] = True
+        pod_spec["dnsPolicy"] = "ClusterFirstWithHostNet"
     objects = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
         {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {**meta, "name": "labcap-locustfile"},
-            "data": {"locustfile.py": locustfile},
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {**meta, "name": "locust-master"},
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {**meta, "name": "labcap-worker"},
             "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": master_labels},
-                "template": {
-                    "metadata": {"labels": master_labels},
-                    "spec": {
-                        "containers": [
-                            container(
-                                "master",
-                                [
-                                    "--master",
-                                    "--headless",
-                                    "--expect-workers",
-                                    str(workers),
-                                    "-u",
-                                    str(users),
-                                    "-r",
-                                    f"{spawn_rate:g}",
-                                    "--host",
-                                    host,
-                                ],
-                                "1",
-                                [
-                                    {"name": "master", "containerPort": MASTER_PORT},
-                                    {"name": "ui", "containerPort": UI_PORT},
-                                ],
-                            )  # fmt: skip
-                        ],
-                        "volumes": [volume],
-                    },
-                },
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {**meta, "name": "locust-master"},
-            "spec": {
-                "selector": master_labels,
-                "ports": [
-                    {"name": "master", "port": MASTER_PORT, "targetPort": MASTER_PORT},
-                    {"name": "ui", "port": UI_PORT, "targetPort": UI_PORT},
-                ],
-            },
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {**meta, "name": "locust-worker"},
-            "spec": {
-                "replicas": workers,
-                "selector": {"matchLabels": worker_labels},
-                "template": {
-                    "metadata": {"labels": worker_labels},
-                    "spec": {
-                        "containers": [
-                            container(
-                                "worker",
-                                ["--worker", "--master-host", "locust-master"],
-                                "1",
-                                [],
-                            )
-                        ],
-                        "volumes": [volume],
-                    },
-                },
+                # one run: each Pod joins the master once and ends with it
+                "parallelism": workers,
+                "completions": workers,
+                "backoffLimit": 2 * workers,
+                "ttlSecondsAfterFinished": 3600,
+                "template": {"metadata": {"labels": worker_labels}, "spec": pod_spec},
             },
         },
     ]
     text = "\n---\n".join(yaml.safe_dump(o, sort_keys=False) for o in objects)
-    files = {"loadgen/locust.yaml": text, "loadgen/Dockerfile.loadgen": DOCKERFILE}
+    files = {
+        "loadgen/workers.yaml": text,
+        "loadgen/Dockerfile.labcap": DOCKERFILE.format(
+            version=__version__, locust=locust_version or _locust_version()
+        ),
+        "loadgen/README.md": _readme(manifest, workers, host, master_port, image),
+    }
     parsed = [(n, o) for n, t in files.items() if n.endswith(".yaml") for o in v.parse_yaml(n, t)]
     count = v.validate_k8s(parsed)
     why += f"; {count} objects valid against the Kubernetes {v.k8s_schema_version()} schemas"
     return files, why
+
+
+def _locust_version() -> str:
+    from importlib.metadata import version
+
+    return version("locust")
+
+
+def _readme(manifest: Manifest, workers: int, host: str, port: int, image: str) -> str:
+    scenario = str(manifest.scenario.get("path") or manifest.scenario_name)
+    users = ",".join(str(s["users"]) for s in (manifest.load or {}).get("steps", [])) or "..."
+    run = shlex.join(
+        [
+            "labcap", "run", "--host", host, "--scenario", scenario, "--users", users,
+            "--expect-workers", str(workers), "--master-bind", f"0.0.0.0:{port}",
+        ]
+    )  # fmt: skip
+    return f"""# In-cluster load generators for labcap
+
+{workers} `labcap worker` Pods (a Job) lend the cluster's cores to one `labcap run` on your
+machine, which writes the run directory there. Pods reach it at the `--loadgen-master`
+address; Locust's own link uses the port after it ({port + 1}).
+
+1. Build labcap's image where the cluster's nodes find it (no registry needed):
+   `scripts/lab-images --labcap` in a labcap checkout (tag `{image}`), or see
+   `Dockerfile.labcap`.
+2. The shared secret (never in these files), and the hub password if the scenario logs in:
+
+       export {SECRET_ENV}=$(openssl rand -hex 32)
+       kubectl create namespace {NAMESPACE}
+       kubectl -n {NAMESPACE} create secret generic {SECRET_NAME} \\
+           --from-literal=secret="${SECRET_ENV}" \\
+           --from-literal=hub-password="$LABCAP_HUB_PASSWORD"
+
+3. Start the master (it waits for the workers), then the workers:
+
+       {run} --out runs/cluster
+       kubectl apply -f loadgen/workers.yaml
+
+   (a locustfile scenario: give its path; the master hands it to the Pods.)
+4. For the next run: `kubectl -n {NAMESPACE} delete job labcap-worker`, then again.
+
+What travels in clear between the Pods and the master: see labcap's README, "Workers on
+other machines".
+"""

@@ -63,7 +63,14 @@ def _loadgen_files(opts: ProfileOptions, settings: ProfileSettings) -> tuple[dic
     if not host:
         raise LabcapError("--loadgen k8s: the run names no host; give --loadgen-host URL")
     steps = list(plan_capacity(run).steps)
-    return render_loadgen(manifest, steps, users=users, host=host)
+    return render_loadgen(
+        manifest,
+        steps,
+        users=users,
+        host=host,
+        master=opts.loadgen_master,
+        host_network=opts.loadgen_host_network,
+    )
 
 
 def describe_profile(profile: Profile, opts: ProfileOptions) -> str:

@@ -107,9 +107,10 @@ class ProfileOptions:
             "--loadgen",
             choices=LOADGEN_CHOICES,
             show_default=True,
-            help="k8s: also write loadgen/ (a Locust master Deployment + Service and a worker "
-            "Deployment, sized from the run's req/s per user and the calibrated generator "
-            "ceiling) for when one machine cannot generate --expected-users.",
+            help="k8s: also write loadgen/ (a Job of `labcap worker` Pods, from labcap's own "
+            "image, that join your `labcap run --expect-workers N`; sized from the run's req/s "
+            "per user and the calibrated generator ceiling) for when one machine cannot "
+            "generate --expected-users.",
         ),
     )
     loadgen_host: str | None = field(
@@ -117,7 +118,26 @@ class ProfileOptions:
         metadata=option(
             "--loadgen-host",
             metavar="URL",
-            help="With --loadgen k8s: the URL the workers load [default: the run's host].",
+            help="With --loadgen k8s: the URL the run loads, in loadgen/README.md's command "
+            "[default: the run's host].",
+        ),
+    )
+    loadgen_master: str | None = field(
+        default=None,
+        metadata=option(
+            "--loadgen-master",
+            metavar="HOST:PORT",
+            help="With --loadgen k8s: where the Pods reach your `labcap run --expect-workers "
+            "N --master-bind ADDR:PORT` (its handshake port).",
+        ),
+    )
+    loadgen_host_network: bool = field(
+        default=False,
+        metadata=option(
+            "--loadgen-host-network",
+            is_flag=True,
+            help="With --loadgen k8s: the worker Pods use the node's network (where the Pod "
+            "network cannot reach the master).",
         ),
     )
     cpu_per_user: float = field(

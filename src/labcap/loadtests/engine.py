@@ -29,6 +29,9 @@ HUB_TOKEN_ENV = "LABCAP_ENGINE_HUB_TOKEN"
 # ``labcap run --users-file`` puts it in the config's ``hub.users_file``, this env is the
 # older way and still read
 ACCOUNTS_ENV = "LABCAP_HUB_USERS_FILE"
+# remote workers (labcap.measure.remote): the session keys of the handshake, never on disk
+SESSIONS_ENV = "LABCAP_WORKER_SESSIONS"  # the master's: {worker name: key hex}
+SESSION_ENV = "LABCAP_WORKER_SESSION"  # a worker's own key, hex
 
 
 def _progress(msg: str) -> None:
@@ -346,7 +349,9 @@ def _free_port() -> int:
 
 
 def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> int:
-    """Locust's master on 127.0.0.1 with ``cfg['workers']`` worker processes of this module.
+    """Locust's master on 127.0.0.1 with ``cfg['workers']`` worker processes of this module,
+    or (``cfg['remote']``) on the address given, for the ``labcap worker``s that passed the
+    handshake (``labcap.measure.remote``).
 
     Workers record windows on the master's clock and send them as custom
     messages; the master merges them exactly (``labcap.loadtests.merge``) and
@@ -385,24 +390,36 @@ def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> in
     write(clients_record(user_classes))
     env = Environment(user_classes=user_classes, events=locust_events)
     env.stop_timeout = cfg.get("stop_timeout_s", 10)
-    port = _free_port()
-    runner = env.create_master_runner("127.0.0.1", port)
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "labcap.loadtests.engine",
-                "--worker",
-                str(config_path),
-                str(port),
-                f"w{i + 1}",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-        )
-        for i in range(n_workers)
-    ]
+    remote = cfg.get("remote")
+    if remote:
+        auth = RemoteAuth(json.loads(os.environ.get(SESSIONS_ENV, "{}")))
+        bind_host, port = remote["bind_host"], int(remote["port"])
+    else:
+        auth, bind_host, port = None, "127.0.0.1", _free_port()
+    try:
+        runner = env.create_master_runner(bind_host, port)
+    except Exception as e:  # the port taken since the handshake, an address not ours
+        return fail(f"Locust's master cannot listen on {bind_host}:{port}: {e}")
+    procs = (
+        []
+        if remote
+        else [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "labcap.loadtests.engine",
+                    "--worker",
+                    str(config_path),
+                    str(port),
+                    f"w{i + 1}",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+            for i in range(n_workers)
+        ]
+    )
 
     def stop_workers() -> None:
         for p in procs:
@@ -412,21 +429,36 @@ def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> in
                 p.kill()
                 p.wait()
 
+    if auth is not None:
+        runner.register_message(
+            "labcap_join", lambda environment, msg, **_: auth.join(msg.node_id, msg.data)
+        )
+
+    def connected() -> int:
+        ready = {c.id for c in runner.clients.ready}
+        if auth is None:
+            return len(ready)
+        return len(ready & set(auth.clients))
+
     deadline = time.monotonic() + 60
-    while len(runner.clients.ready) < n_workers and time.monotonic() < deadline:
+    while connected() < n_workers and time.monotonic() < deadline:
         if any(p.poll() is not None for p in procs):
             break
         gevent.sleep(0.1)
-    if len(runner.clients.ready) < n_workers:
+    if connected() < n_workers:
         runner.quit()
         for p in procs:
             p.kill()
         stop_workers()
         return fail(
-            f"only {len(runner.clients.ready)} of {n_workers} Locust workers connected "
-            "to the master on 127.0.0.1"
+            f"only {connected()} of {n_workers} Locust workers connected "
+            f"to the master on {bind_host}:{port}"
         )
-    _progress(f"{n_workers} Locust worker processes connected")
+    if auth is not None:
+        auth.purge(runner)
+        _progress(f"{n_workers} remote workers connected to Locust's master on {bind_host}:{port}")
+    else:
+        _progress(f"{n_workers} Locust worker processes connected")
     n_steps = len(plan.steps)
     search = _search_controller(cfg)
 
@@ -443,10 +475,13 @@ def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> in
     )
     cut = Event()  # the search ends a probe once its verdict is clear
     merger.on_window = _search_window_hook(search, plan, lambda: merger._step_series, cut)
-    runner.register_message(
-        "labcap_window",
-        lambda environment, msg, **_: merger.add(msg.data["worker"], msg.data["records"]),
-    )
+
+    def on_window_message(environment: Any, msg: Any, **_: Any) -> None:
+        if auth is not None and not auth.window_ok(msg.node_id, msg.data):
+            return
+        merger.add(msg.data["worker"], msg.data["records"])
+
+    runner.register_message("labcap_window", on_window_message)
     stop = Event()
     interrupted: list[str] = []
 
@@ -458,13 +493,26 @@ def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> in
     gevent.signal_handler(signal.SIGTERM, on_signal, "SIGTERM")
     clock = {"t0_unix": time.time()}  # the plan's origin; the search moves it on a cut
     write({"kind": "start", "t0_unix": clock["t0_unix"], "workers": n_workers})
-    runner.send_message("labcap_t0", clock)
+
+    def send_t0() -> None:
+        if auth is None:
+            runner.send_message("labcap_t0", clock)
+            return
+        for client_id, name in auth.clients.items():  # each with its own session's MAC
+            runner.send_message("labcap_t0", auth.t0_message(name, clock["t0_unix"]), client_id)
+
+    send_t0()
 
     def elapsed() -> float:
         return time.time() - clock["t0_unix"]
 
     def ticker() -> None:
         while not stop.is_set():
+            if auth is not None:
+                for name in auth.lost(runner):
+                    at = merger.lose(name)
+                    write({"kind": "worker_lost", "worker": name, "window_index": at})
+                    _progress(f"worker {name} lost (no heartbeat): windows from {at} on lack it")
             merger.poll(elapsed())
             if merger.finished:
                 stop.set()
@@ -489,6 +537,8 @@ def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> in
         if search is None:  # a probe's line is _begin_probe's: the plan's steps are placeholders
             _progress(f"step {step.index + 1}/{n_steps}: {users} users for {step.duration_s:g}s")
         write(step_record(step.index, users))
+        if auth is not None:
+            auth.purge(runner)  # a Locust client that never joined gets no users
         runner.start(users, spawn_rate=plan.spawn_rate)
         cut.clear()
         while not stop.is_set() and elapsed() < step.end_s:
@@ -499,7 +549,7 @@ def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> in
                 # jump to the step's end, on the master's clock and the workers': their
                 # windows of the step close (empty) and the plan's layout stays as it was
                 clock["t0_unix"] -= max(0.0, step.end_s - elapsed())
-                runner.send_message("labcap_t0", clock)
+                send_t0()
                 break
     if search is not None and not stop.is_set():
         last = max((s.index for s in plan.steps if s.index in merger.step_users), default=-1)
@@ -533,8 +583,89 @@ def run_master(cfg: dict[str, Any], journal_path: Path, config_path: Path) -> in
     return 130 if interrupted else 0
 
 
-def run_worker(cfg: dict[str, Any], port: int, name: str) -> int:
-    """One Locust worker: records windows on the master's clock and sends each one to it."""
+class RemoteAuth:
+    """The master's record of which Locust clients passed labcap's handshake.
+
+    ``sessions``: worker name -> session key (hex) from ``labcap.measure.remote``. A client
+    is known once its ``labcap_join`` carries the MAC of its Locust client id under its
+    name's key; windows are merged only from known clients, under their own name, with a
+    valid MAC.
+    """
+
+    def __init__(self, sessions: dict[str, str]) -> None:
+        self.keys = {name: bytes.fromhex(k) for name, k in sessions.items()}
+        self.clients: dict[str, str] = {}  # Locust client id -> worker name
+        self.rejected = 0
+        self.reported_lost: set[str] = set()
+
+    def join(self, client_id: str, data: dict[str, Any]) -> None:
+        from labcap.loadtests import handshake as hs
+
+        name = str(data.get("worker", ""))
+        key = self.keys.get(name)
+        if key is None or not hs.mac_ok(key, data.get("mac"), "join", name, client_id):
+            self.rejected += 1
+            _progress("a Locust client without a valid labcap_join was ignored")
+            return
+        if name in self.clients.values():
+            return  # one client per name: the first to join keeps it
+        self.clients[client_id] = name
+
+    def window_ok(self, client_id: str, data: dict[str, Any]) -> bool:
+        from labcap.loadtests import handshake as hs
+
+        name = self.clients.get(client_id)
+        if name is None or data.get("worker") != name:
+            self.rejected += 1
+            return False
+        key = self.keys[name]
+        return hs.mac_ok(key, data.get("mac"), "window", name, hs.digest(data["records"]))
+
+    def t0_message(self, name: str, t0_unix: float) -> dict[str, Any]:
+        from labcap.loadtests import handshake as hs
+
+        return {"t0_unix": t0_unix, "mac": hs.mac(self.keys[name], "t0", name, repr(t0_unix))}
+
+    def purge(self, runner: Any) -> None:
+        """Drop every Locust client that did not join: no users are dispatched to it."""
+        from locust.rpc import Message
+
+        for client in list(runner.clients.all):
+            if client.id not in self.clients:
+                del runner.clients[client.id]
+                if runner._users_dispatcher is not None:  # Locust keeps no public handle
+                    runner._users_dispatcher.remove_worker(client)
+                runner.server.send_to_client(Message("quit", None, client.id))
+                _progress("a Locust client that did not pass labcap's handshake was dropped")
+
+    def lost(self, runner: Any) -> list[str]:
+        """Workers newly gone: missing heartbeats (Locust's "missing"), or quit."""
+        out = []
+        for client_id, name in self.clients.items():
+            node = runner.clients.get(client_id)
+            if name not in self.reported_lost and (node is None or node.state == "missing"):
+                self.reported_lost.add(name)
+                out.append(name)
+        return out
+
+
+def run_worker(
+    cfg: dict[str, Any],
+    port: int,
+    name: str,
+    *,
+    master_host: str = "127.0.0.1",
+    bind: str | None = None,
+    session_key: bytes | None = None,
+    clock_offset_s: float = 0.0,
+) -> int:
+    """One Locust worker: records windows on the master's clock and sends each one to it.
+
+    A remote worker (``labcap worker``) has a ``session_key`` from the handshake: it binds
+    its Locust client id to its name (``labcap_join``) and MACs every window it sends;
+    ``clock_offset_s`` (the master's clock minus this one's) puts its windows on the
+    master's clock; ``bind`` is the source address of its connection to the master.
+    """
     import time
 
     import gevent
@@ -542,27 +673,37 @@ def run_worker(cfg: dict[str, Any], port: int, name: str) -> int:
     from locust.env import Environment
     from locust.log import setup_logging
 
+    from labcap.loadtests import handshake as hs
     from labcap.loadtests.merge import MessageJournal
     from labcap.loadtests.recorder import WindowRecorder, preload
 
     preload()
 
-    # the master stops us (Ctrl-C reaches the whole process group)
+    # the master stops us (Ctrl-C reaches the whole process group); a remote worker's
+    # `labcap worker` ends it with SIGTERM when it dies itself
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if session_key is None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     setup_logging(cfg.get("locust_log_level", "WARNING"))
     plan = plan_from_dict(cfg["load"])
     env = Environment(user_classes=load_user_classes(cfg), events=locust_events)
     env.stop_timeout = cfg.get("stop_timeout_s", 10)
-    runner = env.create_worker_runner("127.0.0.1", port)
-    journal = MessageJournal(
-        lambda records: runner.send_message("labcap_window", {"worker": name, "records": records})
-    )
+    # ZeroMQ's "source;destination" form: the connection leaves from ``bind``
+    host = f"{bind}:0;{master_host}" if bind else master_host
+    runner = env.create_worker_runner(host, port)
+
+    def send(records: list[dict[str, Any]]) -> None:
+        data: dict[str, Any] = {"worker": name, "records": records}
+        if session_key is not None:
+            data["mac"] = hs.mac(session_key, "window", name, hs.digest(records))
+        runner.send_message("labcap_window", data)
+
+    journal = MessageJournal(send)
     recorder = WindowRecorder(
         plan,
         journal,  # type: ignore[arg-type]
         active_users=lambda: runner.user_count,
-        clock=time.time,
+        clock=lambda: time.time() + clock_offset_s,
         sync=lambda fd: None,
         worker=name,
         emit_bins=True,
@@ -575,14 +716,25 @@ def run_worker(cfg: dict[str, Any], port: int, name: str) -> int:
             gevent.sleep(0.2)
 
     def on_t0(environment: Any, msg: Any, **_: Any) -> None:
+        t0 = float(msg.data["t0_unix"])
+        if session_key is not None and not hs.mac_ok(
+            session_key, msg.data.get("mac"), "t0", name, repr(t0)
+        ):
+            _progress("ignored a clock message without the session's MAC")
+            return
         first = recorder.t0 is None
-        recorder.t0 = float(msg.data["t0_unix"])  # again when the search ends a probe early
+        recorder.t0 = t0  # again when the search ends a probe early
         if first:
             gevent.spawn(ticker)
         else:
             recorder.advance()  # the ended probe's windows close now
 
     runner.register_message("labcap_t0", on_t0)
+    if session_key is not None:
+        runner.send_message(
+            "labcap_join",
+            {"worker": name, "mac": hs.mac(session_key, "join", name, runner.client_id)},
+        )
     runner.greenlet.join()
     return 0
 
@@ -591,6 +743,18 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 4 and argv[0] == "--worker":
         return run_worker(json.loads(Path(argv[1]).read_text()), int(argv[2]), argv[3])
+    if len(argv) == 2 and argv[0] == "--remote-worker":  # started by `labcap worker`
+        cfg = json.loads(Path(argv[1]).read_text())
+        m = cfg["master"]
+        return run_worker(
+            cfg,
+            int(m["port"]),
+            m["name"],
+            master_host=m["host"],
+            bind=m.get("bind"),
+            session_key=bytes.fromhex(os.environ[SESSION_ENV]),
+            clock_offset_s=float(m.get("clock_offset_s") or 0.0),
+        )
     if len(argv) == 2 and json.loads(Path(argv[0]).read_text()).get("workers"):
         return run_master(json.loads(Path(argv[0]).read_text()), Path(argv[1]), Path(argv[0]))
     if len(argv) != 2:

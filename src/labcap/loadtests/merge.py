@@ -52,6 +52,7 @@ class WindowMerger:
         self.parts: dict[int, dict[str, list[dict[str, Any]]]] = {}
         self.delivered: dict[int, set[str]] = {}
         self.seen_workers: set[str] = set()
+        self.lost: dict[str, int] = {}  # worker gone -> the first window it did not deliver
         self._step_hist = new_histogram()
         self._step_counts = [0, 0]
         # the steady windows of the open step per (endpoint, method): [histogram, requests,
@@ -83,6 +84,15 @@ class WindowMerger:
             if r.get("kind") == "generator":  # a worker's last record of a window
                 self.delivered.setdefault(idx, set()).add(worker)
 
+    def lose(self, worker: str) -> int:
+        """``worker`` is gone (its process or machine): windows it did not deliver yet are
+        merged without waiting for it. Returns the first such window's index."""
+        at = self.pos
+        while at in self.delivered and worker in self.delivered[at]:
+            at += 1
+        self.lost.setdefault(worker, at)
+        return self.lost[worker]
+
     def drop_rest(self) -> None:
         """End the plan here: no later window is journalled (the search needed no more)."""
         self._write_sends(self.pos - 1)  # the last journalled window's: as far as it came
@@ -96,13 +106,15 @@ class WindowMerger:
         while self.pos < len(windows):
             w = windows[self.pos]
             have = self.delivered.get(self.pos, set())
+            gone = {n for n, at in self.lost.items() if at <= self.pos and n not in have}
             overdue = elapsed_s >= w.end_s + self.grace_s
-            if len(have) < self.workers and not (force or overdue):
+            if len(have) + len(gone) < self.workers and not (force or overdue):
                 return
             if len(have) < self.workers:
+                lost = f" (lost: {', '.join(sorted(gone))})" if gone else ""
                 self.gaps.append(
                     f"window {w.index}: {self.workers - len(have)} of {self.workers} "
-                    "workers sent no data"
+                    f"workers sent no data{lost}"
                 )
             self._merge(self.pos)
             self.parts.pop(self.pos, None)

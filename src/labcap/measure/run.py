@@ -27,12 +27,14 @@ from labcap.collectors.guard import Guarded
 from labcap.environment import fingerprint
 from labcap.errors import LabcapError, RunFailedError
 from labcap.loadtests.catalog import get_scenario
+from labcap.loadtests.engine import SESSIONS_ENV
 from labcap.loadtests.kernel_workloads import LOG as WORKLOAD_LOG
 from labcap.loadtests.kernel_workloads import TABLE as WORKLOAD_TABLE
 from labcap.loadtests.kernel_workloads import WorkloadOutcome, read_outcomes, summarise_outcomes
 from labcap.loadtests.lockstep import summarise
 from labcap.measure.cleanup import die_with_parent
 from labcap.measure.hub_accounts import HubLogin, swept
+from labcap.measure.remote import JoinedWorker, RemoteWorkers, gather_workers
 from labcap.model import SCHEMA_VERSION, LoadPlan, plan_from_dict, plan_to_dict
 from labcap.planner.capacity import STEPS_TABLE, step_statistics, steps_frame
 from labcap.redact import redact_url
@@ -94,6 +96,8 @@ class RunRequest:
     kernel_workload: dict[str, Any] | None = None
     # how hub users get in (--login); the API journey's accounts are swept after the load
     hub: HubLogin | None = None
+    # load generators on other machines (`labcap worker`s) the master waits for
+    remote: RemoteWorkers | None = None
 
 
 @dataclass(frozen=True)
@@ -128,24 +132,31 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
     missing = [n for n in scenario["needs"] if not (req.hosts.get(n) or req.hosts.get("default"))]
     if missing:
         raise LabcapError(f"scenario {scenario['name']!r} needs a URL for {', '.join(missing)}")
+    cfg = {
+        "scenario": scenario,
+        "hosts": req.hosts,
+        "load": plan_to_dict(req.plan),
+        "jitter": req.jitter,
+        "workers": req.workers,
+        "search": req.search,
+        "slos": slos_to_records(req.slos),
+        "hub": req.hub.engine_config() if req.hub is not None else None,
+    }
+    if req.kernel_workload:
+        cfg["kernel_workload"] = {**req.kernel_workload, "log": str(req.out / WORKLOAD_LOG)}
+    joined: list[JoinedWorker] = []
+    if req.remote is not None:  # before the run directory: a timeout leaves nothing behind
+        joined = gather_workers(req.remote, cfg, progress)
+        cfg["workers"] = len(joined)
+        cfg["remote"] = {"bind_host": req.remote.bind_host, "port": req.remote.locust_port}
     with run_lock(req.out):  # locked before clearing: a live run's files are never touched
         prepare_run_dir(req.out, overwrite=req.overwrite)
         run = RunDir(req.out)
         manifest = _initial_manifest(req, scenario)
         manifest["clock"] = {"start": clock_stamp()}  # a wall-clock jump shows at finalise
+        if joined:
+            manifest["workers"] = [w.record() for w in joined]
         run.write_manifest(manifest)
-        cfg = {
-            "scenario": scenario,
-            "hosts": req.hosts,
-            "load": plan_to_dict(req.plan),
-            "jitter": req.jitter,
-            "workers": req.workers,
-            "search": req.search,
-            "slos": slos_to_records(req.slos),
-            "hub": req.hub.engine_config() if req.hub is not None else None,
-        }
-        if req.kernel_workload:
-            cfg["kernel_workload"] = {**req.kernel_workload, "log": str(req.out / WORKLOAD_LOG)}
         atomic_write_json(req.out / ENGINE_CONFIG, cfg)
         journal = req.out / JOURNAL
         journal.touch()
@@ -153,7 +164,7 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
         started = _start_collectors(req.collectors, ctx, progress)
         try:
             with swept(req.hosts.get("jupyterhub"), req.hub, progress):
-                rc, interrupted, stopped = _supervise_engine(req, journal, progress)
+                rc, interrupted, stopped = _supervise_engine(req, journal, progress, joined)
         finally:
             for c in started:
                 c.stop()
@@ -291,7 +302,10 @@ def _forward_lines(stream: Any, progress: Progress) -> None:
 
 
 def _supervise_engine(
-    req: RunRequest, journal: Path, progress: Progress
+    req: RunRequest,
+    journal: Path,
+    progress: Progress,
+    joined: list[JoinedWorker] = (),  # type: ignore[assignment]
 ) -> tuple[int, bool, str | None]:
     """Run the engine to its end; returns (exit code, whether we were interrupted, the
     reason ``req.watch`` stopped it early)."""
@@ -304,6 +318,8 @@ def _supervise_engine(
         from labcap.loadtests.engine import HUB_TOKEN_ENV
 
         env[HUB_TOKEN_ENV] = req.hub.token
+    if joined:  # the handshake's session keys: through the environment, never on disk
+        env[SESSIONS_ENV] = json.dumps({w.name: w.session_key.hex() for w in joined})
     cmd = [
         sys.executable,
         "-m",
@@ -428,7 +444,8 @@ def _finalise(
         )
     manifest["lockstep"] = _lockstep(run, records, progress)
     manifest["generator"] = _generator_cpu(records, progress)
-    gaps = [r["message"] for r in records if r.get("kind") == "worker_gap"]
+    gaps = _lost_workers(records, manifest)
+    gaps += [r["message"] for r in records if r.get("kind") == "worker_gap"]
     if gaps:  # windows merged without some Locust worker's data: not a complete measurement
         reasons.extend(gaps)
         if manifest["status"] == "complete":
@@ -448,6 +465,20 @@ def _finalise(
     if status == "failed":
         raise LabcapError(reasons[0])
     return RunResult(run.path, status, tuple(reasons))
+
+
+def _lost_workers(records: list[dict[str, Any]], manifest: dict[str, Any]) -> list[str]:
+    """One reason per worker lost mid-run (its windows before it were merged and kept)."""
+    where = {w["name"]: w.get("address", "") for w in manifest.get("workers", [])}
+    out = []
+    for r in records:
+        if r.get("kind") == "worker_lost":
+            at = f" {where[r['worker']]}" if where.get(r["worker"]) else ""
+            out.append(
+                f"worker {r['worker']}{at} lost at window {r['window_index']}: its windows "
+                "before it are kept, later windows lack its load"
+            )
+    return out
 
 
 def _lockstep(run: RunDir, records: list[dict[str, Any]], progress: Progress) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from labcap.collectors.registry import CollectorSettings, build_collectors
 from labcap.errors import LabcapError
 from labcap.lab import ReferenceLab
 from labcap.loadtests.catalog import SCENARIOS
+from labcap.loadtests.handshake import parse_address, read_secret
 from labcap.loadtests.kernel_workloads import ENDPOINT as WORKLOAD_ENDPOINT
 from labcap.loadtests.kernel_workloads import KernelWorkload, parse_workload
 from labcap.measure import calibrate as calibration
@@ -42,6 +43,7 @@ from labcap.measure.preflight import (
     check_reachable,
     check_url,
 )
+from labcap.measure.remote import RemoteWorkers
 from labcap.measure.run import (
     Interrupted,
     Progress,
@@ -75,6 +77,7 @@ def run_session(
     """Measure what ``settings`` describe and leave a finalised, planned run directory.
     ``watch``: the run's live hook (``RunRequest.watch``; measure.live.LiveMonitor)."""
     workers, kube = _check(settings)
+    remote = remote_workers(settings)
     metrics_url = settings.gpu_metrics_url
     if metrics_url:
         metrics_url = check_metrics_url(metrics_url)  # bad URL: exit 2 before any work
@@ -96,7 +99,9 @@ def run_session(
         if path and not Path(path).is_file():
             raise LabcapError(f"{flag} {path}: no such file")
     with _ca_bundle_env(s.ca_bundle):
-        return _run_checked(s, info, plan, slos, hosts, workers, kube, progress, watch, workload)
+        return _run_checked(
+            s, info, plan, slos, hosts, workers, kube, progress, watch, workload, remote
+        )
 
 
 def _run_checked(
@@ -110,6 +115,7 @@ def _run_checked(
     progress: Progress,
     watch: Callable[[Path], str | None] | None,
     workload: KernelWorkload | None,
+    remote: RemoteWorkers | None,
 ) -> SessionResult:
     needs = info.get("needs", [])
     local = s.target == "local"
@@ -152,6 +158,7 @@ def _run_checked(
         watch=watch,
         kernel_workload=workload.to_dict() if workload else None,
         hub=hub,
+        remote=remote,
     )
     if hub is not None and hub.login == "api":
         progress(f"hub accounts: {hub.prefix}-* through the hub's API (removed at the end)")
@@ -182,6 +189,24 @@ def _check(s: SessionSettings) -> tuple[int, KubeTarget | None]:
         raise LabcapError("--kubeconfig, --context, --namespace and --selector need --target k8s")
     kube = connect(s.kubeconfig, s.kube_context) if s.target == "k8s" else None
     return workers, kube
+
+
+def remote_workers(s: SessionSettings) -> RemoteWorkers | None:
+    """``--expect-workers N``: whom the master waits for, where, how long; None without it."""
+    if not s.expect_workers:
+        return None
+    if not 1 <= s.expect_workers <= 256:
+        raise LabcapError(f"--expect-workers {s.expect_workers}: use 1..256")
+    if parse_workers(s.workers):
+        raise LabcapError("--workers (local processes) and --expect-workers go separately")
+    if s.target == "local":
+        raise LabcapError(
+            "--expect-workers needs a --host the workers reach (the reference lab of "
+            "--target local listens on this machine's loopback only)"
+        )
+    host, port = parse_address(s.master_bind, what="--master-bind")
+    wait_s = parse_duration(s.worker_wait, what="--worker-wait")
+    return RemoteWorkers(s.expect_workers, host, port, wait_s, read_secret())
 
 
 def parse_workers(text: str) -> int:

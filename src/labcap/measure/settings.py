@@ -224,6 +224,36 @@ class SessionSettings:
             "127.0.0.1 only); auto = one per CPU core; 0 = a single process.",
         ),
     )
+    expect_workers: int = field(
+        default=0,
+        metadata=option(
+            "--expect-workers",
+            type=int,
+            show_default=True,
+            metavar="N",
+            help="Wait for N `labcap worker`s (other machines) to join this master, hand them "
+            "the load plan and locustfile, and merge their windows into this run directory. "
+            "Needs LABCAP_WORKER_SECRET (shared with the workers) in the environment.",
+        ),
+    )
+    master_bind: str = field(
+        default="0.0.0.0:5557",
+        metadata=option(
+            "--master-bind",
+            show_default=True,
+            metavar="ADDR:PORT",
+            help="With --expect-workers: where workers join (the handshake); Locust's own "
+            "master/worker link listens on PORT+1.",
+        ),
+    )
+    worker_wait: str = field(
+        default="120s",
+        metadata=option(
+            "--worker-wait",
+            show_default=True,
+            help="With --expect-workers: how long to wait for them before giving up.",
+        ),
+    )
     slos: tuple[str, ...] = field(
         default=(),
         metadata=option(
@@ -483,4 +513,54 @@ class CleanupOptions:
     dry_run: bool = field(
         default=False,
         metadata=option("--dry-run", is_flag=True, help="Only list what would be removed."),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerOptions:
+    """``labcap worker``'s options: a load machine that joins a master (``labcap run
+    --expect-workers``)."""
+
+    master: str = field(
+        metadata=option(
+            "--master",
+            metavar="HOST:PORT",
+            help="The master's --master-bind address (its handshake port).",
+        )
+    )
+    bind: str | None = field(
+        default=None,
+        metadata=option(
+            "--bind",
+            metavar="ADDR",
+            help="Source address of this worker's connections to the master (a host with "
+            "several addresses).",
+        ),
+    )
+    locustfile: Path | None = field(
+        default=None,
+        metadata=option(
+            "--locustfile",
+            type=Path,
+            help="This machine's own copy of the run's locustfile: the master refuses the "
+            "worker unless it is byte for byte the master's (without it, the master's is "
+            "used).",
+        ),
+    )
+    calibrate: bool = field(
+        default=True,
+        metadata=option(
+            "--calibrate/--no-calibrate",
+            show_default=True,
+            help="First measure this machine's generator floor and ceiling (about 5 s); it "
+            "goes into the master's manifest.",
+        ),
+    )
+    wait: str = field(
+        default="300s",
+        metadata=option(
+            "--wait",
+            show_default=True,
+            help="How long to keep trying to reach the master before giving up.",
+        ),
     )
