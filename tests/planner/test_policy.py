@@ -27,6 +27,7 @@ BASE = {
     "steps_not_run": 0,
     "steps_no_data": 0,
     "steps_with_data": 5,
+    "steps_inconclusive": 0,
     "error_pct_passing": 0.0,
     "error_pct_first_step": 0.0,
     "max_users_at_slo": 40,
@@ -42,6 +43,7 @@ RULE_CASES: dict[str, tuple[list[dict], list[dict]]] = {
     "run-not-complete": ([{"run_status": "partial"}, {"run_status": "failed"}], [{}]),
     "steps-not-run": ([{"steps_not_run": 1}], [{"steps_not_run": 0}]),
     "no-successful-requests": ([{"steps_with_data": 0}], [{"steps_with_data": 1}]),
+    "steps-inconclusive": ([{"steps_inconclusive": 1}], [{"steps_inconclusive": 0}]),
     "too-many-failed-requests": ([{"error_pct_passing": 5.1}], [{"error_pct_passing": 5.0}]),
     "first-step-failing-requests": (
         [{"error_pct_first_step": 5.1}],

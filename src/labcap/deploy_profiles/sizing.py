@@ -529,7 +529,7 @@ def _reference_step(plan: CapacityPlan, m: Measurement) -> int | None:
     """The step whose load profile sizing scales: the capacity step, else the first with data."""
     if m.max_users_at_slo:
         return m.max_users_at_slo
-    ran = [s for s in plan.steps if s.verdict in ("pass", "fail")]
+    ran = [s for s in plan.steps if s.verdict in ("pass", "fail", "inconclusive")]
     return ran[0].users if ran else None
 
 

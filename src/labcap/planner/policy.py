@@ -75,6 +75,12 @@ METRICS: dict[str, MetricSpec] = {
         _m("steps_not_run", "number", "planned steps without a steady measurement"),
         _m("steps_no_data", "number", "steps in which every request failed"),
         _m("steps_with_data", "number", "steps with at least one successful request"),
+        _m(
+            "steps_inconclusive",
+            "number",
+            "steps up to the limit with too few requests to judge an SLO (planner.capacity."
+            "MIN_SAMPLES) and no breach",
+        ),
         _m("error_pct_passing", "number", "failed requests, % of all, in the passing steps"),
         _m("error_pct_first_step", "number", "failed requests, %, in the first step"),
         _m("max_users_at_slo", "number", "largest step meeting every SLO (capacity)"),

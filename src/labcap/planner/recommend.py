@@ -139,10 +139,13 @@ def binding_constraint(plan: CapacityPlan, policy: Policy) -> BindingConstraint 
     if not plan.limit_reached or not plan.binding:
         return None
     bad = next(s for s in plan.steps if s.verdict in ("fail", "no-data"))
-    checks = list(plan.binding)
+    # only breaches measured on enough requests bind: never a figure without samples
+    checks = [c for c in plan.binding if c.measured is not None]
     if bad.verdict == "no-data":
         # nothing succeeded: the failures, not a latency without samples, bind
         checks = [c for c in checks if c.slo.startswith("error_pct")] or checks
+    if not checks:
+        return None
     check = max(checks, key=_excess)
     if check.slo.split(":")[-1].startswith("error_pct") or bad.verdict == "no-data":
         kind = "error_rate"
@@ -184,7 +187,8 @@ def gather_measurements(
         steps_planned=len(steps),
         steps_not_run=len(steps) - len(ran),
         steps_no_data=sum(s.verdict == "no-data" for s in steps),
-        steps_with_data=sum(s.verdict in ("pass", "fail") for s in steps),
+        steps_with_data=sum(s.verdict in ("pass", "fail", "inconclusive") for s in steps),
+        steps_inconclusive=_inconclusive_to_limit(steps),
         error_pct_passing=_error_pct(passing),
         error_pct_first_step=(
             _error_pct(steps[:1]) if steps and steps[0].verdict != "not-run" else None
@@ -201,7 +205,7 @@ def gather_measurements(
     values["binding_kind"] = (
         b.kind if b else ("none" if plan.max_users_at_slo is not None else None)
     )
-    values.update(_demand(plan.max_users_at_slo, projection))
+    values.update(_demand(plan.max_users_at_slo, projection, plan.limit_reached))
     if run is not None:
         values.update(_resources(plan, run))
     for name, value in (extra or {}).items():
@@ -226,6 +230,16 @@ def _checked_measurement(name: str, value: Any) -> Any:
     return value
 
 
+def _inconclusive_to_limit(steps: tuple[Any, ...]) -> int:
+    """Inconclusive steps (too few requests to judge an SLO) up to the first failing one."""
+    n = 0
+    for s in steps:
+        if s.verdict in ("fail", "no-data", "not-run"):
+            break
+        n += s.verdict == "inconclusive"
+    return n
+
+
 def _error_pct(steps: list[Any]) -> float | None:
     requests = sum(s.requests for s in steps)
     if not requests:
@@ -233,7 +247,9 @@ def _error_pct(steps: list[Any]) -> float | None:
     return round(100 * sum(s.failures for s in steps) / requests, 3)
 
 
-def _demand(capacity: int | None, projection: Projection) -> dict[str, Any]:
+def _demand(
+    capacity: int | None, projection: Projection, limit_reached: bool = True
+) -> dict[str, Any]:
     n = projection.expected_users
     if n is None:
         return {}
@@ -245,7 +261,8 @@ def _demand(capacity: int | None, projection: Projection) -> dict[str, Any]:
         return out
     out["capacity_ratio"] = round(capacity / n, 4) if n else None
     out["headroom_users"] = capacity - n
-    out["nodes_needed"] = math.ceil(n / capacity) if capacity else None
+    # a node count from a lower bound (the limit was not found) would be made up
+    out["nodes_needed"] = math.ceil(n / capacity) if capacity and limit_reached else None
     if projection.available:
         out["months_until_exhausted"] = (
             math.inf if projection.never else projection.months_until_exhausted
