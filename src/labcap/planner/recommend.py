@@ -9,9 +9,14 @@ How the action is chosen from the fired rules:
 
 1. any fired rule whose action is ``insufficient-data`` decides: the run
    cannot carry a confident answer;
-2. otherwise each fired rule adds its weight to its action and the heaviest
-   wins; a tie goes to the simpler deployment (the order of ``DECISIONS``);
-3. no fired rule at all is ``insufficient-data`` as well.
+2. measured capacity dominates: the guide's rules of thumb on user counts (rules
+   whose only inputs are the expected users, ``GUIDE_INPUTS``) vote only when no
+   rule on a measured quantity fired; otherwise they are listed but do not count;
+3. each voting rule adds its weight to its action and the heaviest wins; a tie
+   goes to the action backed by the heaviest single rule, and if that ties too,
+   to the simpler deployment (the order of ``DECISIONS``); the tie-break is
+   stated as a reason (rule ``tie-break``);
+4. no fired rule at all is ``insufficient-data`` as well.
 """
 
 from __future__ import annotations
@@ -109,6 +114,8 @@ class Recommendation:
     summary: str
     policy_sources: tuple[str, ...]
     measurements: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    decided_by: str | None = None  # measurement | guide | None (no action rule fired)
+    guide_outvoted: tuple[str, ...] = ()  # guide rules that fired but the measurement decided
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,6 +130,8 @@ class Recommendation:
             "summary": self.summary,
             "policy": list(self.policy_sources),
             "measurements": {k: _json_value(v) for k, v in self.measurements.items()},
+            "decided_by": self.decided_by,
+            "guide_outvoted": list(self.guide_outvoted),
         }
 
 
@@ -317,21 +326,45 @@ def recommend(
     outcomes = evaluate_rules(policy, values)
     fired = [o for o in outcomes if o.state == "fired"]
     vetoes = [o for o in fired if o.rule.action == INSUFFICIENT]
+    actions = [o for o in fired if o.rule.action != INSUFFICIENT]
+    measured = [o for o in actions if not is_guide_rule(o)]
+    voters = measured or actions  # the guide decides only where the measurement cannot
+    decided_by = "measurement" if measured else ("guide" if actions else None)
     scores: dict[str, float] = {}
-    for o in fired:
-        if o.rule.action != INSUFFICIENT:
-            scores[o.rule.action] = scores.get(o.rule.action, 0.0) + o.rule.weight
-    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], DECISIONS.index(kv[0])))
+    heaviest: dict[str, float] = {}
+    for o in voters:
+        scores[o.rule.action] = scores.get(o.rule.action, 0.0) + o.rule.weight
+        heaviest[o.rule.action] = max(heaviest.get(o.rule.action, 0.0), o.rule.weight)
+    ranked = sorted(
+        scores.items(), key=lambda kv: (-kv[1], -heaviest[kv[0]], DECISIONS.index(kv[0]))
+    )
     action = INSUFFICIENT if vetoes or not ranked else ranked[0][0]
-    # the rules behind the action first, then the rest of what fired
-    order = sorted(fired, key=lambda o: (o.rule.action != action, -o.rule.weight))
+    # the rules behind the action first, then the other voters, then the outvoted guide
+    order = sorted(
+        fired,
+        key=lambda o: (
+            o.rule.action != action,
+            o not in voters and o not in vetoes,
+            -o.rule.weight,
+        ),
+    )
     reasons = tuple(_reason(o, values) for o in order)
+    tie = _tie_break(ranked, heaviest) if action != INSUFFICIENT else None
+    if tie is not None:
+        reasons = (tie, *reasons)
     not_evaluated = tuple(
         NotEvaluated(o.rule.id, o.rule.action, o.missing)
         for o in outcomes
         if o.state == "not-evaluated"
     )
     confidence = _confidence(plan, policy, values, action, ranked, not_evaluated)
+    outvoted = tuple(o.rule.id for o in actions if o not in voters)
+    if outvoted and action != INSUFFICIENT:
+        note = (
+            f"measured capacity decides: the guide's user-count rules ({', '.join(outvoted)}) "
+            "do not vote where the measurement answers"
+        )
+        confidence = Confidence(confidence.level, (*confidence.why, note))
     summary = _summary(action, reasons, not_evaluated, confidence)
     return Recommendation(
         action=action,
@@ -343,6 +376,41 @@ def recommend(
         summary=summary,
         policy_sources=policy.sources,
         measurements=MappingProxyType(dict(values)),
+        decided_by=decided_by,
+        guide_outvoted=outvoted,
+    )
+
+
+# The guide's rules of thumb read only the users a lab expects, not what was measured.
+GUIDE_INPUTS = frozenset({"expected_users", "growth_pct_per_month"})
+
+
+def is_guide_rule(o: RuleOutcome) -> bool:
+    """A rule on the expected users alone: the guide's rule of thumb, not a measurement."""
+    names = {name for name, _ in o.inputs}
+    return bool(names) and names <= GUIDE_INPUTS
+
+
+def _tie_break(ranked: list[tuple[str, float]], heaviest: Mapping[str, float]) -> Reason | None:
+    """The reason that explains how a tie on total weight was settled, if there was one."""
+    tied = [a for a, w in ranked if w == ranked[0][1]]
+    if len(tied) < 2:
+        return None
+    winner, top = tied[0], heaviest[tied[0]]
+    if sum(heaviest[a] == top for a in tied) == 1:
+        how = f"it is backed by the heaviest single rule (weight {top:g})"
+    else:
+        how = "their heaviest rules weigh the same too, so the simpler deployment goes first"
+    others = ", ".join(tied[1:])
+    return Reason(
+        rule="tie-break",
+        action=winner,
+        weight=0.0,
+        measured=MappingProxyType({a: ranked_weight for a, ranked_weight in ranked if a in tied}),
+        threshold="equal total weight",
+        message=(
+            f"{winner} ties with {others} at weight {ranked[0][1]:g}; {winner} wins because {how}."
+        ),
     )
 
 
@@ -404,7 +472,7 @@ def _confidence(
     if len(ranked) > 1:
         (_, top), (runner, second) = ranked[0], ranked[1]
         if second >= top:
-            at_most("low", f"a tie with {runner} ({second:g}), settled toward the simpler one")
+            at_most("low", f"a tie with {runner} ({second:g}), settled by the tie-break reason")
         elif second >= settings.close_vote_ratio * top:
             at_most("medium", f"a close vote: {ranked[0][0]} {top:g} against {runner} {second:g}")
     if not why:
