@@ -358,6 +358,8 @@ def recommend(
         if o.state == "not-evaluated"
     )
     confidence = _confidence(plan, policy, values, action, ranked, not_evaluated)
+    if action == INSUFFICIENT and not vetoes:
+        confidence = Confidence("low", (_why_undecided(not_evaluated),))
     outvoted = tuple(o.rule.id for o in actions if o not in voters)
     if outvoted and action != INSUFFICIENT:
         note = (
@@ -379,6 +381,18 @@ def recommend(
         decided_by=decided_by,
         guide_outvoted=outvoted,
     )
+
+
+def _why_undecided(not_evaluated: tuple[NotEvaluated, ...]) -> str:
+    """Why no action was chosen when no rule said the data was insufficient."""
+    missing = sorted({m for n in not_evaluated for m in n.missing})
+    if "expected_users" in missing:
+        return (
+            "no decision without the users the lab expects: pass --expected-users N "
+            f"({sum('expected_users' in n.missing for n in not_evaluated)} rules need it)"
+        )
+    need = f" (missing: {', '.join(missing)})" if missing else ""
+    return f"no decision rule fired{need}"
 
 
 # The guide's rules of thumb read only the users a lab expects, not what was measured.

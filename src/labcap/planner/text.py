@@ -6,7 +6,7 @@ The ``--json`` output is the results' own ``to_dict()``; these are the plain-tex
 from __future__ import annotations
 
 from labcap.planner.gate import GateResult
-from labcap.planner.recommend import PlanOutcome
+from labcap.planner.recommend import PlanOutcome, Recommendation
 
 
 def describe_plan(outcome: PlanOutcome) -> str:
@@ -21,7 +21,7 @@ def describe_plan(outcome: PlanOutcome) -> str:
             f"{s.requests:>7} req  {s.error_pct:6.2f}% failed  p95 {p95}"
         )
     lines.append(f"recommendation: {rec.action} ({rec.confidence.level} confidence)")
-    lines += [f"  - [{r.rule}] {r.message}" for r in rec.reasons]
+    lines += _grouped_reasons(rec)
     if not rec.reasons:
         lines.append(f"  {rec.summary}")
     lines += [f"  confidence: {why}" for why in rec.confidence.why]
@@ -30,6 +30,32 @@ def describe_plan(outcome: PlanOutcome) -> str:
     if outcome.gpu is not None and outcome.gpu.available:
         lines.append(f"gpu: {outcome.gpu.summary()}")
     return "\n".join(lines)
+
+
+def _grouped_reasons(rec: Recommendation) -> list[str]:
+    """The reasons under the action each supports: the chosen one first, then the others,
+    then the guide's rules of thumb the measurement outvoted."""
+    outvoted = set(rec.guide_outvoted)
+    groups: dict[str, list[str]] = {}
+    for r in rec.reasons:
+        if r.rule in outvoted:
+            continue
+        groups.setdefault(r.action, []).append(f"    - [{r.rule}] {r.message}")
+    lines: list[str] = []
+    for action, items in groups.items():
+        if action == rec.action:
+            head = f"  for {action}:"
+        else:
+            weight = rec.scores.get(action)
+            vote = f", outvoted ({weight:g})" if weight is not None else ""
+            head = f"  for {action}{vote}:"
+        lines += [head, *items]
+    if outvoted:
+        lines.append("  the guide's user-count rules, not counted (measured capacity decides):")
+        lines += [
+            f"    - [{r.rule}] {r.action}: {r.message}" for r in rec.reasons if r.rule in outvoted
+        ]
+    return lines
 
 
 def describe_gate(result: GateResult) -> str:
