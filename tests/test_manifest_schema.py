@@ -18,7 +18,7 @@ from labcap.store import MANIFEST, RunDir
 from tests.conftest import record_run
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA_1 = ROOT / "tests" / "fixtures" / "runs" / "schema-1"
+SCHEMA_1 = ROOT / "tests" / "fixtures" / "old_schemas" / "schema-1"
 SCHEMA_1_RUN = SCHEMA_1 / "run"
 
 

@@ -1,14 +1,8 @@
 import pytest
 
 from labcap.errors import LabcapError
-from labcap.model import (
-    build_plan,
-    parse_duration,
-    parse_slo,
-    parse_user_steps,
-    plan_from_dict,
-    plan_to_dict,
-)
+from labcap.model import build_plan, parse_duration, parse_user_steps, plan_from_dict, plan_to_dict
+from labcap.slo import parse_slo
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from labcap.errors import LabcapError
-
-# the SLO record and its parser live in labcap.slo; these names stay importable from here
-from labcap.slo import LATENCY_METRICS as LATENCY_METRICS
-from labcap.slo import RUN_METRICS as RUN_METRICS
-from labcap.slo import Slo as Slo
-from labcap.slo import parse_slo as parse_slo
-from labcap.slo import slos_from_records
+from labcap.slo import Slo, slos_from_records
 
 # Major.minor: readers refuse an unknown major, accept any minor of a known one, and bring
 # an older major up to this one step by step (labcap.store.MIGRATIONS).

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labcap.errors import LabcapError
-from labcap.model import parse_duration, parse_slo, parse_user_steps
+from labcap.model import parse_duration, parse_user_steps
+from labcap.slo import parse_slo
 from labcap.store import JOURNAL, MANIFEST, RunDir, read_journal
 from tests.conftest import record_run
 

@@ -359,27 +359,6 @@ class ComposeLab:
         raise AssertionError(f"{username}'s server still there after {timeout_s:g} s")
 
 
-def start_engine(dir_: str) -> str:
-    """The private engine (scripts/dockerd.sh): its DOCKER_HOST."""
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "dockerd.sh"), "start", dir_],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return out.stdout.strip().splitlines()[-1]
-
-
-def stop_engine(dir_: str) -> None:
-    subprocess.run(
-        [str(ROOT / "scripts" / "dockerd.sh"), "stop", dir_],
-        check=False,
-        capture_output=True,
-        timeout=60,
-    )
-
-
 def missing_tools() -> list[str]:
     return [
         t

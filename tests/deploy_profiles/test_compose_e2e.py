@@ -27,8 +27,9 @@ import requests
 from labcap.deploy_profiles import ProfileSettings, build_profile
 
 from ..conftest import record_run
+from ..docker.engine import PrivateEngine
 from ..support.cli import labcap
-from .compose_lab import ROOT, ComposeLab, missing_tools, start_engine, stop_engine
+from .compose_lab import ROOT, ComposeLab, missing_tools
 
 ENGINE_DIR = os.environ.get("LABCAP_E2E_DOCKERD", "/tmp/labcap-compose-e2e")
 PROJECT = "labcape2e"
@@ -96,13 +97,9 @@ def lab(tmp_path_factory):
     missing = missing_tools()
     assert not missing, f"missing {missing}: run scripts/bootstrap.sh"
     started = time.monotonic()
-    was_running = (
-        subprocess.run(
-            [str(ROOT / "scripts" / "dockerd.sh"), "status", ENGINE_DIR], capture_output=True
-        ).returncode
-        == 0
-    )
-    docker_host = start_engine(ENGINE_DIR)
+    engine = PrivateEngine(ENGINE_DIR)
+    was_running = engine.is_running()
+    docker_host = engine.start()
     base = tmp_path_factory.mktemp("compose-e2e")
     run = record_run(base / "run", STEPS, slos=["p95_ms=500"])
     profile = base / "profile"
@@ -134,7 +131,7 @@ def lab(tmp_path_factory):
         stack.down()
         stack.remove_user_containers_and_volumes()
         if not was_running:
-            stop_engine(ENGINE_DIR)
+            engine.stop()
         print(f"compose e2e module: {time.monotonic() - started:.1f} s")
 
 

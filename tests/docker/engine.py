@@ -83,6 +83,11 @@ class PrivateEngine:
     def stop(self) -> None:
         subprocess.run([str(DOCKERD_SH), "stop", self.dir], capture_output=True, timeout=60)
 
+    def is_running(self) -> bool:
+        """The engine in this directory answers (started earlier, e.g. by another run)."""
+        r = subprocess.run([str(DOCKERD_SH), "status", self.dir], capture_output=True, timeout=60)
+        return r.returncode == 0
+
     def client(self, pool: int = 32):
         import docker
 

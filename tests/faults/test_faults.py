@@ -230,7 +230,8 @@ class _RaisingCollector:
 
 def test_a_collector_that_raises(tmp_path):
     from labcap.measure.run import RunRequest, execute_run
-    from labcap.model import build_plan, parse_slo
+    from labcap.model import build_plan
+    from labcap.slo import parse_slo
 
     out = tmp_path / "run"
     with fault_target() as (_server, port):

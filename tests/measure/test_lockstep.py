@@ -10,7 +10,8 @@ import pytest
 
 from labcap.loadtests.lockstep import SendClock, burst_stats, summarise
 from labcap.measure.run import RunRequest, execute_run
-from labcap.model import build_plan, parse_slo
+from labcap.model import build_plan
+from labcap.slo import parse_slo
 from labcap.store import RunDir
 from tests.support.servers import loopback_server
 

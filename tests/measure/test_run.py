@@ -194,7 +194,8 @@ class _SourceLostCollector:
 
 def test_a_collector_gap_makes_the_run_partial(tmp_path, target):
     from labcap.measure.run import RunRequest, execute_run
-    from labcap.model import build_plan, parse_slo
+    from labcap.model import build_plan
+    from labcap.slo import parse_slo
 
     plan = build_plan((1,), 2, settle_s=0.5, window_s=1, spawn_rate=5)
     req = RunRequest(

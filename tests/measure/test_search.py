@@ -227,8 +227,8 @@ def test_users_auto_needs_max_users(queue_target):
 def test_one_noisy_window_does_not_end_a_probe_two_in_a_row_do():
     from types import SimpleNamespace
 
-    from labcap.model import parse_slo
     from labcap.planner.search_controller import SearchController
+    from labcap.slo import parse_slo
 
     ctl = SearchController(SearchSettings(max_users=64), (parse_slo("p95_ms=300"),))
 
@@ -252,8 +252,8 @@ def test_a_probe_passes_early_only_by_a_wide_margin_on_enough_requests():
     from types import SimpleNamespace
 
     from labcap.histograms import new_histogram, record_values
-    from labcap.model import parse_slo
     from labcap.planner.search_controller import SearchController
+    from labcap.slo import parse_slo
 
     def series(ms: float, requests: int, failures: int = 0) -> dict:
         h = new_histogram()
@@ -310,8 +310,8 @@ def test_a_probe_fails_early_when_its_data_breaks_an_slo_beyond_chance():
     from types import SimpleNamespace
 
     from labcap.histograms import new_histogram, record_values
-    from labcap.model import parse_slo
     from labcap.planner.search_controller import SearchController, confident_breach
+    from labcap.slo import parse_slo
 
     def series(fast: int, slow: int, failures: int = 0) -> dict:
         h = new_histogram()

@@ -123,16 +123,19 @@ def load_user_classes(cfg: dict[str, Any]) -> list[type]:
     module = importlib.import_module(scenario["module"])
     password = os.environ.get(PASSWORD_ENV, "")
     accounts_file = os.environ.get(ACCOUNTS_ENV, "")
+    pool = None
+    if accounts_file:  # one pool for every hub user class: one user per account at a time
+        from labcap.loadtests.scenarios.common import AccountPool, read_accounts
+
+        pool = AccountPool(read_accounts(accounts_file))
     out = []
     for class_name, weight in scenario["classes"]:
         base = getattr(module, class_name)
         target = getattr(base, "target", "default")
         host = hosts.get(target) or hosts.get("default", "")
         attrs = {"host": host, "weight": weight, "lab_password": password}
-        if accounts_file and hasattr(base, "account_pool"):
-            from labcap.loadtests.scenarios.common import AccountPool, read_accounts
-
-            attrs["account_pool"] = AccountPool(read_accounts(accounts_file))
+        if pool is not None and hasattr(base, "account_pool"):
+            attrs["account_pool"] = pool
         attrs.update(identified(base))
         if cfg.get("wait_s"):
             lo, hi = cfg["wait_s"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from labcap.histograms import count_above, histogram_summary, new_histogram
-from labcap.model import Slo
+from labcap.slo import Slo
 
 HARD_RATIO = 3.0  # one steady window this far over an SLO ends a probe at once
 

@@ -39,7 +39,8 @@ from labcap.collectors.host import HostCollector, HostSettings
 from labcap.environment import fingerprint
 from labcap.errors import LabcapError
 from labcap.loadtests.recorder import WindowRecorder
-from labcap.model import SCHEMA_VERSION, LoadPlan, build_plan, parse_slo, plan_to_dict
+from labcap.model import SCHEMA_VERSION, LoadPlan, build_plan, plan_to_dict
+from labcap.slo import parse_slo
 from labcap.store import (
     FAILURE_COLUMNS,
     FAILURES,
