@@ -294,7 +294,7 @@ class StartupOptions:
             "--slo",
             multiple=True,
             metavar="EXPR",
-            help="Startup objective, repeatable [default: startup.ready:p95_ms=30000, "
+            help="Startup objective, repeatable [default: startup.ready:max_ms=30000, "
             "error_pct=0].",
         ),
     )
