@@ -295,6 +295,9 @@ class ConfidenceSettings:
     wide_band_pct: float = 100.0  # wider than this: low
     close_vote_ratio: float = 0.75  # runner-up action's weight at least this share: medium
     noisy_error_pct: float = 1.0  # failed requests in passing steps above this: medium
+    # requests beyond a percentile (samples x (1-q)) at the steps that set the capacity
+    # below this: the percentile is barely estimated, medium
+    min_tail_samples: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -480,6 +480,19 @@ def _confidence(
                 "medium",
                 f"the {expected} expected users fall inside the capacity band {plan.band}",
             )
+    thin = _thinnest_tail(plan)
+    if thin is not None and thin[0] < settings.min_tail_samples:
+        tail, users, check = thin
+        at_most(
+            "medium",
+            f"at {users} users {check.endpoint} {check.slo.split(':')[-1].split('=')[0]} rests on "
+            f"{check.samples} requests, {tail:g} beyond the percentile (fewer than "
+            f"{settings.min_tail_samples:g}): a wide confidence interval",
+        )
+    if plan.status == "invalid":
+        at_most("low", f"the run is invalid ({'; '.join(plan.status_reasons) or 'see run'})")
+    elif plan.status != "complete":
+        at_most("medium", f"the run is {plan.status}: its figures are a lower bound at best")
     errors = values.get("error_pct_passing")
     if errors is not None and errors > settings.noisy_error_pct:
         at_most("medium", f"{errors:g}% of requests failed in the passing steps")
@@ -495,6 +508,28 @@ def _confidence(
     if missing:
         why.append(f"{len(not_evaluated)} rules not evaluated for lack of: {', '.join(missing)}")
     return Confidence(_LEVELS[level], tuple(why))
+
+
+_QUANTILE = {"p50_ms": 0.5, "p90_ms": 0.9, "p95_ms": 0.95, "p99_ms": 0.99}
+
+
+def _thinnest_tail(plan: CapacityPlan) -> tuple[float, int, Any] | None:
+    """The percentile check with the fewest requests beyond its percentile at the steps
+    that set the capacity (the last passing one and the first failing one):
+    (requests beyond it, users, the check), or None when no percentile was judged there."""
+    passing = [s for s in plan.steps if s.verdict == "pass"]
+    bad = next((s for s in plan.steps if s.verdict in ("fail", "no-data")), None)
+    steps = [s for s in (passing[-1] if passing else None, bad) if s is not None]
+    best: tuple[float, int, Any] | None = None
+    for s in steps:
+        for c in s.checks:
+            metric = c.slo.split(":")[-1].split("=")[0]
+            if metric not in _QUANTILE or not c.enough_data or c.samples is None:
+                continue
+            tail = round(c.samples * (1 - _QUANTILE[metric]), 1)
+            if best is None or tail < best[0]:
+                best = (tail, s.users, c)
+    return best
 
 
 def _summary(
