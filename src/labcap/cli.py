@@ -113,7 +113,12 @@ def _options_of(record: type) -> Any:
 @cli.command()
 @_options_of(SessionSettings)
 @click.option("--json", "as_json", is_flag=True, help="Print the capacity plan as JSON on stdout.")
-def run(as_json: bool, **options: Any) -> None:
+@click.option(
+    "--fail-on-slo",
+    is_flag=True,
+    help="Exit 4 when a step missed its SLOs, 3 when some step could not be judged.",
+)
+def run(as_json: bool, fail_on_slo: bool, **options: Any) -> None:
     """Run a step-load capacity test and write a run directory.
 
     Users grow through --users, each count held for --step-duration. Every
@@ -128,8 +133,19 @@ def run(as_json: bool, **options: Any) -> None:
       labcap run --host URL --gpu nvml --gpu-metrics-url http://127.0.0.1:9400/metrics
       labcap run --target k8s --namespace jhub --host https://hub.example.org \\
           --scenario jupyterhub --users 10,25,50
+
+    \b
+    Exit codes: 0 ok, 1 the run could not be carried out, 2 usage or input error,
+    3 inconclusive (an invalid run; with --fail-on-slo also a step not judged),
+    4 SLOs missed (with --fail-on-slo), 130 interrupted.
     """
-    _print_session(SessionSettings(**options), as_json)
+    from labcap.planner.exit_codes import run_exit
+
+    result = _print_session(SessionSettings(**options), as_json)
+    verdict = run_exit(result.plan, fail_on_slo)
+    if verdict.code:
+        _progress(verdict.message)
+        sys.exit(verdict.code)
 
 
 @cli.command()
