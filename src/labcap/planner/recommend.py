@@ -30,6 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from labcap.errors import LabcapError
+from labcap.planner.bottleneck import Bottleneck, attribute_run
 from labcap.planner.capacity import CapacityPlan, Projection, plan_capacity, project
 from labcap.planner.gpu_evidence import plan_gpu_evidence
 from labcap.planner.policy import (
@@ -41,6 +42,7 @@ from labcap.planner.policy import (
     evaluate_rules,
     load_policy,
 )
+from labcap.planner.scheduling import SchedulingEvidence, scheduling_evidence
 from labcap.planner.settings import PlanOptions
 from labcap.store import RunDir
 
@@ -296,21 +298,59 @@ def _resources(plan: CapacityPlan, run: RunDir) -> dict[str, Any]:
         return out
     c = run.table("container_samples")
     if c is not None and len(c) and {"step_index", "container_id"} <= set(c.columns):
-        upto = c[c["step_index"] <= limit]
+        upto = c[(c["step_index"] >= 0) & (c["step_index"] <= limit)]
         if len(upto) and {"mem_bytes", "mem_limit_bytes"} <= set(c.columns):
             pct = 100.0 * upto["mem_bytes"] / upto["mem_limit_bytes"].clip(lower=1)
             out["mem_used_pct"] = round(float(pct.max()), 1)
+        if len(upto) and {"cpu_periods", "cpu_throttled_periods"} <= set(c.columns):
+            span = upto.groupby("container_id")[["cpu_periods", "cpu_throttled_periods"]].agg(
+                lambda s: s.max() - s.min()
+            )
+            span = span[span["cpu_periods"] > 0]
+            if len(span):
+                pct = 100.0 * span["cpu_throttled_periods"] / span["cpu_periods"]
+                out["cpu_throttled_pct"] = round(float(pct.max()), 1)
         if len(upto) and "oom_kills" in c.columns:
             grew = upto.groupby("container_id")["oom_kills"].agg(lambda s: s.max() - s.min())
             out["oom_kills"] = int(grew.clip(lower=0).sum())
-    # the host collector measures the machine labcap runs on: the lab's own host only
-    # when labcap started the lab there
+        if len(upto) and "restarts" in c.columns:
+            grew = upto.groupby("container_id")["restarts"].agg(lambda s: s.max() - s.min())
+            out["container_restarts"] = int(grew.clip(lower=0).sum())
+    # the host collector measures the machine labcap runs on: the lab's own host only when
+    # the lab runs there too (labcap started it, or every address of it is loopback)
     h = run.table("host_samples")
-    if run.read_manifest().target == "local" and h is not None and "step_index" in h.columns:
+    manifest = run.read_manifest()
+    if lab_on_this_host(manifest) and h is not None and "step_index" in h.columns:
         rows = h[h["step_index"] == limit]
         if len(rows) and "iowait_pct" in h.columns:
             out["iowait_pct"] = round(float(rows["iowait_pct"].mean()), 1)
+        if len(rows) and "cpu_pct" in h.columns:
+            # less the load generator's own share of the host (its processes' CPU time)
+            busy = float(rows["cpu_pct"].mean()) - _generator_share(manifest)
+            out["host_cpu_pct"] = round(max(0.0, busy), 1)
     return out
+
+
+def _generator_share(manifest: Any) -> float:
+    """The load generator's mean CPU, % of the host's cores (0 when not recorded)."""
+    workers = ((manifest.generator or {}).get("per_worker") or {}).values()
+    cores = (manifest.environment or {}).get("cpu_count") or 1
+    total = sum(float(w.get("cpu_pct_mean") or 0.0) for w in workers if isinstance(w, dict))
+    return total / cores
+
+
+_LOOPBACK = re.compile(
+    r"^(?:[a-z+]+://)?(?:[^@/]*@)?(?:127\.\d+\.\d+\.\d+|localhost|\[::1\])(?:[:/]|$)"
+)
+
+
+def lab_on_this_host(manifest: Any) -> bool:
+    """Whether the host collector's machine is the lab's: a local run, or a run whose every
+    address (and Docker engine) is on this machine (loopback, a unix socket)."""
+    if manifest.target == "local":
+        return True
+    hosts = [str(v) for v in (manifest.hosts or {}).values() if v]
+    return bool(hosts) and all(h.startswith("unix://") or _LOOPBACK.match(h) for h in hosts)
 
 
 # --- decision --------------------------------------------------------------------------------
@@ -562,11 +602,17 @@ class PlanOutcome:
     projection: Projection
     recommendation: Recommendation
     gpu: Any = None  # planner.gpu_evidence.GpuEvidence
+    bottleneck: Bottleneck | None = None
+    scheduling: SchedulingEvidence | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = self.capacity.to_dict()
         d["projection"] = self.projection.to_dict()
         d["recommendation"] = self.recommendation.to_dict()
+        if self.bottleneck is not None:
+            d["bottleneck"] = self.bottleneck.to_dict()
+        if self.scheduling is not None:
+            d["scheduling"] = self.scheduling.to_dict()
         if self.gpu is not None:
             d["gpu"] = self.gpu.to_dict()
         return d
@@ -610,9 +656,16 @@ def plan_and_recommend(
 
     gpu = plan_gpu_evidence(run, plan, policy)  # GPU samples feed the rules as measurements
     extra = {**gpu.measurements, **(extra_measurements or {})}
+    sched = scheduling_evidence(run)  # the Kubernetes collector's FailedScheduling
+    for name, value in (sched.measurements if sched else {}).items():
+        if extra.get(name) is None:
+            extra[name] = value
+    neck = attribute_run(plan, run, extra)
+    extra.setdefault("bottleneck", neck.component or "unknown")
+    extra.setdefault("bottleneck_scales_out", neck.scales_out_measured)
     values = gather_measurements(plan, run, policy, projection, extra)
     rec = recommend(plan, policy, values, binding_constraint(plan, policy))
-    return PlanOutcome(plan, projection, rec, gpu)
+    return PlanOutcome(plan, projection, rec, gpu, neck, sched)
 
 
 def plan_with_options(opts: PlanOptions) -> PlanOutcome:

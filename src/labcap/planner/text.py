@@ -25,6 +25,20 @@ def describe_plan(outcome: PlanOutcome) -> str:
     if not rec.reasons:
         lines.append(f"  {rec.summary}")
     lines += [f"  confidence: {why}" for why in rec.confidence.why]
+    if outcome.bottleneck is not None and outcome.bottleneck.component is not None:
+        lines.append(f"bottleneck: {outcome.bottleneck.summary()}")
+    sched = outcome.scheduling
+    if sched is not None and sched.gpu_waits:
+        split = "; ".join(
+            f"{w.pod} waited {'>= ' if not w.scheduled else ''}{w.waited_for_gpu_s:.1f} s for a "
+            "GPU, then "
+            + ("never started" if w.starting_s is None else f"started in {w.starting_s:.1f} s")
+            for w in sched.gpu_waits[:3]
+        )
+        lines.append(
+            f"gpu queue: {len(sched.gpu_waits)} user server(s) waited for nvidia.com/gpu, p95 "
+            f"{sched.gpu_queue_wait_p95_ms:g} ms ({split})"
+        )
     if outcome.projection.available:
         lines.append(f"projection: {outcome.projection.text}")
     if outcome.gpu is not None and outcome.gpu.available:
