@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -89,8 +90,20 @@ def test_a_hub_bound_run_names_the_hub_and_more_nodes_do_not_help(engine, tmp_pa
     port = free_port()
     cid = _start_cpu_limited_hub(client, port)
     worker = _start_memory_starved_worker(client)
-    flaky = _start_crashing_service(client)
     out = tmp_path / "run"
+    flaky: list[str] = []
+
+    def crash_during_the_run() -> None:  # its restarts then fall inside the steps
+        journal = out / "journal.jsonl"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if journal.exists() and '"kind":"start"' in journal.read_text():
+                flaky.append(_start_crashing_service(client))
+                return
+            time.sleep(0.1)
+
+    crasher = threading.Thread(target=crash_during_the_run)
+    crasher.start()
     try:
         run = subprocess.run(
             [
@@ -109,7 +122,9 @@ def test_a_hub_bound_run_names_the_hub_and_more_nodes_do_not_help(engine, tmp_pa
     finally:
         client.api.remove_container(cid, force=True)
         client.api.remove_container(worker, force=True)
-        client.api.remove_container(flaky, force=True)
+        crasher.join()
+        for c in flaky:
+            client.api.remove_container(c, force=True)
     assert run.returncode == 0, run.stderr
     import pandas as pd
 
