@@ -94,6 +94,11 @@ def cli() -> None:
 @_options_of(SessionSettings)
 @click.option("--json", "as_json", is_flag=True, help="Print the capacity plan as JSON on stdout.")
 @click.option(
+    "--fail-on-slo",
+    is_flag=True,
+    help="Exit 4 when a step missed its SLOs, 3 when some step could not be judged.",
+)
+@click.option(
     "--dry-run",
     "resolve_only",
     is_flag=True,
@@ -101,7 +106,14 @@ def cli() -> None:
     "environment, labcap.toml, default) and send nothing.",
 )
 @progress_options
-def run(as_json: bool, resolve_only: bool, quiet: bool, verbose: bool, **options: Any) -> None:
+def run(
+    as_json: bool,
+    fail_on_slo: bool,
+    resolve_only: bool,
+    quiet: bool,
+    verbose: bool,
+    **options: Any,
+) -> None:
     """Run a step-load capacity test and write a run directory.
 
     Users grow through --users, each count held for --step-duration. Every
@@ -116,6 +128,11 @@ def run(as_json: bool, resolve_only: bool, quiet: bool, verbose: bool, **options
       labcap run --host URL --gpu nvml --gpu-metrics-url http://127.0.0.1:9400/metrics
       labcap run --target k8s --namespace jhub --host https://hub.example.org \\
           --scenario jupyterhub --users 10,25,50
+
+    \b
+    Exit codes: 0 ok, 1 the run could not be carried out, 2 usage or input error,
+    3 inconclusive (an invalid run; with --fail-on-slo also a step not judged),
+    4 SLOs missed (with --fail-on-slo), 130 interrupted.
     """
     if resolve_only:
         from labcap.cliopts import option_sources
@@ -128,7 +145,13 @@ def run(as_json: bool, resolve_only: bool, quiet: bool, verbose: bool, **options
             json.dumps(resolved.to_dict(), indent=2) if as_json else "\n".join(resolved.lines())
         )
         return
-    _print_session(SessionSettings(**options), as_json, quiet, verbose)
+    from labcap.planner.exit_codes import run_exit
+
+    result = _print_session(SessionSettings(**options), as_json, quiet, verbose)
+    verdict = run_exit(result.plan, fail_on_slo)
+    if verdict.code:
+        _progress(verdict.message)
+        sys.exit(verdict.code)
 
 
 @cli.command()

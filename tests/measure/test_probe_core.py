@@ -231,7 +231,19 @@ def test_a_probe_leaves_a_run_directory_that_labcap_plan_reads(tmp_path):
     assert m["notes"][0] == "boxes in memory" and [c["name"] for c in m["collectors"]] == [
         "memory", "host",
     ]  # fmt: skip
+    # the default SLO judges the slowest startup (max_ms), which 2 and 4 startups can carry
+    assert m["slos"][0] == {"endpoint": "startup.ready", "metric": "max_ms", "threshold": 30000.0}
     assert [s.verdict for s in plan_run(str(out)).steps] == ["pass", "pass"]
+
+
+def test_a_p95_slo_on_a_few_startups_is_inconclusive_not_a_pass(tmp_path):
+    # 2 and 4 startups a step are too few for a p95 (planner.capacity.MIN_SAMPLES, issue 20):
+    # the plan reads them as inconclusive and names the endpoint, not as a pass
+    out = tmp_path / "run"
+    run_probe(BoxProbe(), _settings(repeat=2, slos=("startup.ready:p95_ms=30000",)), out)
+    plan = plan_run(str(out))
+    assert [s.verdict for s in plan.steps] == ["inconclusive", "inconclusive"]
+    assert "startup.ready" in {d.endpoint for d in plan.needs_more_data}
 
 
 def test_a_rounds_creates_are_all_in_flight_together(tmp_path):

@@ -27,6 +27,7 @@ BASE = {
     "steps_not_run": 0,
     "steps_no_data": 0,
     "steps_with_data": 5,
+    "steps_inconclusive": 0,
     "error_pct_passing": 0.0,
     "error_pct_first_step": 0.0,
     "max_users_at_slo": 40,
@@ -35,6 +36,8 @@ BASE = {
     "limit_reached": True,
     "knee_users": 40,
     "binding_kind": "latency",
+    "bottleneck": "unknown",
+    "bottleneck_scales_out": "unknown",
 }
 
 # rule id -> (cases where it fires, neighbouring cases where it does not)
@@ -42,6 +45,7 @@ RULE_CASES: dict[str, tuple[list[dict], list[dict]]] = {
     "run-not-complete": ([{"run_status": "partial"}, {"run_status": "failed"}], [{}]),
     "steps-not-run": ([{"steps_not_run": 1}], [{"steps_not_run": 0}]),
     "no-successful-requests": ([{"steps_with_data": 0}], [{"steps_with_data": 1}]),
+    "steps-inconclusive": ([{"steps_inconclusive": 1}], [{"steps_inconclusive": 0}]),
     "too-many-failed-requests": ([{"error_pct_passing": 5.1}], [{"error_pct_passing": 5.0}]),
     "first-step-failing-requests": (
         [{"error_pct_first_step": 5.1}],
@@ -76,9 +80,30 @@ RULE_CASES: dict[str, tuple[list[dict], list[dict]]] = {
     ),
     "capacity-below-expected": ([{"capacity_ratio": 0.79}], [{"capacity_ratio": 0.8}]),
     "multi-node-needed": (
-        [{"capacity_ratio": 0.49, "nodes_needed": 3}],
-        [{"capacity_ratio": 0.5, "nodes_needed": 2}, {"capacity_ratio": 0.49, "nodes_needed": 1}],
+        [
+            {"capacity_ratio": 0.49, "nodes_needed": 3},
+            {"capacity_ratio": 0.49, "nodes_needed": 3, "bottleneck_scales_out": "yes"},
+        ],
+        [
+            {"capacity_ratio": 0.5, "nodes_needed": 2},
+            {"capacity_ratio": 0.49, "nodes_needed": 1},
+            {"capacity_ratio": 0.49, "nodes_needed": 3, "bottleneck_scales_out": "no"},
+        ],
     ),
+    "bottleneck-does-not-scale-out": (
+        [{"capacity_ratio": 0.99, "bottleneck": "hub", "bottleneck_scales_out": "no"}],
+        [
+            {"capacity_ratio": 1.0, "bottleneck": "hub", "bottleneck_scales_out": "no"},
+            {"capacity_ratio": 0.5, "bottleneck": "mlflow", "bottleneck_scales_out": "yes"},
+            {"capacity_ratio": 0.5, "bottleneck": "hub", "bottleneck_scales_out": "unknown"},
+        ],
+    ),
+    "scheduling-conflicts": (
+        [{"pods_failed_scheduling": 1}],
+        [{"pods_failed_scheduling": 0}],
+    ),
+    "host-cpu-saturated": ([{"host_cpu_pct": 90}], [{"host_cpu_pct": 89.9}]),
+    "containers-restarting": ([{"container_restarts": 1}], [{"container_restarts": 0}]),
     "capacity-runs-out-soon": (
         [{"capacity_ratio": 1.1, "months_until_exhausted": 2.9}],
         [

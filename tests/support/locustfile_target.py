@@ -10,4 +10,5 @@ class TargetUser(HttpUser):
 
     @task
     def get(self):
-        self.client.get(os.environ.get("LABCAP_TEST_PATH", "/fast"), name="target.get")
+        name = os.environ.get("LABCAP_TEST_NAME", "target.get")
+        self.client.get(os.environ.get("LABCAP_TEST_PATH", "/fast"), name=name)

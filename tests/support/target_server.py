@@ -5,6 +5,7 @@ in flight and takes 300 ms beyond that: a deployment with a known capacity.
 /slow?ms=N takes N milliseconds (at most 10 s): a controlled slowdown for the gate.
 /count answers how many other requests it has answered so far (the target's own count,
 against which a run's request count is checked).
+/status?code=N answers with HTTP status N (e.g. 503: a target failing every request).
 Prints its port on stdout, serves until killed.
 """
 
@@ -39,7 +40,7 @@ class Handler(BaseHTTPRequestHandler):
             elif self.path.startswith("/slow"):
                 time.sleep(_slow_ms(self.path) / 1000)
             body = b"ok\n"
-            self.send_response(200)
+            self.send_response(_status(self.path))
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -50,6 +51,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+def _status(path):
+    if not path.startswith("/status"):
+        return 200
+    try:
+        code = int(parse_qs(urlsplit(path).query).get("code", ["200"])[0])
+    except ValueError:
+        return 200
+    return code if 200 <= code <= 599 else 200
 
 
 def _slow_ms(path):

@@ -90,6 +90,11 @@ class ContainerSample:
     blkio_write_bytes: int
     restarts: int
     source: str  # cgroup-v1 | cgroup-v2 | stats
+    # CFS bandwidth control (a CPU limit, `docker run --cpus`): periods elapsed and periods in
+    # which the container was throttled, cumulative; 0 and 0 without a limit
+    cpu_periods: int = 0
+    cpu_throttled_periods: int = 0
+    cpu_limit_cores: float = math.nan  # the CPU limit in cores; NaN: none (or not readable)
 
 
 NAN = float("nan")
@@ -193,6 +198,7 @@ class CgroupPaths:
     cpu: Path  # v1: cpuacct dir; v2: the unified dir
     memory: Path
     blkio: Path
+    cpu_ctl: Path | None = None  # v1: the cpu controller's dir (throttling); v2: unified
 
 
 def _cgroup_mounts(proc_root: str) -> dict[str, str]:
@@ -212,7 +218,7 @@ def _cgroup_mounts(proc_root: str) -> dict[str, str]:
             out.setdefault("unified", mount)
         elif fstype == "cgroup" and len(rfields) >= 3:
             for opt in rfields[2].split(","):
-                if opt in ("cpuacct", "memory", "blkio"):
+                if opt in ("cpu", "cpuacct", "memory", "blkio"):
                     out.setdefault(opt, mount)
     return out
 
@@ -248,10 +254,10 @@ def locate_cgroup(
     v1 = [pick("cpuacct", "cpuacct.usage"), pick("memory", "memory.usage_in_bytes")]
     if all(v1):
         blk = pick("blkio", "blkio.throttle.io_service_bytes") or v1[1]
-        return CgroupPaths(1, v1[0], v1[1], blk)  # type: ignore[arg-type]
+        return CgroupPaths(1, v1[0], v1[1], blk, pick("cpu", "cpu.stat"))  # type: ignore[arg-type]
     unified = pick("unified", "memory.current")
     if unified and (unified / "cpu.stat").exists():
-        return CgroupPaths(2, unified, unified, unified)
+        return CgroupPaths(2, unified, unified, unified, unified)
     return None
 
 
@@ -312,6 +318,9 @@ class _Reading:
     oom_kills: int
     read_bytes: int
     write_bytes: int
+    periods: int = 0
+    throttled: int = 0
+    limit_cores: float | None = None
 
 
 _V1_IO = re.compile(rb"^\S+ (Read|Write) (\d+)$", re.M)
@@ -347,12 +356,22 @@ def _read_v1(f: CgroupFiles) -> _Reading | None:
             rd += int(value)
         else:
             wr += int(value)
-    return _Reading(cpu, max(0, usage - inactive), limit, oom, rd, wr)
+    periods = throttled = 0
+    cores = None
+    if p.cpu_ctl is not None:
+        stat = f.read(p.cpu_ctl / "cpu.stat")
+        periods, throttled = _key(stat, b"nr_periods") or 0, _key(stat, b"nr_throttled") or 0
+        quota = f.read(p.cpu_ctl / "cpu.cfs_quota_us")
+        period = _int(f.read(p.cpu_ctl / "cpu.cfs_period_us"))
+        q = int(quota.strip()) if quota and quota.strip().lstrip(b"-").isdigit() else -1
+        cores = q / period if q > 0 and period else None
+    return _Reading(cpu, max(0, usage - inactive), limit, oom, rd, wr, periods, throttled, cores)
 
 
 def _read_v2(f: CgroupFiles) -> _Reading | None:
     p = f.paths
-    usage_us = _key(f.read(p.cpu / "cpu.stat"), b"usage_usec")
+    cpu_stat = f.read(p.cpu / "cpu.stat")
+    usage_us = _key(cpu_stat, b"usage_usec")
     usage = _int(f.read(p.memory / "memory.current"))
     if usage_us is None or usage is None:
         return None
@@ -365,7 +384,12 @@ def _read_v2(f: CgroupFiles) -> _Reading | None:
             rd += int(value)
         else:
             wr += int(value)
-    return _Reading(usage_us * 1000, max(0, usage - inactive), limit, oom, rd, wr)
+    periods, throttled = _key(cpu_stat, b"nr_periods") or 0, _key(cpu_stat, b"nr_throttled") or 0
+    quota, _, period = (f.read(p.cpu / "cpu.max") or b"max").strip().partition(b" ")
+    cores = int(quota) / int(period) if quota.isdigit() and period.isdigit() else None
+    return _Reading(
+        usage_us * 1000, max(0, usage - inactive), limit, oom, rd, wr, periods, throttled, cores
+    )
 
 
 # --- the collector --------------------------------------------------------------------------
@@ -838,6 +862,9 @@ class DockerCollector:
                     blkio_write_bytes=reading.write_bytes,
                     restarts=restarts,
                     source=source,
+                    cpu_periods=reading.periods,
+                    cpu_throttled_periods=reading.throttled,
+                    cpu_limit_cores=reading.limit_cores or NAN,
                 )
             )
         with self._lock:
@@ -863,7 +890,11 @@ def _from_stats(s: dict[str, Any] | None) -> tuple[_Reading | None, float]:
         rd += row.get("value", 0) if op == "read" else 0
         wr += row.get("value", 0) if op == "write" else 0
     usage = int(mem.get("usage", 0))
-    reading = _Reading(total, max(0, usage - inactive), mem.get("limit"), 0, rd, wr)
+    thr = cpu.get("throttling_data") or {}
+    reading = _Reading(
+        total, max(0, usage - inactive), mem.get("limit"), 0, rd, wr,
+        int(thr.get("periods") or 0), int(thr.get("throttled_periods") or 0),
+    )  # fmt: skip
     return reading, pct
 
 

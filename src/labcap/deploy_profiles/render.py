@@ -21,8 +21,9 @@ import yaml
 from labcap.deploy_profiles import validate as v
 from labcap.deploy_profiles.sizing import ProfileSettings, Sizing, size
 from labcap.errors import LabcapError
+from labcap.planner.bottleneck import Bottleneck, attribute_run
 from labcap.planner.capacity import CapacityPlan
-from labcap.store import atomic_write_bytes
+from labcap.store import RunDir, atomic_write_bytes
 
 TEMPLATES = Path(__file__).parent / "templates"
 PROFILE_KIND = "labcap-deploy-profile"
@@ -189,10 +190,11 @@ def render_profile(
     *,
     secret_factory: SecretFactory = random_secret,
     existing_secrets: Mapping[str, str] | None = None,
+    bottleneck: Bottleneck | None = None,
 ) -> Profile:
     """Size, render and validate a profile in memory. Raises LabcapError; writes nothing."""
     _check_settings(settings)
-    sizing = size(plan, settings)
+    sizing = size(plan, settings, bottleneck)
     found = existing_secrets or {}
     secret_values = [(k, found.get(k) or secret_factory(k, kind)) for k, kind in SECRET_SPECS]
     ctx = _context(sizing, secret_values)
@@ -481,6 +483,7 @@ def build_profile(
         settings,
         secret_factory=secret_factory,
         existing_secrets=read_existing_secrets(out) if previous else None,
+        bottleneck=attribute_run(plan, RunDir.open(run_dir)),
     )
     if server_check is not None:
         profile = profile.with_checks(server_check(profile))

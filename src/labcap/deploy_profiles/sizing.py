@@ -14,6 +14,7 @@ from typing import Any
 
 from labcap.deploy_profiles.gpu import GpuPlan, plan_gpus
 from labcap.errors import LabcapError
+from labcap.planner.bottleneck import Bottleneck
 from labcap.planner.capacity import CapacityPlan, EndpointStats
 
 PLATFORMS = ("compose", "k3s")
@@ -191,8 +192,14 @@ def _spawn_slo(plan: CapacityPlan) -> tuple[float, str]:
     return DEFAULT_SPAWN_SLO_MS, "the guide's container startup bound (30 s); the run set none"
 
 
-def size(plan: CapacityPlan, settings: ProfileSettings) -> Sizing:
-    """Every sizing decision for ``settings.platform``; refuses what cannot be sized."""
+def size(
+    plan: CapacityPlan, settings: ProfileSettings, bottleneck: Bottleneck | None = None
+) -> Sizing:
+    """Every sizing decision for ``settings.platform``; refuses what cannot be sized.
+
+    ``bottleneck`` (planner.bottleneck): when the component that saturates first is one a
+    lab runs once whatever its node count (hub, proxy, database), the K3s node count is not
+    ``ceil(design / capacity)``: more nodes would not raise capacity, and sizing says so."""
     if settings.platform not in PLATFORMS:
         raise LabcapError(f"--platform {settings.platform!r}: valid: {', '.join(PLATFORMS)}")
     m = measure(plan)
@@ -211,7 +218,7 @@ def size(plan: CapacityPlan, settings: ProfileSettings) -> Sizing:
     _hub(d, m, design, settings.platform, warnings)
     mlflow_workers = _mlflow(d, plan, m, design, settings.platform)
     _postgres(d, design, mlflow_workers, settings)
-    _nodes(d, m, design, settings.platform, warnings)
+    _nodes(d, m, design, settings.platform, warnings, bottleneck)
     if settings.platform == "k3s":
         _quota(d, design)
     gpu_users = settings.gpu_users
@@ -529,7 +536,7 @@ def _reference_step(plan: CapacityPlan, m: Measurement) -> int | None:
     """The step whose load profile sizing scales: the capacity step, else the first with data."""
     if m.max_users_at_slo:
         return m.max_users_at_slo
-    ran = [s for s in plan.steps if s.verdict in ("pass", "fail")]
+    ran = [s for s in plan.steps if s.verdict in ("pass", "fail", "inconclusive")]
     return ran[0].users if ran else None
 
 
@@ -581,7 +588,14 @@ def _postgres(d: list[Decision], design: int, mlflow_workers: int, s: ProfileSet
     )
 
 
-def _nodes(d: list[Decision], m: Measurement, design: int, platform: str, warn: list[str]) -> None:
+def _nodes(
+    d: list[Decision],
+    m: Measurement,
+    design: int,
+    platform: str,
+    warn: list[str],
+    bottleneck: Bottleneck | None = None,
+) -> None:
     cap = m.max_users_at_slo
     if platform == "compose":
         d.append(
@@ -604,6 +618,30 @@ def _nodes(d: list[Decision], m: Measurement, design: int, platform: str, warn: 
             )
         )
         return
+    if bottleneck is not None and bottleneck.scales_out_measured == "no" and design > cap:
+        why = "; ".join(bottleneck.evidence[:2])
+        d.append(
+            Decision(
+                "cluster.nodes",
+                1,
+                "nodes",
+                f"the run is {bottleneck.component}-bound at {cap} users ({why})",
+                f"more nodes will not help: one {bottleneck.component} serves every user on K3s "
+                f"too, so ceil({design} design users / {cap} users per node) nodes would still "
+                f"hold about {cap} users; relieve the {bottleneck.component} and measure again",
+            )
+        )
+        warn.append(
+            f"{design} design users exceed the {cap} users measured, and the "
+            f"{bottleneck.component} saturates first ({why}): more nodes will not help"
+        )
+        return
+    if bottleneck is not None and bottleneck.scales_out is False and design > cap:
+        warn.append(
+            f"the {bottleneck.component} is the likely bottleneck on latency evidence alone "
+            f"({bottleneck.evidence[0]}): if it is saturated, more nodes will not help; measure "
+            "with --target docker (or k8s) for its resource use"
+        )
     nodes = max(1, math.ceil(design / cap))
     bound = "" if m.limit_reached else " (the run never found its limit: an upper bound)"
     d.append(

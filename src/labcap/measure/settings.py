@@ -409,7 +409,7 @@ class StartupOptions:
             "--slo",
             multiple=True,
             metavar="EXPR",
-            help="Startup objective, repeatable [default: startup.ready:p95=30s, error_pct=0].",
+            help="Startup objective, repeatable [default: startup.ready:max=30s, error_pct=0].",
         ),
     )
     out: Path | None = field(

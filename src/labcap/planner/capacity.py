@@ -24,6 +24,18 @@ from labcap.store import RunDir
 
 BAND_METHOD = "between the last passing step and the first failing step"
 
+# How many successful requests a step's steady windows must hold on one endpoint before a
+# percentile of them is judged against an SLO: at least 1/(1-q) for the q-th percentile,
+# so that one request or more is expected beyond it and the figure is not simply the
+# slowest request (p95 needs 20, p99 100). Fewer is "not enough data", never a breach.
+MIN_SAMPLES = {"p50_ms": 2, "p90_ms": 10, "p95_ms": 20, "p99_ms": 100, "max_ms": 1}
+MIN_SAMPLES_RULE = (
+    "a percentile q is judged only on at least 1/(1-q) successful requests of the endpoint "
+    "in the step's steady windows (p50 2, p90 10, p95 20, p99 100, max 1); with fewer the "
+    "SLO is 'not enough data' for that step, not a breach"
+)
+NOT_ENOUGH_DATA = "not-enough-data"
+
 # Knee: the first step whose goodput gain per added user is below this share of the
 # initial slope ends the proportional part of the throughput curve.
 KNEE_GAIN_FRACTION = 0.5
@@ -62,13 +74,27 @@ class SloCheck:
     # within its noise, so not called a breach (ok is True)
     within_noise: bool = False
     noise_ms: float | None = None
+    # successful requests behind the figure, and the least MIN_SAMPLES asks for (None for
+    # error_pct); with fewer, status is "not-enough-data" and ok is False without a breach
+    samples: int | None = None
+    min_samples: int | None = None
+    status: str = "pass"  # pass | fail | not-enough-data
+
+    @property
+    def enough_data(self) -> bool:
+        return self.status != NOT_ENOUGH_DATA
+
+    @property
+    def failed(self) -> bool:
+        """A breach measured on enough data (a within-noise excess is not one)."""
+        return self.status == "fail"
 
 
 @dataclass(frozen=True)
 class StepVerdict:
     index: int
     users: int
-    verdict: str  # pass | fail | no-data | not-run
+    verdict: str  # pass | fail | inconclusive (only not enough data) | no-data | not-run
     active_users: int
     steady_s: float
     requests: int
@@ -133,6 +159,8 @@ class CapacityPlan:
     verdict: str
     per_slo: tuple[SloCapacity, ...] = field(default=())
     knee: Knee | None = None
+    # endpoints with too few requests, in the steps up to the limit, to judge their SLOs
+    needs_more_data: tuple[DataShortfall, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -145,8 +173,21 @@ class CapacityPlan:
             "binding": d.pop("binding"),
             "per_slo": d.pop("per_slo"),
             "knee": d.pop("knee"),
+            "min_samples_rule": MIN_SAMPLES_RULE,
+            "needs_more_data": d.pop("needs_more_data"),
         }
         return d
+
+
+@dataclass(frozen=True)
+class DataShortfall:
+    """An endpoint whose SLO a step could not judge: too few successful requests."""
+
+    endpoint: str
+    slo: str
+    step_users: tuple[int, ...]
+    samples: tuple[int, ...]  # per step in step_users
+    min_samples: int
 
 
 def step_statistics(windows: Any, plan: LoadPlan) -> list[EndpointStats]:
@@ -230,13 +271,18 @@ def check_step(
     stats: list[EndpointStats],
     slos: tuple[Slo, ...],
     calibration: dict[str, Any] | None = None,
+    endpoints: tuple[str, ...] = (),
 ) -> list[SloCheck]:
     """Every SLO against one step's endpoint rows; latency SLOs apply per endpoint.
 
     With a calibration, a latency over its threshold by no more than the
     generator's own floor at that percentile is within noise: not a breach.
+    ``endpoints``: the run's endpoints; those without a row in this step get a
+    not-enough-data check under an all-endpoint latency SLO.
+    A latency on fewer successful requests than ``MIN_SAMPLES`` is not enough data.
     """
-    by_endpoint = {s.endpoint: s for s in stats}
+    by_endpoint: dict[str, EndpointStats | None] = dict.fromkeys(endpoints)
+    by_endpoint.update({s.endpoint: s for s in stats})
     overall = by_endpoint.get(ALL_ENDPOINTS)
     own = {(s.endpoint, s.metric) for s in slos if s.endpoint}
     checks: list[SloCheck] = []
@@ -245,26 +291,54 @@ def check_step(
             value = overall.error_pct if overall else None
             checks.append(_check(slo, ALL_ENDPOINTS, value, calibration))
         elif slo.endpoint:
-            row = by_endpoint.get(slo.endpoint)
-            value = getattr(row, slo.metric) if row else None
-            # An endpoint that saw no successful request cannot be said to meet its SLO.
-            checks.append(_check(slo, slo.endpoint, value, calibration))
+            # an endpoint without (enough) successful requests is not judged either way
+            checks.append(
+                _latency_check(slo, slo.endpoint, by_endpoint.get(slo.endpoint), calibration)
+            )
         else:
             for ep, row in sorted(by_endpoint.items()):
                 if ep == ALL_ENDPOINTS or (ep, slo.metric) in own:
                     continue
-                checks.append(_check(slo, ep, getattr(row, slo.metric), calibration))
+                checks.append(_latency_check(slo, ep, row, calibration))
     return checks
 
 
+def _latency_check(
+    slo: Slo, endpoint: str, row: EndpointStats | None, calibration: dict[str, Any] | None
+) -> SloCheck:
+    samples = (row.requests - row.failures) if row else 0
+    need = MIN_SAMPLES.get(slo.metric, 1)
+    value = getattr(row, slo.metric) if row else None
+    if samples < need or value is None:
+        return SloCheck(
+            slo.expression,
+            endpoint,
+            value,
+            slo.threshold,
+            False,
+            samples=samples,
+            min_samples=need,
+            status=NOT_ENOUGH_DATA,
+        )
+    return _check(slo, endpoint, value, calibration, samples, need)
+
+
 def _check(
-    slo: Slo, endpoint: str, value: float | None, calibration: dict[str, Any] | None = None
+    slo: Slo,
+    endpoint: str,
+    value: float | None,
+    calibration: dict[str, Any] | None = None,
+    samples: int | None = None,
+    need: int | None = None,
 ) -> SloCheck:
     ok = value is not None and value <= slo.threshold
     noise = noise_floor_ms(calibration, slo.metric)
+    extra = {"samples": samples, "min_samples": need}
     if not ok and value is not None and noise is not None and value - slo.threshold <= noise:
-        return SloCheck(slo.expression, endpoint, value, slo.threshold, True, True, noise)
-    return SloCheck(slo.expression, endpoint, value, slo.threshold, ok)
+        return SloCheck(slo.expression, endpoint, value, slo.threshold, True, True, noise, **extra)
+    return SloCheck(
+        slo.expression, endpoint, value, slo.threshold, ok, **extra, status="pass" if ok else "fail"
+    )
 
 
 def plan_capacity(run: RunDir) -> CapacityPlan:
@@ -274,6 +348,11 @@ def plan_capacity(run: RunDir) -> CapacityPlan:
     windows = run.windows()
     stats = cached_step_statistics(run) or step_statistics(windows, plan)
     failures = run.failures()
+    # endpoints that succeeded somewhere in the run: one absent from a step is short of data
+    # there (one that only ever failed is the error rate's business)
+    endpoints = tuple(
+        sorted({s.endpoint for s in stats if s.requests > s.failures} - {ALL_ENDPOINTS})
+    )
     verdicts = []
     for step in plan.steps:
         rows = [s for s in stats if s.step_index == step.index]
@@ -283,11 +362,15 @@ def plan_capacity(run: RunDir) -> CapacityPlan:
                 StepVerdict(step.index, step.users, "not-run", 0, 0.0, 0, 0, 0.0, 0.0, None)
             )
             continue
-        checks = tuple(check_step(rows, slos, manifest.calibration))
+        checks = tuple(check_step(rows, slos, manifest.calibration, endpoints))
         if overall.requests == overall.failures:
             verdict = "no-data"  # nothing succeeded: no latency to judge
+        elif any(c.failed for c in checks):
+            verdict = "fail"
+        elif all(c.enough_data for c in checks):
+            verdict = "pass"
         else:
-            verdict = "pass" if all(c.ok for c in checks) else "fail"
+            verdict = "inconclusive"  # nothing breached; some SLO had too few requests
         active = _active_users(windows, step.index)
         steady_s = round(overall.requests / overall.rps, 3) if overall.rps else 0.0
         verdicts.append(
@@ -321,17 +404,20 @@ def _conclude(
     stats: tuple[EndpointStats, ...],
     failures: Any,
 ) -> CapacityPlan:
+    # Inconclusive steps (nothing breached, some SLO short of data) neither pass nor end
+    # the walk: the capacity is the last passing step before the first failing one.
     passing: list[StepVerdict] = []
     first_bad: StepVerdict | None = None
     for s in steps:
-        if s.verdict == "pass" and first_bad is None:
+        if s.verdict == "pass":
             passing.append(s)
-        elif first_bad is None:
+        elif s.verdict != "inconclusive":
             first_bad = s
+            break
     ran = [s for s in steps if s.verdict != "not-run"]
     binding: tuple[SloCheck, ...] = ()
     if first_bad is not None and first_bad.verdict in ("fail", "no-data"):
-        binding = tuple(c for c in first_bad.checks if not c.ok)
+        binding = tuple(c for c in first_bad.checks if c.failed)
     if not ran or (
         first_bad is not None and first_bad.verdict in ("no-data", "not-run") and not passing
     ):
@@ -343,7 +429,11 @@ def _conclude(
         max_users = passing[-1].users if passing else 0
         band = (max_users, first_bad.users)
     limit_reached = first_bad is not None and first_bad.verdict in ("fail", "no-data")
+    upto = steps[: steps.index(first_bad) + 1] if first_bad is not None else steps
+    short = data_shortfalls(upto)
     text = _verdict_text(manifest, steps, max_users, band, limit_reached, binding, failures)
+    if short:
+        text += " " + _shortfall_text(short)
     return CapacityPlan(
         run=str(run.path),
         status=manifest.status,
@@ -359,6 +449,44 @@ def _conclude(
         verdict=text,
         per_slo=per_slo_capacity(steps),
         knee=find_knee(steps),
+        needs_more_data=short,
+    )
+
+
+def data_shortfalls(steps: tuple[StepVerdict, ...]) -> tuple[DataShortfall, ...]:
+    """Per (endpoint, SLO), the inconclusive steps whose requests were too few to judge it
+    (a failing step is decided already, whatever else it lacks)."""
+    found: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
+    for s in steps:
+        for c in s.checks if s.verdict == "inconclusive" else ():
+            if not c.enough_data:
+                found.setdefault((c.endpoint, c.slo), []).append(
+                    (s.users, c.samples or 0, c.min_samples or 1)
+                )
+    return tuple(
+        DataShortfall(
+            endpoint=ep,
+            slo=slo,
+            step_users=tuple(u for u, _, _ in rows),
+            samples=tuple(n for _, n, _ in rows),
+            min_samples=max(m for _, _, m in rows),
+        )
+        for (ep, slo), rows in sorted(found.items())
+    )
+
+
+def _shortfall_text(short: tuple[DataShortfall, ...]) -> str:
+    names = sorted({d.endpoint for d in short})
+    first = short[0]
+    at = ", ".join(
+        f"{n} at {u} users" for u, n in zip(first.step_users, first.samples, strict=True)
+    )
+    return (
+        f"Not enough data: {', '.join(names)} had too few successful requests in the steady "
+        f"windows to judge {'its' if len(names) == 1 else 'their'} SLOs (e.g. {first.endpoint} "
+        f"{first.slo}: {at}; it needs {first.min_samples}), so those steps are inconclusive, "
+        "not failures: rerun with longer steps (a percentile q needs 1/(1-q) requests: "
+        "p95 20, p99 100)."
     )
 
 
@@ -383,8 +511,8 @@ def per_slo_capacity(steps: tuple[StepVerdict, ...]) -> tuple[SloCapacity, ...]:
                 stopped = True
                 break
             check = next((c for c in s.checks if (c.slo, c.endpoint) == (slo, endpoint)), None)
-            if check is None:
-                continue  # the endpoint saw no request in this step: no verdict either way
+            if check is None or not check.enough_data:
+                continue  # too few requests in this step: no verdict either way
             if not check.ok:
                 failing, measured = s, check.measured
                 break
@@ -612,11 +740,23 @@ def _verdict_text(
                 f"At {bad.users} users it did not: {why}. "
                 f"Capacity lies between {max_users} and {bad.users} users ({BAND_METHOD})."
             )
+        elif bad is not steps[0]:
+            parts.append(
+                f"No step below {bad.users} users met every SLO on enough requests, and at "
+                f"{bad.users} users: {why}. Capacity is below {bad.users} users; how far below "
+                "is not known."
+            )
         else:
             parts.append(
                 f"Even the first step ({bad.users} users) missed its SLOs: {why}. "
                 f"Capacity is below {bad.users} users; rerun with smaller steps."
             )
+    elif max_users is not None and steps[-1].verdict == "inconclusive":
+        parts.append(
+            f"The deployment met every SLO it could judge up to {max_users} concurrent users; "
+            "the steps above it had too few requests to judge some SLOs, so its limit is not "
+            "known."
+        )
     elif max_users is not None:
         parts.append(
             f"The deployment met every SLO up to the largest step run, {max_users} concurrent "
@@ -671,7 +811,11 @@ def plan_run(path: str) -> CapacityPlan:
 
 __all__ = [
     "CapacityPlan",
+    "DataShortfall",
     "Knee",
+    "MIN_SAMPLES",
+    "MIN_SAMPLES_RULE",
+    "data_shortfalls",
     "Projection",
     "SloCapacity",
     "find_knee",

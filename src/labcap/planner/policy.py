@@ -47,6 +47,8 @@ INSUFFICIENT = "insufficient-data"
 ACTIONS = (*DECISIONS, INSUFFICIENT)
 
 BINDING_KINDS = ("latency", "error_rate", "startup", "none")
+# planner.bottleneck.COMPONENTS, and "unknown" when no component was seen to saturate
+BOTTLENECKS = ("hub", "proxy", "database", "mlflow", "spawner", "user-servers", "gpu", "unknown")
 RUN_STATUS_VALUES = ("complete", "partial", "invalid", "failed", "running")
 
 MAX_DEPTH = 8  # nested all/any/not levels; deeper is a mistake, not a policy
@@ -75,6 +77,12 @@ METRICS: dict[str, MetricSpec] = {
         _m("steps_not_run", "number", "planned steps without a steady measurement"),
         _m("steps_no_data", "number", "steps in which every request failed"),
         _m("steps_with_data", "number", "steps with at least one successful request"),
+        _m(
+            "steps_inconclusive",
+            "number",
+            "steps up to the limit with too few requests to judge an SLO (planner.capacity."
+            "MIN_SAMPLES) and no breach",
+        ),
         _m("error_pct_passing", "number", "failed requests, % of all, in the passing steps"),
         _m("error_pct_first_step", "number", "failed requests, %, in the first step"),
         _m("max_users_at_slo", "number", "largest step meeting every SLO (capacity)"),
@@ -83,6 +91,18 @@ METRICS: dict[str, MetricSpec] = {
         _m("limit_reached", "bool", "a step failed its SLOs (else capacity is a lower bound)"),
         _m("knee_users", "number", "last step where throughput grew with users"),
         _m("binding_kind", "enum", "kind of the SLO that binds first", choices=BINDING_KINDS),
+        _m(
+            "bottleneck",
+            "enum",
+            "the component that saturates first (planner.bottleneck)",
+            choices=BOTTLENECKS,
+        ),
+        _m(
+            "bottleneck_scales_out",
+            "enum",
+            "whether more nodes relieve the bottleneck (no: one hub, proxy or database)",
+            choices=("yes", "no", "unknown"),
+        ),
         _m("expected_users", "number", "concurrent users the lab expects", "--expected-users"),
         _m("growth_pct_per_month", "number", "expected growth, % a month", "--growth-per-month"),
         _m("capacity_ratio", "number", "max_users_at_slo / expected_users", "--expected-users"),
@@ -107,15 +127,22 @@ METRICS: dict[str, MetricSpec] = {
         _m(
             "gpu_queue_wait_p95_ms",
             "number",
-            "p95 wait for a free GPU (scheduling conflicts)",
-            "gpu collector",
+            "p95 wait of user servers the scheduler held for want of nvidia.com/gpu "
+            "(FailedScheduling), creation to scheduled (planner.scheduling)",
+            "kubernetes collector",
+        ),
+        _m(
+            "pods_failed_scheduling",
+            "number",
+            "pods the scheduler reported FailedScheduling (insufficient cpu, memory, GPU)",
+            "kubernetes collector",
         ),
         _m(
             "cpu_throttled_pct",
             "number",
-            "CPU periods the most throttled container was throttled at the capacity limit, % "
-            "(CPU contention)",
-            "cAdvisor via --prometheus-url",
+            "CFS periods in which a container was CPU-throttled, % (the most throttled "
+            "container, up to the capacity limit; CPU contention)",
+            "container collector, or cAdvisor via --prometheus-url",
         ),
         _m(
             "mem_used_pct",
@@ -125,10 +152,22 @@ METRICS: dict[str, MetricSpec] = {
         ),
         _m("oom_kills", "number", "containers OOM-killed during the run", "container collector"),
         _m(
+            "container_restarts",
+            "number",
+            "container restarts up to the capacity limit (crashes, failed health checks)",
+            "container collector",
+        ),
+        _m(
+            "host_cpu_pct",
+            "number",
+            "mean host CPU busy at the capacity limit, on the lab's own host",
+            "host collector (lab on this host)",
+        ),
+        _m(
             "iowait_pct",
             "number",
             "mean CPU I/O wait at the capacity limit, on the lab's own host",
-            "host collector (target local) or node-exporter via --prometheus-url",
+            "host collector (lab on this host) or node-exporter via --prometheus-url",
         ),
     )
 }
@@ -290,6 +329,9 @@ class ConfidenceSettings:
     wide_band_pct: float = 100.0  # wider than this: low
     close_vote_ratio: float = 0.75  # runner-up action's weight at least this share: medium
     noisy_error_pct: float = 1.0  # failed requests in passing steps above this: medium
+    # requests beyond a percentile (samples x (1-q)) at the steps that set the capacity
+    # below this: the percentile is barely estimated, medium
+    min_tail_samples: float = 5.0
 
 
 @dataclass(frozen=True)

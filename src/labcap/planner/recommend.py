@@ -9,9 +9,14 @@ How the action is chosen from the fired rules:
 
 1. any fired rule whose action is ``insufficient-data`` decides: the run
    cannot carry a confident answer;
-2. otherwise each fired rule adds its weight to its action and the heaviest
-   wins; a tie goes to the simpler deployment (the order of ``DECISIONS``);
-3. no fired rule at all is ``insufficient-data`` as well.
+2. measured capacity dominates: the guide's rules of thumb on user counts (rules
+   whose only inputs are the expected users, ``GUIDE_INPUTS``) vote only when no
+   rule on a measured quantity fired; otherwise they are listed but do not count;
+3. each voting rule adds its weight to its action and the heaviest wins; a tie
+   goes to the action backed by the heaviest single rule, and if that ties too,
+   to the simpler deployment (the order of ``DECISIONS``); the tie-break is
+   stated as a reason (rule ``tie-break``);
+4. no fired rule at all is ``insufficient-data`` as well.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from labcap.errors import LabcapError
+from labcap.planner.bottleneck import Bottleneck, attribute_run
 from labcap.planner.capacity import CapacityPlan, Projection, plan_capacity, project
 from labcap.planner.gpu_evidence import plan_gpu_evidence
 from labcap.planner.policy import (
@@ -36,6 +42,7 @@ from labcap.planner.policy import (
     evaluate_rules,
     load_policy,
 )
+from labcap.planner.scheduling import SchedulingEvidence, scheduling_evidence
 from labcap.planner.settings import PlanOptions
 from labcap.store import RunDir
 from labcap.units import parse_user_count
@@ -110,6 +117,8 @@ class Recommendation:
     summary: str
     policy_sources: tuple[str, ...]
     measurements: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    decided_by: str | None = None  # measurement | guide | None (no action rule fired)
+    guide_outvoted: tuple[str, ...] = ()  # guide rules that fired but the measurement decided
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +133,8 @@ class Recommendation:
             "summary": self.summary,
             "policy": list(self.policy_sources),
             "measurements": {k: _json_value(v) for k, v in self.measurements.items()},
+            "decided_by": self.decided_by,
+            "guide_outvoted": list(self.guide_outvoted),
         }
 
 
@@ -140,10 +151,13 @@ def binding_constraint(plan: CapacityPlan, policy: Policy) -> BindingConstraint 
     if not plan.limit_reached or not plan.binding:
         return None
     bad = next(s for s in plan.steps if s.verdict in ("fail", "no-data"))
-    checks = list(plan.binding)
+    # only breaches measured on enough requests bind: never a figure without samples
+    checks = [c for c in plan.binding if c.measured is not None]
     if bad.verdict == "no-data":
         # nothing succeeded: the failures, not a latency without samples, bind
         checks = [c for c in checks if c.slo.startswith("error_pct")] or checks
+    if not checks:
+        return None
     check = max(checks, key=_excess)
     if check.slo.split(":")[-1].startswith("error_pct") or bad.verdict == "no-data":
         kind = "error_rate"
@@ -185,7 +199,8 @@ def gather_measurements(
         steps_planned=len(steps),
         steps_not_run=len(steps) - len(ran),
         steps_no_data=sum(s.verdict == "no-data" for s in steps),
-        steps_with_data=sum(s.verdict in ("pass", "fail") for s in steps),
+        steps_with_data=sum(s.verdict in ("pass", "fail", "inconclusive") for s in steps),
+        steps_inconclusive=_inconclusive_to_limit(steps),
         error_pct_passing=_error_pct(passing),
         error_pct_first_step=(
             _error_pct(steps[:1]) if steps and steps[0].verdict != "not-run" else None
@@ -202,7 +217,7 @@ def gather_measurements(
     values["binding_kind"] = (
         b.kind if b else ("none" if plan.max_users_at_slo is not None else None)
     )
-    values.update(_demand(plan.max_users_at_slo, projection))
+    values.update(_demand(plan.max_users_at_slo, projection, plan.limit_reached))
     if run is not None:
         values.update(_resources(plan, run))
     for name, value in (extra or {}).items():
@@ -227,6 +242,16 @@ def _checked_measurement(name: str, value: Any) -> Any:
     return value
 
 
+def _inconclusive_to_limit(steps: tuple[Any, ...]) -> int:
+    """Inconclusive steps (too few requests to judge an SLO) up to the first failing one."""
+    n = 0
+    for s in steps:
+        if s.verdict in ("fail", "no-data", "not-run"):
+            break
+        n += s.verdict == "inconclusive"
+    return n
+
+
 def _error_pct(steps: list[Any]) -> float | None:
     requests = sum(s.requests for s in steps)
     if not requests:
@@ -234,7 +259,9 @@ def _error_pct(steps: list[Any]) -> float | None:
     return round(100 * sum(s.failures for s in steps) / requests, 3)
 
 
-def _demand(capacity: int | None, projection: Projection) -> dict[str, Any]:
+def _demand(
+    capacity: int | None, projection: Projection, limit_reached: bool = True
+) -> dict[str, Any]:
     n = projection.expected_users
     if n is None:
         return {}
@@ -246,7 +273,8 @@ def _demand(capacity: int | None, projection: Projection) -> dict[str, Any]:
         return out
     out["capacity_ratio"] = round(capacity / n, 4) if n else None
     out["headroom_users"] = capacity - n
-    out["nodes_needed"] = math.ceil(n / capacity) if capacity else None
+    # a node count from a lower bound (the limit was not found) would be made up
+    out["nodes_needed"] = math.ceil(n / capacity) if capacity and limit_reached else None
     if projection.available:
         out["months_until_exhausted"] = (
             math.inf if projection.never else projection.months_until_exhausted
@@ -271,22 +299,40 @@ def _resources(plan: CapacityPlan, run: RunDir) -> dict[str, Any]:
         return out
     c = run.table("container_samples")
     if c is not None and len(c) and {"step_index", "container_id"} <= set(c.columns):
-        upto = c[c["step_index"] <= limit]
+        upto = c[(c["step_index"] >= 0) & (c["step_index"] <= limit)]
         if len(upto) and {"mem_bytes", "mem_limit_bytes"} <= set(c.columns):
             pct = 100.0 * upto["mem_bytes"] / upto["mem_limit_bytes"].clip(lower=1)
             out["mem_used_pct"] = round(float(pct.max()), 1)
+        if len(upto) and {"cpu_periods", "cpu_throttled_periods"} <= set(c.columns):
+            span = upto.groupby("container_id")[["cpu_periods", "cpu_throttled_periods"]].agg(
+                lambda s: s.max() - s.min()
+            )
+            span = span[span["cpu_periods"] > 0]
+            if len(span):
+                pct = 100.0 * span["cpu_throttled_periods"] / span["cpu_periods"]
+                out["cpu_throttled_pct"] = round(float(pct.max()), 1)
         if len(upto) and "oom_kills" in c.columns:
             grew = upto.groupby("container_id")["oom_kills"].agg(lambda s: s.max() - s.min())
             out["oom_kills"] = int(grew.clip(lower=0).sum())
         if len(upto) and "cpu_throttled_pct" in c.columns:
+            # cAdvisor's rows (--prometheus-url) carry the percentage itself, not the counters
             throttled = _throttled_pct(c[c["step_index"] == limit])
             if throttled is not None:
-                out["cpu_throttled_pct"] = throttled
-    h = _lab_host_rows(run)
+                out["cpu_throttled_pct"] = max(throttled, out.get("cpu_throttled_pct", 0.0))
+        if len(upto) and "restarts" in c.columns:
+            grew = upto.groupby("container_id")["restarts"].agg(lambda s: s.max() - s.min())
+            out["container_restarts"] = int(grew.clip(lower=0).sum())
+    manifest = run.read_manifest()
+    h, local = _lab_host_rows(run, manifest)
     if h is not None and "step_index" in h.columns:
         rows = h[h["step_index"] == limit]
         if len(rows) and "iowait_pct" in h.columns:
             out["iowait_pct"] = round(float(rows["iowait_pct"].mean()), 1)
+        if len(rows) and "cpu_pct" in h.columns:
+            # this machine's rows: less the load generator's own share of the host
+            share = _generator_share(manifest) if local else 0.0
+            busy = float(rows["cpu_pct"].mean()) - share
+            out["host_cpu_pct"] = round(max(0.0, busy), 1)
     return out
 
 
@@ -297,17 +343,41 @@ def _throttled_pct(rows: Any) -> float | None:
     return round(float(means.max()), 1) if len(means) else None
 
 
-def _lab_host_rows(run: RunDir) -> Any:
-    """Host samples of the lab's own machine: its Prometheus node-exporter's where the run
-    read them (--prometheus-url), else this machine's when labcap started the lab here."""
+def _lab_host_rows(run: RunDir, manifest: Any) -> tuple[Any, bool]:
+    """Host samples of the lab's own machine, and whether they are this machine's: its
+    Prometheus node-exporter's where the run read them (--prometheus-url), else the host
+    collector's when the lab runs on this machine too (labcap started it, or every address
+    of it is loopback)."""
     h = run.table("host_samples")
     if h is None:
-        return None
+        return None, False
     if "source" in h.columns and (h["source"] == "prometheus").any():
-        return h[h["source"] == "prometheus"]
+        return h[h["source"] == "prometheus"], False
     if "source" in h.columns:
         h = h[h["source"] != "prometheus"]
-    return h if run.read_manifest().target == "local" else None
+    return (h, True) if lab_on_this_host(manifest) else (None, False)
+
+
+def _generator_share(manifest: Any) -> float:
+    """The load generator's mean CPU, % of the host's cores (0 when not recorded)."""
+    workers = ((manifest.generator or {}).get("per_worker") or {}).values()
+    cores = (manifest.environment or {}).get("cpu_count") or 1
+    total = sum(float(w.get("cpu_pct_mean") or 0.0) for w in workers if isinstance(w, dict))
+    return total / cores
+
+
+_LOOPBACK = re.compile(
+    r"^(?:[a-z+]+://)?(?:[^@/]*@)?(?:127\.\d+\.\d+\.\d+|localhost|\[::1\])(?:[:/]|$)"
+)
+
+
+def lab_on_this_host(manifest: Any) -> bool:
+    """Whether the host collector's machine is the lab's: a local run, or a run whose every
+    address (and Docker engine) is on this machine (loopback, a unix socket)."""
+    if manifest.target == "local":
+        return True
+    hosts = [str(v) for v in (manifest.hosts or {}).values() if v]
+    return bool(hosts) and all(h.startswith("unix://") or _LOOPBACK.match(h) for h in hosts)
 
 
 # --- decision --------------------------------------------------------------------------------
@@ -323,21 +393,47 @@ def recommend(
     outcomes = evaluate_rules(policy, values)
     fired = [o for o in outcomes if o.state == "fired"]
     vetoes = [o for o in fired if o.rule.action == INSUFFICIENT]
+    actions = [o for o in fired if o.rule.action != INSUFFICIENT]
+    measured = [o for o in actions if not is_guide_rule(o)]
+    voters = measured or actions  # the guide decides only where the measurement cannot
+    decided_by = "measurement" if measured else ("guide" if actions else None)
     scores: dict[str, float] = {}
-    for o in fired:
-        if o.rule.action != INSUFFICIENT:
-            scores[o.rule.action] = scores.get(o.rule.action, 0.0) + o.rule.weight
-    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], DECISIONS.index(kv[0])))
+    heaviest: dict[str, float] = {}
+    for o in voters:
+        scores[o.rule.action] = scores.get(o.rule.action, 0.0) + o.rule.weight
+        heaviest[o.rule.action] = max(heaviest.get(o.rule.action, 0.0), o.rule.weight)
+    ranked = sorted(
+        scores.items(), key=lambda kv: (-kv[1], -heaviest[kv[0]], DECISIONS.index(kv[0]))
+    )
     action = INSUFFICIENT if vetoes or not ranked else ranked[0][0]
-    # the rules behind the action first, then the rest of what fired
-    order = sorted(fired, key=lambda o: (o.rule.action != action, -o.rule.weight))
+    # the rules behind the action first, then the other voters, then the outvoted guide
+    order = sorted(
+        fired,
+        key=lambda o: (
+            o.rule.action != action,
+            o not in voters and o not in vetoes,
+            -o.rule.weight,
+        ),
+    )
     reasons = tuple(_reason(o, values) for o in order)
+    tie = _tie_break(ranked, heaviest) if action != INSUFFICIENT else None
+    if tie is not None:
+        reasons = (tie, *reasons)
     not_evaluated = tuple(
         NotEvaluated(o.rule.id, o.rule.action, o.missing)
         for o in outcomes
         if o.state == "not-evaluated"
     )
     confidence = _confidence(plan, policy, values, action, ranked, not_evaluated)
+    if action == INSUFFICIENT and not vetoes:
+        confidence = Confidence("low", (_why_undecided(not_evaluated),))
+    outvoted = tuple(o.rule.id for o in actions if o not in voters)
+    if outvoted and action != INSUFFICIENT:
+        note = (
+            f"measured capacity decides: the guide's user-count rules ({', '.join(outvoted)}) "
+            "do not vote where the measurement answers"
+        )
+        confidence = Confidence(confidence.level, (*confidence.why, note))
     summary = _summary(action, reasons, not_evaluated, confidence)
     return Recommendation(
         action=action,
@@ -349,6 +445,53 @@ def recommend(
         summary=summary,
         policy_sources=policy.sources,
         measurements=MappingProxyType(dict(values)),
+        decided_by=decided_by,
+        guide_outvoted=outvoted,
+    )
+
+
+def _why_undecided(not_evaluated: tuple[NotEvaluated, ...]) -> str:
+    """Why no action was chosen when no rule said the data was insufficient."""
+    missing = sorted({m for n in not_evaluated for m in n.missing})
+    if "expected_users" in missing:
+        return (
+            "no decision without the users the lab expects: pass --expected-users N "
+            f"({sum('expected_users' in n.missing for n in not_evaluated)} rules need it)"
+        )
+    need = f" (missing: {', '.join(missing)})" if missing else ""
+    return f"no decision rule fired{need}"
+
+
+# The guide's rules of thumb read only the users a lab expects, not what was measured.
+GUIDE_INPUTS = frozenset({"expected_users", "growth_pct_per_month"})
+
+
+def is_guide_rule(o: RuleOutcome) -> bool:
+    """A rule on the expected users alone: the guide's rule of thumb, not a measurement."""
+    names = {name for name, _ in o.inputs}
+    return bool(names) and names <= GUIDE_INPUTS
+
+
+def _tie_break(ranked: list[tuple[str, float]], heaviest: Mapping[str, float]) -> Reason | None:
+    """The reason that explains how a tie on total weight was settled, if there was one."""
+    tied = [a for a, w in ranked if w == ranked[0][1]]
+    if len(tied) < 2:
+        return None
+    winner, top = tied[0], heaviest[tied[0]]
+    if sum(heaviest[a] == top for a in tied) == 1:
+        how = f"it is backed by the heaviest single rule (weight {top:g})"
+    else:
+        how = "their heaviest rules weigh the same too, so the simpler deployment goes first"
+    others = ", ".join(tied[1:])
+    return Reason(
+        rule="tie-break",
+        action=winner,
+        weight=0.0,
+        measured=MappingProxyType({a: ranked_weight for a, ranked_weight in ranked if a in tied}),
+        threshold="equal total weight",
+        message=(
+            f"{winner} ties with {others} at weight {ranked[0][1]:g}; {winner} wins because {how}."
+        ),
     )
 
 
@@ -404,13 +547,26 @@ def _confidence(
                 "medium",
                 f"the {expected} expected users fall inside the capacity band {plan.band}",
             )
+    thin = _thinnest_tail(plan)
+    if thin is not None and thin[0] < settings.min_tail_samples:
+        tail, users, check = thin
+        at_most(
+            "medium",
+            f"at {users} users {check.endpoint} {check.slo.split(':')[-1].split('=')[0]} rests on "
+            f"{check.samples} requests, {tail:g} beyond the percentile (fewer than "
+            f"{settings.min_tail_samples:g}): a wide confidence interval",
+        )
+    if plan.status == "invalid":
+        at_most("low", f"the run is invalid ({'; '.join(plan.status_reasons) or 'see run'})")
+    elif plan.status != "complete":
+        at_most("medium", f"the run is {plan.status}: its figures are a lower bound at best")
     errors = values.get("error_pct_passing")
     if errors is not None and errors > settings.noisy_error_pct:
         at_most("medium", f"{errors:g}% of requests failed in the passing steps")
     if len(ranked) > 1:
         (_, top), (runner, second) = ranked[0], ranked[1]
         if second >= top:
-            at_most("low", f"a tie with {runner} ({second:g}), settled toward the simpler one")
+            at_most("low", f"a tie with {runner} ({second:g}), settled by the tie-break reason")
         elif second >= settings.close_vote_ratio * top:
             at_most("medium", f"a close vote: {ranked[0][0]} {top:g} against {runner} {second:g}")
     if not why:
@@ -419,6 +575,28 @@ def _confidence(
     if missing:
         why.append(f"{len(not_evaluated)} rules not evaluated for lack of: {', '.join(missing)}")
     return Confidence(_LEVELS[level], tuple(why))
+
+
+_QUANTILE = {"p50_ms": 0.5, "p90_ms": 0.9, "p95_ms": 0.95, "p99_ms": 0.99}
+
+
+def _thinnest_tail(plan: CapacityPlan) -> tuple[float, int, Any] | None:
+    """The percentile check with the fewest requests beyond its percentile at the steps
+    that set the capacity (the last passing one and the first failing one):
+    (requests beyond it, users, the check), or None when no percentile was judged there."""
+    passing = [s for s in plan.steps if s.verdict == "pass"]
+    bad = next((s for s in plan.steps if s.verdict in ("fail", "no-data")), None)
+    steps = [s for s in (passing[-1] if passing else None, bad) if s is not None]
+    best: tuple[float, int, Any] | None = None
+    for s in steps:
+        for c in s.checks:
+            metric = c.slo.split(":")[-1].split("=")[0]
+            if metric not in _QUANTILE or not c.enough_data or c.samples is None:
+                continue
+            tail = round(c.samples * (1 - _QUANTILE[metric]), 1)
+            if best is None or tail < best[0]:
+                best = (tail, s.users, c)
+    return best
 
 
 def _summary(
@@ -451,11 +629,17 @@ class PlanOutcome:
     projection: Projection
     recommendation: Recommendation
     gpu: Any = None  # planner.gpu_evidence.GpuEvidence
+    bottleneck: Bottleneck | None = None
+    scheduling: SchedulingEvidence | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = self.capacity.to_dict()
         d["projection"] = self.projection.to_dict()
         d["recommendation"] = self.recommendation.to_dict()
+        if self.bottleneck is not None:
+            d["bottleneck"] = self.bottleneck.to_dict()
+        if self.scheduling is not None:
+            d["scheduling"] = self.scheduling.to_dict()
         if self.gpu is not None:
             d["gpu"] = self.gpu.to_dict()
         return d
@@ -494,9 +678,16 @@ def plan_and_recommend(
 
     gpu = plan_gpu_evidence(run, plan, policy)  # GPU samples feed the rules as measurements
     extra = {**gpu.measurements, **(extra_measurements or {})}
+    sched = scheduling_evidence(run)  # the Kubernetes collector's FailedScheduling
+    for name, value in (sched.measurements if sched else {}).items():
+        if extra.get(name) is None:
+            extra[name] = value
+    neck = attribute_run(plan, run, extra)
+    extra.setdefault("bottleneck", neck.component or "unknown")
+    extra.setdefault("bottleneck_scales_out", neck.scales_out_measured)
     values = gather_measurements(plan, run, policy, projection, extra)
     rec = recommend(plan, policy, values, binding_constraint(plan, policy))
-    return PlanOutcome(plan, projection, rec, gpu)
+    return PlanOutcome(plan, projection, rec, gpu, neck, sched)
 
 
 def plan_with_options(opts: PlanOptions) -> PlanOutcome:

@@ -56,7 +56,9 @@ from labcap.store import (
 
 PROBE_LABEL = "labcap.probe"
 SCENARIO = "probe-startup"
-DEFAULT_SLOS = ("startup.ready:p95_ms=30000", "error_pct=0")
+# A storm has a handful of startups a step, too few for a p95 (planner.capacity.MIN_SAMPLES
+# asks 20): the default judges the slowest one, which one startup suffices for.
+DEFAULT_SLOS = ("startup.ready:max_ms=30000", "error_pct=0")
 # Every phase column of a startup record (``<phase>_s``), NaN where it never happened.
 RECORD_PHASES = (
     "pulled", "created", "started", "running", "healthy", "http_ready", "ready", "exited",
