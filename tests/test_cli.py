@@ -42,7 +42,7 @@ def _command(path: tuple[str, ...]):
 
 
 # how a command prints, not what it does: options of cli.py's own, not a record's fields
-PRESENTATION = ("as_json", "resolve_only", "quiet", "verbose")
+PRESENTATION = ("as_json", "resolve_only", "quiet", "verbose", "fail_on_slo")
 
 
 @pytest.mark.parametrize(("path", "record"), RECORDS, ids=[" ".join(p) for p, _ in RECORDS])
