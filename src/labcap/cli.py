@@ -153,10 +153,13 @@ def _print_session(settings: SessionSettings, as_json: bool) -> Any:
     from labcap.measure.session import run_session
 
     result = run_session(settings, _progress)
+    plans = result.side_plans or {"": result.plan}
     if as_json:
-        click.echo(json.dumps(result.plan.to_dict(), indent=2))
+        doc = {s: p.to_dict() for s, p in plans.items()} if result.side_plans else None
+        click.echo(json.dumps(doc or result.plan.to_dict(), indent=2))
     else:
-        click.echo(result.plan.verdict)
+        for side, side_plan in plans.items():
+            click.echo(f"{side}: {side_plan.verdict}" if side else side_plan.verdict)
         click.echo(f"run directory: {result.run.path}")
     if result.run.interrupted:
         where = f"the {result.run.status} run in {result.run.path}"

@@ -29,7 +29,14 @@ from labcap.errors import LabcapError, RunFailedError
 from labcap.loadtests.catalog import get_scenario
 from labcap.loadtests.lockstep import summarise
 from labcap.measure.cleanup import die_with_parent
-from labcap.model import SCHEMA_VERSION, LoadPlan, plan_from_dict, plan_to_dict
+from labcap.model import (
+    BASELINE_SIDE,
+    CANDIDATE_SIDE,
+    SCHEMA_VERSION,
+    LoadPlan,
+    plan_from_dict,
+    plan_to_dict,
+)
 from labcap.planner.capacity import STEPS_TABLE, step_statistics, steps_frame
 from labcap.redact import redact_url
 from labcap.slo import Slo, slos_to_records
@@ -45,6 +52,7 @@ from labcap.store import (
     prepare_run_dir,
     read_journal,
     run_lock,
+    split_sides,
 )
 from labcap.validity import assess as assess_validity
 from labcap.validity import clock_stamp
@@ -86,6 +94,9 @@ class RunRequest:
     watch: Callable[[Path], str | None] | None = field(default=None, repr=False)
     # the adaptive search's settings (labcap.measure.search): the engine picks each step's users
     search: dict[str, Any] | None = None
+    # a paired run: the candidate's hosts, loaded in the same windows as ``hosts`` (the
+    # baseline), half the users on each side
+    candidate_hosts: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,7 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
             "workers": req.workers,
             "search": req.search,
             "slos": slos_to_records(req.slos),
+            "candidate_hosts": req.candidate_hosts,
         }
         atomic_write_json(req.out / ENGINE_CONFIG, cfg)
         journal = req.out / JOURNAL
@@ -221,6 +233,7 @@ def _initial_manifest(req: RunRequest, scenario: dict[str, Any]) -> dict[str, An
         "target": req.target,
         "scenario": {k: v for k, v in scenario.items() if k != "classes"},
         "hosts": {k: redact_url(v) for k, v in req.hosts.items()},
+        **_sides(req),
         "load": plan_to_dict(req.plan),
         "slos": slos_to_records(req.slos),
         "environment": fingerprint(),
@@ -228,6 +241,18 @@ def _initial_manifest(req: RunRequest, scenario: dict[str, Any]) -> dict[str, An
         "calibration": req.calibration,
         "started_at": _now(),
         "ended_at": None,
+    }
+
+
+def _sides(req: RunRequest) -> dict[str, Any]:
+    """A paired run's ``sides`` section (schema 2.1); nothing for a run of one target."""
+    if not req.candidate_hosts:
+        return {}
+    return {
+        "sides": {
+            side: {"hosts": {k: redact_url(v) for k, v in hosts.items()}}
+            for side, hosts in ((BASELINE_SIDE, req.hosts), (CANDIDATE_SIDE, req.candidate_hosts))
+        }
     }
 
 
@@ -334,12 +359,14 @@ def _finalise(
     failures_df = pd.DataFrame(
         [{c: r.get(c) for c in FAILURE_COLUMNS} for r in failures], columns=FAILURE_COLUMNS
     )
+    windows_df, failures_df = split_sides(windows_df), split_sides(failures_df)
     atomic_write_parquet(run.path / WINDOWS, windows_df)
     atomic_write_parquet(run.path / FAILURES, failures_df)
     plan = plan_from_dict(manifest["load"])
-    atomic_write_parquet(
-        run.path / f"{STEPS_TABLE}.parquet", steps_frame(step_statistics(windows_df, plan))
-    )
+    if not manifest.get("sides"):  # a paired run's step statistics are per side: on read
+        atomic_write_parquet(
+            run.path / f"{STEPS_TABLE}.parquet", steps_frame(step_statistics(windows_df, plan))
+        )
     manifest = dict(manifest, status=status, status_reasons=reasons, ended_at=_now())
     clients = [r for r in records if r.get("kind") == "clients"]
     if manifest.get("calibration") and clients:  # which floor applies: the users' client's
