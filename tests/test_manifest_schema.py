@@ -60,7 +60,7 @@ def test_schema_1_run_is_migrated_in_memory_never_rewritten():
     run = RunDir.open(SCHEMA_1_RUN)
     m = run.read_manifest()
     assert json.loads(before[MANIFEST])["schema_version"] == "1.0"
-    assert m.schema_version == SCHEMA_VERSION == "2.1"
+    assert m.schema_version == "2.0" and SCHEMA_VERSION == "2.1"  # a 1.x run has no sides
     assert m.slos == (
         parse_slo("p95_ms=300"),
         parse_slo("target.get:p99_ms=400"),
@@ -146,7 +146,7 @@ def test_writers_store_slos_as_records_whatever_they_hand_in(tmp_path):
     # an older run amended and written back (the search's rewrite) is written in today's form
     run.write_manifest({**base, "slos": ["p95_ms=500"]})
     stored = json.loads((tmp_path / MANIFEST).read_text())
-    assert stored["schema_version"] == "2.1" and stored["slos"][0]["metric"] == "p95_ms"
+    assert stored["schema_version"] == "2.0" and stored["slos"][0]["metric"] == "p95_ms"
     assert RunDir.open(tmp_path).read_manifest().slos == (Slo("p95_ms", 500.0),)
 
 

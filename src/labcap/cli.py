@@ -214,6 +214,13 @@ def report(**options: Any) -> None:
 def gate(as_json: bool, **options: Any) -> None:
     """Fail the build when CURRENT is slower or fails more than BASELINE beyond noise.
 
+    \b
+    Three modes:
+      labcap gate PAIRED_RUN          a paired run (labcap run --candidate-host):
+                                      candidate vs baseline, window by window
+      labcap gate HISTORY_DIR CURRENT a directory of >= 5 past baseline runs
+      labcap gate BASELINE CURRENT    two runs
+
     Per step and endpoint, over steady windows: a one-sided Mann-Whitney U test
     on per-window values, and the step percentile's change (merged histograms,
     bootstrap interval). A regression must be significant, above its margin and
@@ -230,7 +237,7 @@ def gate(as_json: bool, **options: Any) -> None:
           --max-regression hub.spawn_ready:p95=50% --junit reports/gate.xml
     See docs/ci-gate.md for the statistics and a CI workflow.
     """
-    from labcap.planner.gate import gate_with_options
+    from labcap.planner.gate_modes import gate_with_options
     from labcap.planner.text import describe_gate
 
     opts = GateOptions(**options)
