@@ -130,3 +130,14 @@ def test_bad_paired_options_are_one_line_and_exit_2(targets, tmp_path, args, mes
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_the_report_of_a_paired_run_shows_both_sides(same, targets, tmp_path):
+    """(labcap report, end to end on the paired run above: it is the run this needs.)"""
+    out = tmp_path / "report.html"
+    r = labcap("report", str(same), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    html = out.read_text()
+    assert "Paired run: both sides" in html
+    assert f"<h3>baseline <code>{targets['a']}</code></h3>" in html
+    assert f"<h3>candidate <code>{targets['a2']}</code></h3>" in html

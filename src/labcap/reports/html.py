@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from labcap.errors import LabcapError
-from labcap.model import ALL_ENDPOINTS
+from labcap.model import ALL_ENDPOINTS, CANDIDATE_SIDE
 from labcap.planner.capacity import CapacityPlan, plan_capacity
 from labcap.planner.gpu_evidence import plan_gpu_evidence
 from labcap.planner.policy import load_policy
@@ -238,6 +238,15 @@ def template(name: str) -> Any:
 
 
 def render_run_report(run: RunDir, plan: CapacityPlan | None = None) -> str:
+    sides = []
+    if run.side is None and run.sides():  # a paired run: each side's table, then the candidate's
+        stored = run.manifest["sides"]
+        for name in run.sides():
+            side_plan = plan_capacity(run.side_view(name))
+            endpoints = [e for e in side_plan.endpoints if e.endpoint != ALL_ENDPOINTS]
+            host = stored[name].get("hosts", {}).get("default", "")
+            sides.append({"name": name, "host": host, "endpoints": endpoints})
+        run = run.side_view(CANDIDATE_SIDE)
     plan = plan or plan_capacity(run)
     windows = run.windows()
     failures = run.failures()
@@ -255,6 +264,7 @@ def render_run_report(run: RunDir, plan: CapacityPlan | None = None) -> str:
         failures=top_failures,
         endpoints=[e for e in plan.endpoints if e.endpoint != ALL_ENDPOINTS],
         gpu=gpu if gpu.available else None,
+        sides=sides,
     )
 
 
