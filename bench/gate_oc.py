@@ -27,6 +27,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -87,15 +88,18 @@ def main() -> int:
     ap.add_argument("--service-ms", type=float, default=100.0)
     ap.add_argument("--users", type=int, default=4, help="users per side")
     ap.add_argument("--settle-s", type=float, default=2.0)
-    ap.add_argument("--steady-s", type=float, default=24.0)
+    ap.add_argument("--steady-s", type=float, default=18.0)
     ap.add_argument("--window-s", type=float, default=1.0)
     ap.add_argument("--paired", type=int, default=8, help="paired runs per condition")
-    ap.add_argument("--baselines", type=int, default=6, help="single runs of A")
+    ap.add_argument("--baselines", type=int, default=5, help="single runs of A")
     ap.add_argument("--singles", type=int, default=2, help="single runs per condition")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     servers = {}
+    log: list[dict[str, object]] = []
+    started = time.monotonic()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop cleanly, keep the runs
     try:
         for name, pct in (("A", 0.0), ("A2", 0.0), ("B10", 10.0), ("B20", 20.0)):
             servers[name] = start_server(pct, args.service_ms)
@@ -106,11 +110,11 @@ def main() -> int:
         tasks += [("single", c) for c in CONDITIONS for _ in range(args.singles)]
         rng = random.Random(args.seed)
         rng.shuffle(tasks)
-        # the first 5 single runs are baselines, so history mode has its history early
+        # the first 5 single runs are baselines, so history and single modes have a baseline
+        # before any current run; the rest stays shuffled, so a budget cut is balanced
         bases = [t for t in tasks if t == ("single", "base")]
         rest = [t for t in tasks if t != ("single", "base")]
-        tasks = bases[:5] + rest[: len(rest) // 2] + bases[5:] + rest[len(rest) // 2 :]
-        log: list[dict[str, object]] = []
+        tasks = bases[:5] + rest + bases[5:]
         started = time.monotonic()
         for i, (mode, cond) in enumerate(tasks):
             if time.monotonic() - started > args.budget_s:
@@ -125,6 +129,9 @@ def main() -> int:
             log.append({"i": i, "mode": mode, "cond": cond, "dir": str(out), "wall_s": wall})
             print(f"[{time.monotonic() - started:6.0f}s] run {i} {mode} {cond}: {wall:.1f}s",
                   file=sys.stderr, flush=True)  # fmt: skip
+        elapsed = time.monotonic() - started
+    except KeyboardInterrupt:
+        print("interrupted: evaluating the runs made so far", file=sys.stderr)
         elapsed = time.monotonic() - started
     finally:
         for proc, _ in servers.values():

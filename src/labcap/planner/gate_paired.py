@@ -78,14 +78,10 @@ def gate_paired(path: str | Path, thresholds: GateThresholds | None = None) -> G
             "to compare two runs: labcap gate BASELINE CURRENT"
         )
     m = run.read_manifest()
-    reasons = (
-        [
-            f"the paired run is {m.status}"
-            + (f" ({'; '.join(m.status_reasons)})" * bool(m.status_reasons))
-        ]
-        if m.status != "complete"
-        else []
-    )
+    reasons = []
+    if m.status != "complete":
+        why = f" ({'; '.join(m.status_reasons)})" if m.status_reasons else ""
+        reasons.append(f"the paired run is {m.status}{why}")
     rng = np.random.default_rng(th.seed)
     steady = _steady(run.windows())
     comparisons: list[Comparison] = []
