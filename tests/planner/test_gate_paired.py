@@ -2,9 +2,9 @@
 
 Two processes of tests/support/service_server.py serve a lognormal service time
 (median 100 ms); the slower candidate is the same server started with the
-configuration change ``--add-pct 60`` (every service time 60 % longer), not a mock.
+configuration change ``--add-pct 200`` (every service time three times as long), not a mock.
 Each paired run is ~10 s of load with 8 users (4 on each side). The gate's margin here
-is 20 %, far from both the identical targets (0 %) and the slowdown (+60 %), so the
+is 25 %, far from both the identical targets (0 %) and the slowdown (+200 % on the service time; the machine adds its own delay on top), so the
 tests check the feature, not the gate's operating characteristic (bench/gate_oc.py).
 """
 
@@ -26,7 +26,7 @@ RUN_ARGS = (
     "--scenario", str(LOCUSTFILE), "--users", "8", "--step-duration", "11s",
     "--settle", "1s", "--window", "1s", "--spawn-rate", "50", "--no-calibrate",
 )  # fmt: skip
-GATE_ARGS = ("--max-regression", "p95=20%")
+GATE_ARGS = ("--max-regression", "p95=25%")
 ENV = {"LABCAP_TEST_PATH": "/work"}
 # a service time long beside what a busy two-core machine adds (tens of ms at p95)
 SERVICE = ("--service-ms", "100")
@@ -37,7 +37,7 @@ def targets():
     with (
         loopback_server("service_server.py", *SERVICE) as a,
         loopback_server("service_server.py", *SERVICE) as a2,
-        loopback_server("service_server.py", *SERVICE, "--add-pct", "60") as slow,
+        loopback_server("service_server.py", *SERVICE, "--add-pct", "200") as slow,
     ):
         yield {"a": a, "a2": a2, "slow": slow}
 

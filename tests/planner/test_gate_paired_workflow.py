@@ -3,8 +3,9 @@ here as the workflow runs them (bash, the step's own script), against loopback t
 
 The steps that need GitHub or Docker (checkout, setup-python, Compose, artifact upload)
 are not run; OLD_URL and NEW_URL point at two tests/support/service_server.py
-processes instead, the new one really slower (``--add-pct 60``) in the second test, and
-LABCAP_PAIRED_ARGS is a short run of the test locustfile.
+processes instead, the new one really slower (``--add-pct 200``) in the second test, and
+LABCAP_PAIRED_ARGS is a short run of the test locustfile, LABCAP_GATE_ARGS a margin it
+resolves.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ ARGS = (
 )
 
 
-def tested_steps() -> list[str]:
+def workflow_steps() -> list[str]:
     steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["paired-gate"]["steps"]
     by_name = {s.get("name"): s for s in steps}
     return [by_name[name]["run"] for name in STEPS]
@@ -52,11 +53,13 @@ def run_steps(tmp_path: Path, old: str, new: str) -> list[subprocess.CompletedPr
         "OLD_URL": old,
         "NEW_URL": new,
         "LABCAP_PAIRED_ARGS": ARGS,
+        # a margin that ~10 s of load resolves (the workflow's 10 % needs longer runs)
+        "LABCAP_GATE_ARGS": "--max-regression p95=25%",
         "LABCAP_TEST_PATH": "/work",
         "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
     }
     results = []
-    for script in tested_steps():
+    for script in workflow_steps():
         r = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True,
                            text=True, timeout=300)  # fmt: skip
         results.append(r)
@@ -82,7 +85,7 @@ def test_the_workflow_passes_the_same_version(old, tmp_path):
 
 
 def test_the_workflow_fails_a_slower_version_with_exit_1(old, tmp_path):
-    with loopback_server("service_server.py", *SERVICE, "--add-pct", "60") as new:
+    with loopback_server("service_server.py", *SERVICE, "--add-pct", "200") as new:
         results = run_steps(tmp_path, old, new)
     assert [r.returncode for r in results] == [0, 1], results[-1].stderr + results[-1].stdout
     assert (tmp_path / "summary.md").read_text().startswith("REGRESSION")
