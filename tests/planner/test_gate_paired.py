@@ -1,11 +1,12 @@
 """Paired runs end to end on real loopback targets, and the gate on them.
 
 Two processes of tests/support/service_server.py serve a lognormal service time
-(median 100 ms); the slower candidate is the same server started with the
-configuration change ``--add-pct 200`` (every service time three times as long), not a mock.
-Each paired run is ~10 s of load with 8 users (4 on each side). The gate's margin here
-is 25 %, far from both the identical targets (0 %) and the slowdown (+200 % on the service time; the machine adds its own delay on top), so the
-tests check the feature, not the gate's operating characteristic (bench/gate_oc.py).
+(median 100 ms); the slower candidate is the same server started with the configuration
+change ``--add-pct 200`` (every service time three times as long), not a mock. Each
+paired run is ~10 s of load with 8 users (4 on each side). The gate's margin here is
+25 %, far from both the identical targets (0 %) and the slowdown (+200 % on the service
+time, less on what users see: the busy machine adds its own delay to both sides), so
+the tests check the feature, not the gate's operating characteristic (bench/gate_oc.py).
 """
 
 from __future__ import annotations
