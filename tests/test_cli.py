@@ -51,8 +51,7 @@ def test_a_commands_parameters_are_its_records_fields_in_order(path, record):
     params = [
         p
         for p in _command(path).params
-        if p.name not in PRESENTATION
-        and not p.name.startswith("_deprecated_")
+        if p.name not in PRESENTATION and not p.name.startswith("_deprecated_")
     ]
     fields = [f for f in dataclasses.fields(record) if "cli" in f.metadata]
     assert [p.name for p in params] == [f.name for f in fields]

@@ -203,12 +203,18 @@ def _print_session(settings: SessionSettings, as_json: bool, quiet: bool, verbos
         result = run_session(settings, console.line, LiveMonitor(console))
     finally:
         console.close()
-    if as_json:  # the one plan shape (schemas/plan.schema.json), as `labcap plan --json`
-        from labcap.planner.recommend import plan_and_recommend
+    plans = result.side_plans or {"": result.plan}
+    if as_json:
+        if result.side_plans:  # a paired run: each side's capacity plan
+            doc = {s: p.to_dict() for s, p in result.side_plans.items()}
+        else:  # the one plan shape (schemas/plan.schema.json), as `labcap plan --json`
+            from labcap.planner.recommend import plan_and_recommend
 
-        click.echo(json.dumps(plan_and_recommend(result.run.path).to_dict(), indent=2))
+            doc = plan_and_recommend(result.run.path).to_dict()
+        click.echo(json.dumps(doc, indent=2))
     else:
-        click.echo(result.plan.verdict)
+        for side, side_plan in plans.items():
+            click.echo(f"{side}: {side_plan.verdict}" if side else side_plan.verdict)
         click.echo(f"run directory: {result.run.path}")
     if result.run.interrupted:
         where = f"the {result.run.status} run in {result.run.path}"
@@ -264,6 +270,13 @@ def report(**options: Any) -> None:
 def gate(as_json: bool, **options: Any) -> None:
     """Fail the build when CURRENT is slower or fails more than BASELINE beyond noise.
 
+    \b
+    Three modes:
+      labcap gate PAIRED_RUN          a paired run (labcap run --candidate-host):
+                                      candidate vs baseline, window by window
+      labcap gate HISTORY_DIR CURRENT a directory of >= 5 past baseline runs
+      labcap gate BASELINE CURRENT    two runs
+
     Per step and endpoint, over steady windows: a one-sided Mann-Whitney U test
     on per-window values, and the step percentile's change (merged histograms,
     bootstrap interval). A regression must be significant, above its margin and
@@ -280,7 +293,7 @@ def gate(as_json: bool, **options: Any) -> None:
           --max-regression hub.spawn_ready:p95=50% --junit reports/gate.xml
     See docs/ci-gate.md for the statistics and a CI workflow.
     """
-    from labcap.planner.gate import gate_with_options
+    from labcap.planner.gate_modes import gate_with_options
     from labcap.planner.text import describe_gate
 
     opts = GateOptions(**options)

@@ -18,7 +18,10 @@ from labcap.slo import Slo, slos_from_records
 # Major.minor: readers refuse an unknown major, accept any minor of a known one, and bring
 # an older major up to this one step by step (labcap.store.MIGRATIONS).
 # 2.0: SLOs stored as records {endpoint, metric, threshold} (1.x: expression strings).
-SCHEMA_VERSION = "2.0"
+# 2.1: a paired run (``labcap run --candidate-host``) records ``sides`` in its manifest and a
+#      ``side`` column in its windows and failures tables; a 2.0 run is a run of one side,
+#      read as it always was (no migration: the new keys are optional).
+SCHEMA_VERSION = "2.1"
 SCHEMA_MAJOR = 2
 
 # invalid: finished, but the figures do not describe the target (labcap.validity)
@@ -26,6 +29,14 @@ RUN_STATUSES = ("running", "complete", "partial", "invalid", "failed")
 
 # The pseudo-endpoint that aggregates every endpoint of a step.
 ALL_ENDPOINTS = "*"
+
+# The two sides of a paired run (``labcap run --host A --candidate-host B``): A is the
+# baseline (the deployment in service), B the candidate (the change under test).
+BASELINE_SIDE, CANDIDATE_SIDE = "baseline", "candidate"
+SIDES = (BASELINE_SIDE, CANDIDATE_SIDE)
+# how the load engine tags a request's endpoint name with its side until the run is
+# finalised (split into the ``side`` column): "candidate\x1fGET /x"
+SIDE_SEP = "\x1f"
 
 
 @dataclass(frozen=True)

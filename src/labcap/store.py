@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from labcap.errors import LabcapError
-from labcap.model import RUN_STATUSES, SCHEMA_MAJOR, SCHEMA_VERSION, Manifest
+from labcap.model import RUN_STATUSES, SCHEMA_MAJOR, SCHEMA_VERSION, SIDE_SEP, SIDES, Manifest
 from labcap.slo import SLO_RECORD_KEYS, Slo, parse_slo
 
 MANIFEST = "manifest.json"
@@ -65,6 +65,23 @@ WINDOW_COLUMNS = [
     "hdr",
 ]
 FAILURE_COLUMNS = ["window_index", "step_index", "endpoint", "method", "reason", "count"]
+# a paired run's windows and failures carry one more column: which side (labcap.model.SIDES)
+SIDE_COLUMN = "side"
+
+
+def split_sides(frame: Any) -> Any:
+    """Endpoint names tagged by the engine of a paired run ("candidate\\x1fGET /x") split
+    into a ``side`` column and the plain name; a frame of a one-sided run is returned as is."""
+    if not len(frame) or SIDE_COLUMN in frame.columns:
+        return frame
+    names = frame["endpoint"].astype(str)
+    tagged = names.str.contains(SIDE_SEP, regex=False)
+    if not tagged.any():
+        return frame
+    parts = names.str.split(SIDE_SEP, n=1, expand=True)
+    out = frame.assign(endpoint=parts[1].where(tagged, names))
+    out.insert(len(out.columns), SIDE_COLUMN, parts[0].where(tagged, ""))
+    return out
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -242,9 +259,24 @@ class RunDir:
     """A run directory on disk, read lazily."""
 
     path: Path
+    # a paired run read as one of its sides (labcap.model.SIDES): windows and failures of
+    # that side only; None reads every row (a paired run's rows then carry ``side``)
+    side: str | None = None
     _checked: dict[Any, dict[str, Any]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+
+    def sides(self) -> tuple[str, ...]:
+        """The sides of a paired run (baseline, candidate), or () for a run of one target."""
+        stored = self.manifest.get("sides") or {}
+        return tuple(s for s in SIDES if s in stored)
+
+    def side_view(self, side: str) -> RunDir:
+        """This run read as one of its sides (LabcapError if it has no such side)."""
+        if side not in self.sides():
+            have = ", ".join(self.sides()) or "none: it is not a paired run"
+            raise LabcapError(f"{self.path}: no side {side!r} (its sides: {have})")
+        return RunDir(self.path, side=side)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RunDir:
@@ -328,27 +360,37 @@ class RunDir:
         import pandas as pd
 
         if (self.path / WINDOWS).exists():
-            return self._read_parquet(WINDOWS)
+            return self._of_side(self._read_parquet(WINDOWS))
         rows = [r for r in read_journal(self.path / JOURNAL) if r.get("kind") == "window"]
         frame = pd.DataFrame(
             [{c: r.get(c) for c in WINDOW_COLUMNS} for r in rows], columns=WINDOW_COLUMNS
         )
-        return _typed(frame, WINDOW_NUMERIC, self.path / JOURNAL)
+        return self._of_side(split_sides(_typed(frame, WINDOW_NUMERIC, self.path / JOURNAL)))
+
+    def _of_side(self, frame: Any) -> Any:
+        if self.side is None:
+            return frame
+        if SIDE_COLUMN not in frame.columns:
+            return frame.iloc[0:0]
+        return frame[frame[SIDE_COLUMN] == self.side].reset_index(drop=True)
 
     def failures(self) -> Any:
         import pandas as pd
 
         if (self.path / FAILURES).exists():
-            return self._read_parquet(FAILURES)
+            return self._of_side(self._read_parquet(FAILURES))
         rows = [r for r in read_journal(self.path / JOURNAL) if r.get("kind") == "failure"]
         frame = pd.DataFrame(
             [{c: r.get(c) for c in FAILURE_COLUMNS} for r in rows], columns=FAILURE_COLUMNS
         )
-        return _typed(frame, ("window_index", "step_index", "count"), self.path / JOURNAL)
+        frame = _typed(frame, ("window_index", "step_index", "count"), self.path / JOURNAL)
+        return self._of_side(split_sides(frame))
 
     def table(self, name: str) -> Any | None:
         """An optional collector table (``host_samples`` ...), or None if the run has none."""
         if not (self.path / f"{name}.parquet").exists():
+            return None
+        if self.side is not None and name == "steps":  # both sides' summary: not this side's
             return None
         return self._read_parquet(f"{name}.parquet")
 

@@ -290,6 +290,22 @@ CASES = [
     # --- gate options
     Case("gate-limit", ("gate", "{run}", "{run}", "--max-regression", "p95=lots"), "'lots'"),
     Case("gate-alpha", ("gate", "{run}", "{run}", "--alpha", "2"), "--alpha '2' must lie"),
+    Case("gate-one-unpaired-run", ("gate", "{run}"), "not a paired run"),
+    Case("gate-history-too-short", ("gate", "{dir}", "{run}"), "at least 5 complete runs"),
+    # --- paired runs
+    Case(
+        "run-paired-odd-users",
+        ("run", "--host", "{url}", "--candidate-host", "http://127.0.0.1:{port}")
+        + ("--users", "3", "--no-calibrate", "--out", "{dir}/out"),
+        "even count",
+        needs_option="--candidate-host",
+    ),
+    Case(
+        "run-paired-mlflow-alone",
+        ("run", "--host", "{url}", "--candidate-mlflow-url", "{url}", "--users", "2"),
+        "--candidate-mlflow-url needs --candidate-host",
+        needs_option="--candidate-mlflow-url",
+    ),
     # --- kubeconfig (the k8s target is another engineer's; the rule holds for it too)
     Case(
         "kubeconfig-missing",

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labcap.model import plan_from_dict
+from labcap.model import BASELINE_SIDE, CANDIDATE_SIDE, SIDE_SEP, plan_from_dict
 
 PASSWORD_ENV = "LABCAP_HUB_PASSWORD"
 # the API journey's admin/service token (labcap run copies it here from --hub-token-env)
@@ -103,13 +103,48 @@ def _begin_probe(search: Any, step: Any, step_users: dict[int, int]) -> int | No
 
 
 def load_user_classes(cfg: dict[str, Any]) -> list[type]:
-    """Built-in scenario classes (or a locustfile's), specialised for this run's hosts."""
+    """Built-in scenario classes (or a locustfile's), specialised for this run's hosts.
+
+    A paired run (``candidate_hosts`` in the config) gets every class twice, one copy per
+    side with that side's hosts and the class's own weight, so Locust puts half the users
+    on each side and each user draws its own random journey (the same task weights on
+    both sides). The classes' order is shuffled per run: Locust starts users in class
+    order, and neither side should systematically go first.
+    """
+    if not cfg.get("candidate_hosts"):
+        return side_user_classes(cfg, cfg.get("hosts", {}))
+    import random
+
+    classes = side_user_classes(cfg, cfg.get("hosts", {}), BASELINE_SIDE) + side_user_classes(
+        cfg, cfg["candidate_hosts"], CANDIDATE_SIDE
+    )
+    random.SystemRandom().shuffle(classes)
+    return classes
+
+
+def side_request_listener(on_request: Callable[..., None]) -> Callable[..., None]:
+    """A request listener that tags each endpoint name with its user's side (paired runs);
+    the run's finalisation splits the tag into the ``side`` column."""
+
+    def listener(
+        request_type: str, name: str, response_time: Any, *args: Any, **kwargs: Any
+    ) -> None:
+        side = (kwargs.get("context") or {}).get("labcap_side")
+        if side:
+            name = f"{side}{SIDE_SEP}{name}"
+        on_request(request_type, name, response_time, *args, **kwargs)
+
+    return listener
+
+
+def side_user_classes(cfg: dict[str, Any], hosts: dict[str, str], side: str = "") -> list[type]:
+    """The scenario's classes for ``hosts``; with ``side``, renamed and tagged for it."""
     import importlib
 
     from locust import between
 
     scenario = cfg["scenario"]
-    hosts: dict[str, str] = cfg.get("hosts", {})
+    suffix = f"_{side}" if side else ""
     if scenario.get("path"):
         from locust.util.load_locustfile import load_locustfile
 
@@ -123,13 +158,13 @@ def load_user_classes(cfg: dict[str, Any]) -> list[type]:
         jitter = cfg.get("jitter", True)
         for name, cls in user_classes.items():
             attrs: dict[str, Any] = {}
-            if not getattr(cls, "host", None):
+            if side or not getattr(cls, "host", None):  # a paired run sets each side's host
                 attrs["host"] = hosts.get("default", "")
-            attrs.update(identified(cls))
+            attrs.update(identified(cls, side))
             # a class that de-synchronises its users itself says so: labcap_jitter = False
             if jitter and getattr(cls, "labcap_jitter", True):
                 attrs.update(desynchronised(cls))
-            out.append(type(name, (cls,), attrs))
+            out.append(type(name + suffix, (cls,), attrs))
         return out
     module = importlib.import_module(scenario["module"])
     password = os.environ.get(PASSWORD_ENV, "")
@@ -158,11 +193,11 @@ def load_user_classes(cfg: dict[str, Any]) -> list[type]:
                 username_prefix=hub["prefix"],
                 token_ttl_s=hub.get("token_ttl_s", 3600),
             )
-        attrs.update(identified(base))
+        attrs.update(identified(base, side))
         if cfg.get("wait_s"):
             lo, hi = cfg["wait_s"]
             attrs["wait_time"] = between(lo, hi)
-        out.append(type(class_name, (base,), attrs))
+        out.append(type(class_name + suffix, (base,), attrs))
     return out
 
 
@@ -175,14 +210,16 @@ def clients_record(user_classes: list[type]) -> dict[str, Any]:
     return {"kind": "clients", "floor_client": "wire" if wire else "http"}
 
 
-def identified(cls: type) -> dict[str, Any]:
-    """A ``context`` that names the user in its request events (for the lock-step check)."""
+def identified(cls: type, side: str = "") -> dict[str, Any]:
+    """A ``context`` that names the user in its request events (for the lock-step check)
+    and, in a paired run, its side."""
     base_context = cls.context
+    tag = {"labcap_side": side} if side else {}
 
     def context(self: Any) -> dict[str, Any]:
-        return {**(base_context(self) or {}), "labcap_user": id(self)}
+        return {**(base_context(self) or {}), "labcap_user": id(self), **tag}
 
-    return {"context": context}
+    return {"context": context, "labcap_side": side}
 
 
 WAIT_JITTER = 0.1  # each wait is scaled by uniform(1 - this, 1 + this): mean unchanged
@@ -268,12 +305,15 @@ def run(cfg: dict[str, Any], journal_path: Path) -> int:
         on_step_done=_step_done_hook(n_steps, search),
         sync=sync_off_loop,
     )
-    env.events.request.add_listener(recorder.on_request)
+    on_request = side_request_listener(recorder.on_request)
+    env.events.request.add_listener(on_request)
     cut = Event()  # the search ends a probe once its verdict is clear
     recorder.on_window = _search_window_hook(search, plan, lambda: recorder._step_series, cut)
 
     def on_user_error(user_instance: Any, exception: BaseException, tb: Any) -> None:
-        recorder.on_request("ERROR", "(user error)", None, exception=exception)
+        side = getattr(user_instance, "labcap_side", "")
+        context = {"labcap_side": side} if side else None
+        on_request("ERROR", "(user error)", None, exception=exception, context=context)
 
     env.events.user_error.add_listener(on_user_error)
 
@@ -708,7 +748,7 @@ def run_worker(
         worker=name,
         emit_bins=True,
     )
-    env.events.request.add_listener(recorder.on_request)
+    env.events.request.add_listener(side_request_listener(recorder.on_request))
 
     def ticker() -> None:
         while not recorder.finished:

@@ -35,7 +35,14 @@ from labcap.loadtests.lockstep import summarise
 from labcap.measure.cleanup import die_with_parent
 from labcap.measure.hub_accounts import HubLogin, swept
 from labcap.measure.remote import JoinedWorker, RemoteWorkers, gather_workers
-from labcap.model import SCHEMA_VERSION, LoadPlan, plan_from_dict, plan_to_dict
+from labcap.model import (
+    BASELINE_SIDE,
+    CANDIDATE_SIDE,
+    SCHEMA_VERSION,
+    LoadPlan,
+    plan_from_dict,
+    plan_to_dict,
+)
 from labcap.planner.capacity import STEPS_TABLE, step_statistics, steps_frame
 from labcap.redact import redact_url
 from labcap.slo import Slo, slos_to_records
@@ -51,6 +58,7 @@ from labcap.store import (
     prepare_run_dir,
     read_journal,
     run_lock,
+    split_sides,
 )
 from labcap.validity import assess as assess_validity
 from labcap.validity import clock_stamp
@@ -98,6 +106,9 @@ class RunRequest:
     hub: HubLogin | None = None
     # load generators on other machines (`labcap worker`s) the master waits for
     remote: RemoteWorkers | None = None
+    # a paired run: the candidate's hosts, loaded in the same windows as ``hosts`` (the
+    # baseline), half the users on each side
+    candidate_hosts: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +152,7 @@ def execute_run(req: RunRequest, progress: Progress) -> RunResult:
         "search": req.search,
         "slos": slos_to_records(req.slos),
         "hub": req.hub.engine_config() if req.hub is not None else None,
+        "candidate_hosts": req.candidate_hosts,
     }
     if req.kernel_workload:
         cfg["kernel_workload"] = {**req.kernel_workload, "log": str(req.out / WORKLOAD_LOG)}
@@ -260,6 +272,7 @@ def _initial_manifest(req: RunRequest, scenario: dict[str, Any]) -> dict[str, An
         "target": req.target,
         "scenario": {k: v for k, v in scenario.items() if k != "classes"},
         "hosts": {k: redact_url(v) for k, v in req.hosts.items()},
+        **_sides(req),
         "load": plan_to_dict(req.plan),
         "slos": slos_to_records(req.slos),
         "environment": fingerprint(),
@@ -268,6 +281,18 @@ def _initial_manifest(req: RunRequest, scenario: dict[str, Any]) -> dict[str, An
         "hub_accounts": req.hub.manifest() if req.hub is not None else None,
         "started_at": _now(),
         "ended_at": None,
+    }
+
+
+def _sides(req: RunRequest) -> dict[str, Any]:
+    """A paired run's ``sides`` section (schema 2.1); nothing for a run of one target."""
+    if not req.candidate_hosts:
+        return {}
+    return {
+        "sides": {
+            side: {"hosts": {k: redact_url(v) for k, v in hosts.items()}}
+            for side, hosts in ((BASELINE_SIDE, req.hosts), (CANDIDATE_SIDE, req.candidate_hosts))
+        }
     }
 
 
@@ -430,12 +455,14 @@ def _finalise(
     failures_df = pd.DataFrame(
         [{c: r.get(c) for c in FAILURE_COLUMNS} for r in failures], columns=FAILURE_COLUMNS
     )
+    windows_df, failures_df = split_sides(windows_df), split_sides(failures_df)
     atomic_write_parquet(run.path / WINDOWS, windows_df)
     atomic_write_parquet(run.path / FAILURES, failures_df)
     plan = plan_from_dict(manifest["load"])
-    atomic_write_parquet(
-        run.path / f"{STEPS_TABLE}.parquet", steps_frame(step_statistics(windows_df, plan))
-    )
+    if not manifest.get("sides"):  # a paired run's step statistics are per side: on read
+        atomic_write_parquet(
+            run.path / f"{STEPS_TABLE}.parquet", steps_frame(step_statistics(windows_df, plan))
+        )
     manifest = dict(manifest, status=status, status_reasons=reasons, ended_at=_now())
     clients = [r for r in records if r.get("kind") == "clients"]
     if manifest.get("calibration") and clients:  # which floor applies: the users' client's

@@ -54,7 +54,7 @@ from labcap.measure.run import (
 )
 from labcap.measure.search import search_capacity
 from labcap.measure.settings import TARGETS, SessionSettings
-from labcap.model import LoadPlan, build_plan
+from labcap.model import CANDIDATE_SIDE, SIDES, LoadPlan, build_plan
 from labcap.planner.capacity import CapacityPlan, plan_run
 from labcap.planner.search_controller import SearchSettings
 from labcap.slo import Slo, parse_slos
@@ -66,7 +66,8 @@ FALLBACK_SLOS = ("p95_ms=1000", "error_pct=1")  # a user locustfile's, which nam
 @dataclass(frozen=True)
 class SessionResult:
     run: RunResult
-    plan: CapacityPlan  # the finished (or interrupted) run's capacity plan
+    plan: CapacityPlan  # the finished (or interrupted) run's capacity plan (paired: candidate's)
+    side_plans: dict[str, CapacityPlan] | None = None  # a paired run: each side's plan
 
 
 def run_session(
@@ -119,8 +120,11 @@ def _run_checked(
 ) -> SessionResult:
     needs = info.get("needs", [])
     local = s.target == "local"
+    candidate_hosts = _candidate_hosts(s, plan)
     if not local:
         check_reachable(hosts)  # unreachable or malformed: one line, no run directory
+        if candidate_hosts:
+            check_reachable(candidate_hosts)
     if s.prometheus_url:
         version = check_prometheus(s.prometheus_url)  # bad or silent: one line, exit 2
         progress(f"prometheus: {s.prometheus_url} (version {version})")
@@ -159,6 +163,7 @@ def _run_checked(
         kernel_workload=workload.to_dict() if workload else None,
         hub=hub,
         remote=remote,
+        candidate_hosts=candidate_hosts,
     )
     if hub is not None and hub.login == "api":
         progress(f"hub accounts: {hub.prefix}-* through the hub's API (removed at the end)")
@@ -167,6 +172,9 @@ def _run_checked(
     else:
         collectors = build_collectors(collector_settings(s), kube=kube, progress=progress)
         result = _execute(replace(req, collectors=collectors), s.max_users, progress)
+    if candidate_hosts:  # each side's own plan; the gate compares them (labcap gate RUN)
+        sides = {side: plan_run(str(result.path), side) for side in SIDES}
+        return SessionResult(result, sides[CANDIDATE_SIDE], sides)
     return SessionResult(result, plan_run(str(result.path)))
 
 
@@ -282,6 +290,31 @@ def collector_settings(s: SessionSettings) -> CollectorSettings:
             selector=DEFAULT_SELECTOR if s.selector is None else s.selector,
         ),
     )
+
+
+def _candidate_hosts(s: SessionSettings, plan: LoadPlan) -> dict[str, str] | None:
+    """A paired run's candidate hosts (None without --candidate-host); its own checks."""
+    if s.candidate_mlflow_url and not s.candidate_host:
+        raise LabcapError("--candidate-mlflow-url needs --candidate-host")
+    if not s.candidate_host:
+        return None
+    if s.target == "local":
+        raise LabcapError("--candidate-host needs --host (a paired run of two deployments)")
+    if s.users.strip() == "auto":
+        raise LabcapError("--candidate-host and --users auto do not go together: pair a ladder")
+    odd = [st.users for st in plan.steps if st.users < 2 or st.users % 2]
+    if odd:
+        raise LabcapError(
+            f"--users: a paired run puts half the users on each side, so every step needs an "
+            f"even count of at least 2 (not {', '.join(map(str, odd))})"
+        )
+    if s.candidate_host.rstrip("/") == (s.host or "").rstrip("/"):
+        raise LabcapError("--candidate-host is --host: a paired run needs two deployments")
+    return {
+        "default": s.candidate_host,
+        "jupyterhub": s.candidate_host,
+        "mlflow": s.candidate_mlflow_url or s.candidate_host,
+    }
 
 
 def _password(s: SessionSettings) -> str:

@@ -43,6 +43,24 @@ class SessionSettings:
             help="MLflow's URL when it differs from --host (scenario lab).",
         ),
     )
+    candidate_host: str | None = field(
+        default=None,
+        metadata=option(
+            "--candidate-host",
+            metavar="URL",
+            help="A paired run: the candidate deployment's base URL, loaded in the same "
+            "windows as --host (the baseline), half the users on each; `labcap gate RUN` "
+            "then compares the two sides window by window (docs/ci-gate.md).",
+        ),
+    )
+    candidate_mlflow_url: str | None = field(
+        default=None,
+        metadata=option(
+            "--candidate-mlflow-url",
+            metavar="URL",
+            help="The candidate's MLflow URL when it differs from --candidate-host.",
+        ),
+    )
     scenario: str = field(
         default="lab",
         metadata=option(

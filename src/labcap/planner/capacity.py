@@ -805,8 +805,10 @@ def _verdict_text(
     return " ".join(parts)
 
 
-def plan_run(path: str) -> CapacityPlan:
-    return plan_capacity(RunDir.open(path))
+def plan_run(path: str, side: str | None = None) -> CapacityPlan:
+    """The plan of a run directory; of one side of a paired run with ``side``."""
+    run = RunDir.open(path)
+    return plan_capacity(run.side_view(side) if side else run)
 
 
 __all__ = [

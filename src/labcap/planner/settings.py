@@ -48,10 +48,11 @@ class PlanOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class GateOptions:
-    """What ``labcap gate`` was asked: the two runs, the margins' text, the JUnit file."""
+    """What ``labcap gate`` was asked: the runs (a paired run; a baseline run or a directory
+    of past baseline runs, and the current run), the margins' text, the JUnit file."""
 
     baseline: Path = field(metadata=argument(type=Path))
-    current: Path = field(metadata=argument(type=Path))
+    current: Path | None = field(default=None, metadata=argument(type=Path, required=False))
     max_regressions: tuple[str, ...] = field(
         default=(),
         metadata=option(

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from labcap.errors import LabcapError
-from labcap.model import ALL_ENDPOINTS
-from labcap.planner.capacity import CapacityPlan
+from labcap.model import ALL_ENDPOINTS, CANDIDATE_SIDE
+from labcap.planner.capacity import CapacityPlan, plan_capacity
 from labcap.planner.gpu_evidence import plan_gpu_evidence
 from labcap.planner.plan_file import DecisionInputs, read_saved_inputs
 from labcap.planner.policy import load_policy
@@ -275,9 +275,20 @@ def render_run_report(
     run: RunDir, plan: CapacityPlan | None = None, inputs: DecisionInputs | None = None
 ) -> str:
     """The run's report; the recommendation first, weighed on ``inputs`` (default: what
-    ``labcap plan`` saved beside the run, if anything)."""
+    ``labcap plan`` saved beside the run, if anything). A paired run: each side's table,
+    then the candidate's report."""
     inputs = inputs if inputs is not None else (read_saved_inputs(run.path) or DecisionInputs())
     outcome = decide(run.path, inputs)
+    sides = []
+    if run.side is None and run.sides():
+        stored = run.manifest["sides"]
+        for name in run.sides():
+            side_plan = plan_capacity(run.side_view(name))
+            endpoints = [e for e in side_plan.endpoints if e.endpoint != ALL_ENDPOINTS]
+            host = stored[name].get("hosts", {}).get("default", "")
+            sides.append({"name": name, "host": host, "endpoints": endpoints})
+        run = run.side_view(CANDIDATE_SIDE)
+        plan = plan or plan_capacity(run)
     plan = plan or outcome.capacity
     windows = run.windows()
     failures = run.failures()
@@ -300,6 +311,7 @@ def render_run_report(
         endpoints=[e for e in plan.endpoints if e.endpoint != ALL_ENDPOINTS],
         slowest=slowest_endpoint(plan),
         gpu=gpu if gpu.available else None,
+        sides=sides,
     )
 
 
