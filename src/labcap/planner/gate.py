@@ -34,9 +34,7 @@ import numpy as np
 
 from labcap.errors import LabcapError
 from labcap.model import Manifest
-from labcap.planner.settings import GateOptions
 from labcap.store import RunDir
-from labcap.units import parse_duration
 
 PASS, REGRESSION, INCONCLUSIVE = "pass", "regression", "inconclusive"
 EXIT_CODES = {PASS: 0, REGRESSION: 1, INCONCLUSIVE: 3}
@@ -267,18 +265,6 @@ def compare_paths(
 ) -> GateResult:
     """Open two run directories (LabcapError if either is unusable) and compare them."""
     return compare_runs(RunDir.open(baseline), RunDir.open(current), thresholds)
-
-
-def gate_with_options(opts: GateOptions) -> GateResult:
-    """``labcap gate``: the margins' text parsed (one LabcapError if bad), then the runs
-    compared."""
-    thresholds = thresholds_from_options(
-        opts.max_regressions,
-        min_effect_ms=parse_duration(opts.min_effect, what="--min-effect", allow_zero=True) * 1000,
-        alpha=opts.alpha,
-        min_windows=opts.min_windows,
-    )
-    return compare_paths(opts.baseline, opts.current, thresholds)
 
 
 def compare_runs(
@@ -684,7 +670,6 @@ __all__ = [
     "MaxRegression",
     "compare_paths",
     "compare_runs",
-    "gate_with_options",
     "incomparable_reasons",
     "parse_max_regression",
     "thresholds_from_options",

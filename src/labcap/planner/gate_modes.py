@@ -14,13 +14,14 @@ from labcap.planner.gate import GateResult, compare_paths, thresholds_from_optio
 from labcap.planner.gate_history import gate_history, is_history
 from labcap.planner.gate_paired import gate_paired
 from labcap.planner.settings import GateOptions
+from labcap.units import parse_duration
 
 
 def gate_with_options(opts: GateOptions) -> GateResult:
     """The margins' text parsed (one LabcapError if bad), then the mode's comparison."""
     thresholds = thresholds_from_options(
         opts.max_regressions,
-        min_effect_ms=opts.min_effect_ms,
+        min_effect_ms=parse_duration(opts.min_effect, what="--min-effect", allow_zero=True) * 1000,
         alpha=opts.alpha,
         min_windows=opts.min_windows,
     )
