@@ -1,0 +1,196 @@
+"""The generated K3s profile, deployed for real (server-side apply) on the networked test
+cluster and used as users do: the admin and a user sign up and log in through the proxy,
+KubeSpawner spawns their pods in the user namespace, and a GPU profile's pod is placed by the
+real scheduler on the node's (fake) GPU shares.
+
+Substitutes for what K3s has and this upstream Kubernetes 1.20 lacks are listed in
+tests/k8s/profile_deploy.SUBSTITUTES; everything else is the profile as generated. Images are
+the registry-free stand-ins of scripts/lab-images, built on the Compose test's engine (it has
+the package registries; the cluster's engine has no network) and copied into the cluster's.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+from importlib.machinery import SourceFileLoader
+from pathlib import Path
+
+import pytest
+import requests
+
+from labcap.deploy_profiles import ProfileSettings, build_profile
+from tests.conftest import record_run
+from tests.deploy_profiles.compose_lab import ComposeLab
+from tests.docker.engine import PrivateEngine
+from tests.k8s import profile_deploy as pd
+from tests.k8s.cluster import REPO, delete_namespace, wait_for
+
+ENGINE_DIR = os.environ.get("LABCAP_E2E_DOCKERD", "/tmp/labcap-compose-e2e")
+STEPS = {1: {"hub_login": [60.0] * 20}, 2: {"hub_login": [70.0] * 20}}
+ADMIN, USER = "admin", "alice"
+NS, USER_NS = "ailab", "ailab-users"
+SETTINGS = ProfileSettings(
+    "k3s", expected_users=4, gpus=1, gpu_sharing="time-slicing", gpu_users=2,
+    admin_users=(ADMIN,),
+)  # fmt: skip
+
+
+class Hub:
+    """The hub through the proxy-public Service, as a browser reaches it (NativeAuthenticator's
+    forms: the same steps as the Compose end-to-end test)."""
+
+    _form = ComposeLab._form
+    sign_up = ComposeLab.sign_up
+    login = ComposeLab.login
+    token = ComposeLab.token
+    authorize = ComposeLab.authorize
+    api = ComposeLab.api
+    server = ComposeLab.server
+
+    def __init__(self, hub_url: str) -> None:
+        self.hub_url = hub_url
+
+
+def _images(profile: Path) -> list[str]:
+    lab_images = SourceFileLoader("lab_images", str(REPO / "scripts" / "lab-images")).load_module()
+    upstream, built = lab_images.k3s_images(profile)
+    return [*upstream, *(image for _, image, _ in built)]
+
+
+def _ready(cluster, ns: str) -> bool:
+    pods = cluster.core().list_namespaced_pod(ns).items
+    return bool(pods) and all(
+        p.status.phase == "Running" and all(c.ready for c in p.status.container_statuses or [])
+        for p in pods
+    )
+
+
+@pytest.fixture(scope="module")
+def k3s_lab(k8s_netns_cluster, tmp_path_factory):
+    cluster = k8s_netns_cluster
+    timings = {}
+    base = tmp_path_factory.mktemp("k3s-deploy")
+    run = record_run(base / "run", STEPS, slos=["p95_ms=500"])
+    profile = base / "profile"
+    build_profile(run, SETTINGS, profile)
+    t0 = time.monotonic()
+    engine = PrivateEngine(ENGINE_DIR)
+    docker_host = engine.start()
+    env = {**os.environ, "DOCKER_HOST": docker_host, "LAB_IMAGES_GPU_NOTEBOOK": "cpu-stand-in"}
+    built = subprocess.run([str(REPO / "scripts" / "lab-images"), str(profile)], env=env,
+                           capture_output=True, text=True, timeout=1800)  # fmt: skip
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    loaded = cluster.script("load-images", docker_host, *_images(profile), timeout=1800)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    timings["images_s"] = time.monotonic() - t0
+    core = cluster.core()
+    for ns in (USER_NS, NS):
+        delete_namespace(core, ns, timeout_s=180)
+    pd.delete_static_pvs(cluster)
+    pv_root = Path(cluster.kubeconfig).parent / "pv" / secrets.token_hex(4)
+    objects = pd.profile_objects(profile)
+    pd.static_pvs(cluster, pv_root, pd.claims_of(objects), pool=4, pool_size="10Gi")
+    pd.advertise_gpus(cluster, {"nvidia.com/gpu": "2"})  # time-slicing: 2 shares of 1 GPU
+    t0 = time.monotonic()
+    applied = pd.apply(cluster, [pd.shrink_cpu_requests(o) for o in objects])
+    wait_for(lambda: _ready(cluster, NS), 420, f"every pod in {NS} Ready")
+    timings["deploy_s"] = time.monotonic() - t0
+    svc = core.read_namespaced_service("proxy-public", NS).spec.cluster_ip
+    with cluster.forward(svc, 8000) as port:
+        hub = Hub(f"http://127.0.0.1:{port}")
+        hub.profile, hub.applied, hub.timings = profile, applied, timings
+        hub.passwords = {u: secrets.token_urlsafe(18) for u in (ADMIN, USER)}
+        print(f"\nk3s profile deployed: {timings}")
+        yield hub
+    if os.environ.get("LABCAP_K8S_KEEP") != "1":
+        for ns in (USER_NS, NS):
+            delete_namespace(core, ns, timeout_s=180)
+        pd.delete_static_pvs(cluster)
+
+
+def test_profile_is_applied_server_side_and_serves(k3s_lab, k8s_netns_cluster):
+    objects = pd.profile_objects(k3s_lab.profile)
+    assert len(k3s_lab.applied) == len(objects)
+    from kubernetes import client
+
+    apps = client.AppsV1Api(k8s_netns_cluster.api_client())
+    hub = apps.read_namespaced_deployment("hub", NS)
+    managers = {m.manager: m.operation for m in hub.metadata.managed_fields}
+    assert managers.get(pd.FIELD_MANAGER) == "Apply"  # server-side apply, not create
+    # the device plugin's DaemonSet (upstream's GPU-node affinity) runs nothing here
+    ds = apps.read_namespaced_daemon_set("nvidia-device-plugin-daemonset", "kube-system")
+    assert ds.status.desired_number_scheduled == 0
+    r = requests.get(f"{k3s_lab.hub_url}/hub/health", timeout=30)
+    assert r.status_code == 200
+
+
+def _wait_server(hub: Hub, token: str, user: str, timeout_s: float = 300) -> dict:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = hub.server(token, user)
+        if last and last.get("ready"):
+            return last
+        time.sleep(1)
+    raise AssertionError(f"{user}'s server not ready after {timeout_s:g} s: {last}")
+
+
+def test_users_log_in_and_kubespawner_spawns_their_pods(k3s_lab, k8s_netns_cluster):
+    hub = k3s_lab
+    pw = hub.passwords
+    hub.sign_up(ADMIN, pw[ADMIN])
+    admin = hub.login(ADMIN, pw[ADMIN])
+    assert admin is not None, "the admin cannot log in"
+    hub.sign_up(USER, pw[USER])
+    assert hub.login(USER, pw[USER]) is None  # not yet approved by the admin
+    hub.authorize(admin, USER)
+    session = hub.login(USER, pw[USER])
+    assert session is not None, f"{USER} cannot log in after approval"
+    token = hub.token(session, USER)
+    t0 = time.monotonic()
+    r = hub.api(token, "POST", f"/hub/api/users/{USER}/server", json={"profile": "cpu"})
+    assert r.status_code in (201, 202), r.text
+    server = _wait_server(hub, token, USER)
+    hub.timings["cpu_spawn_s"] = time.monotonic() - t0
+    core = k8s_netns_cluster.core()
+    pod = core.read_namespaced_pod(f"jupyter-{USER}", USER_NS)
+    assert pod.status.phase == "Running" and k8s_netns_cluster.inside(pod.status.pod_ip)
+    assert pod.spec.node_name == k8s_netns_cluster.node
+    # the user's server answers through the proxy with the user's token
+    r = requests.get(f"{hub.hub_url}{server['url']}api/status",
+                     headers={"Authorization": f"token {token}"}, timeout=30)  # fmt: skip
+    assert r.status_code == 200, r.text[:300]
+    r = hub.api(token, "DELETE", f"/hub/api/users/{USER}/server")
+    assert r.status_code in (202, 204)
+    wait_for(lambda: hub.server(token, USER) is None, 120, f"{USER}'s server stopped")
+
+
+def test_gpu_profile_pod_is_placed_on_the_gpu_shares(k3s_lab, k8s_netns_cluster):
+    """The GPU profile's pod asks for nvidia.com/gpu and the real scheduler places it on the
+    node's advertised shares. It cannot start here: dockershim (the 1.20 kubelet's Docker
+    runtime) knows no RuntimeClass handler 'nvidia', and there is no GPU."""
+    hub = k3s_lab
+    session = hub.login(ADMIN, hub.passwords[ADMIN])
+    assert session is not None
+    token = hub.token(session, ADMIN)
+    r = hub.api(token, "POST", f"/hub/api/users/{ADMIN}/server", json={"profile": "gpu-1"})
+    assert r.status_code in (201, 202), r.text
+    core = k8s_netns_cluster.core()
+
+    def placed():
+        try:
+            p = core.read_namespaced_pod(f"jupyter-{ADMIN}", USER_NS)
+        except Exception:
+            return None
+        conds = {c.type: c.status for c in p.status.conditions or []}
+        return conds.get("PodScheduled") == "True" and p
+
+    pod = wait_for(placed, 120, "GPU pod scheduled")
+    limits = pod.spec.containers[0].resources.limits
+    assert limits.get("nvidia.com/gpu") == "1"
+    assert pod.spec.runtime_class_name == "nvidia"
+    assert pod.spec.node_name == k8s_netns_cluster.node
+    hub.api(token, "DELETE", f"/hub/api/users/{ADMIN}/server")
