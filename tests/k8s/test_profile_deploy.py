@@ -34,7 +34,7 @@ ADMIN, USER = "admin", "alice"
 NS, USER_NS = "ailab", "ailab-users"
 SETTINGS = ProfileSettings(
     "k3s", expected_users=4, gpus=1, gpu_sharing="time-slicing", gpu_users=2,
-    admin_users=(ADMIN,),
+    admin_users=(ADMIN,), idle_timeout_s=60,  # the shortest the tool allows: the culler's test
 )  # fmt: skip
 
 
@@ -194,3 +194,66 @@ def test_gpu_profile_pod_is_placed_on_the_gpu_shares(k3s_lab, k8s_netns_cluster)
     assert pod.spec.runtime_class_name == "nvidia"
     assert pod.spec.node_name == k8s_netns_cluster.node
     hub.api(token, "DELETE", f"/hub/api/users/{ADMIN}/server")
+
+
+def _spawn(hub: Hub, user: str, profile: str = "cpu") -> tuple[str, dict]:
+    """The user's running server (spawned now unless it runs already)."""
+    session = hub.login(user, hub.passwords[user])
+    assert session is not None, f"{user} cannot log in"
+    token = hub.token(session, user)
+    server = hub.server(token, user)
+    if server and server.get("ready"):
+        return token, server
+    r = hub.api(token, "POST", f"/hub/api/users/{user}/server", json={"profile": profile})
+    assert r.status_code in (201, 202), r.text
+    return token, _wait_server(hub, token, user)
+
+
+def test_a_hub_restart_leaves_user_pods_running(k3s_lab, k8s_netns_cluster):
+    """cleanup_servers = False (z2jh): a hub that shuts down leaves the user pods alone (with
+    True it stops every server on its way out). Checked once the old hub pod is gone: later
+    the new hub's idle culler (60 s here) may stop the idle server, by design."""
+    hub = k3s_lab
+    core = k8s_netns_cluster.core()
+    _spawn(hub, USER)
+    before = core.read_namespaced_pod(f"jupyter-{USER}", USER_NS).metadata.uid
+    old = [p.metadata.name for p in core.list_namespaced_pod(
+        NS, label_selector="app.kubernetes.io/name=hub").items]  # fmt: skip
+    assert old
+    for name in old:
+        core.delete_namespaced_pod(name, NS)
+
+    def old_hub_gone():
+        return not set(old) & {p.metadata.name for p in core.list_namespaced_pod(NS).items}
+
+    wait_for(old_hub_gone, 120, "the old hub pod gone")
+    pod = core.read_namespaced_pod(f"jupyter-{USER}", USER_NS)
+    assert pod.metadata.uid == before and pod.status.phase == "Running"
+    assert pod.metadata.deletion_timestamp is None
+    wait_for(lambda: _ready(k8s_netns_cluster, NS), 300, "a new hub Ready")
+
+    def through_proxy():  # the Service's endpoints and kube-proxy's rules follow the new pod
+        try:
+            return requests.get(f"{hub.hub_url}/hub/login", timeout=10).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(through_proxy, 120, "the new hub's login page through the proxy")
+
+
+def test_the_idle_culler_stops_an_idle_server(k3s_lab, k8s_netns_cluster):
+    """jupyterhub-idle-culler (a hub-managed service) stops a server idle for the profile's
+    --idle-timeout (60 s here; it checks every timeout/2) and KubeSpawner deletes its pod."""
+    hub = k3s_lab
+    token, _ = _spawn(hub, USER)
+    core = k8s_netns_cluster.core()
+    wait_for(lambda: hub.server(token, USER) is None, 300, f"{USER}'s idle server culled")
+
+    def pod_gone():
+        try:
+            core.read_namespaced_pod(f"jupyter-{USER}", USER_NS)
+            return False
+        except Exception:
+            return True
+
+    wait_for(pod_gone, 120, f"jupyter-{USER} deleted")
