@@ -127,6 +127,50 @@ def test_profile_is_applied_server_side_and_serves(k3s_lab, k8s_netns_cluster):
     assert r.status_code == 200
 
 
+def _run_cell(hub: Hub, server_url: str, token: str, code: str, timeout_s: float = 120) -> str:
+    """Start a kernel through the server's REST API, execute ``code`` over its websocket
+    channels, return the stdout it printed; the kernel is shut down afterwards."""
+    import json
+    import uuid
+
+    import websocket
+
+    auth = {"Authorization": f"token {token}"}
+    r = requests.post(f"{hub.hub_url}{server_url}api/kernels", headers=auth, json={},
+                      timeout=60)  # fmt: skip
+    assert r.status_code == 201, r.text[:300]
+    kernel = r.json()["id"]
+    ws_url = hub.hub_url.replace("http://", "ws://") + f"{server_url}api/kernels/{kernel}/channels"
+    ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"],
+                                     timeout=timeout_s)  # fmt: skip
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test",
+                       "session": uuid.uuid4().hex, "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False},
+        }))  # fmt: skip
+        out = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["header"]["msg_type"]
+            if kind == "stream" and msg["content"]["name"] == "stdout":
+                out.append(msg["content"]["text"])
+            if kind == "execute_reply":
+                assert msg["content"]["status"] == "ok", msg["content"]
+                return "".join(out)
+        raise AssertionError(f"no execute_reply within {timeout_s:g} s")
+    finally:
+        ws.close()
+        requests.delete(f"{hub.hub_url}{server_url}api/kernels/{kernel}", headers=auth,
+                        timeout=60)  # fmt: skip
+
+
 def _wait_server(hub: Hub, token: str, user: str, timeout_s: float = 300) -> dict:
     deadline = time.monotonic() + timeout_s
     last = None
@@ -163,6 +207,8 @@ def test_users_log_in_and_kubespawner_spawns_their_pods(k3s_lab, k8s_netns_clust
     r = requests.get(f"{hub.hub_url}{server['url']}api/status",
                      headers={"Authorization": f"token {token}"}, timeout=30)  # fmt: skip
     assert r.status_code == 200, r.text[:300]
+    # a kernel in the user's pod runs a cell (Jupyter's kernel protocol over the proxy)
+    assert _run_cell(hub, server["url"], token, "print(6 * 7)") == "42\n"
     r = hub.api(token, "DELETE", f"/hub/api/users/{USER}/server")
     assert r.status_code in (202, 204)
     wait_for(lambda: hub.server(token, USER) is None, 120, f"{USER}'s server stopped")
