@@ -5,9 +5,9 @@
 # as the postgres user.
 set -euo pipefail
 # as the official image: options only (`-c name=value`, as the K3s StatefulSet passes) run postgres
-if [ "${1:0:1}" = '-' ]; then
-  set -- postgres "$@"
-fi
+case "${1:-}" in
+  -*) set -- postgres "$@" ;;
+esac
 if [ "${1:-}" = postgres ] && [ "$(id -u)" = 0 ]; then
   mkdir -p "$PGDATA" /var/run/postgresql
   chown postgres:postgres "$PGDATA" /var/run/postgresql
