@@ -22,6 +22,11 @@ if [ "$(id -u)" -eq 0 ]; then
   [ -f /usr/include/stdio.h ] || missing+=(libc6-dev)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+  # its networked variant (LABCAP_K8S_NET=netns): bridge CNI + host-local IPAM, dnsmasq as
+  # the cluster DNS, iptables for kube-proxy
+  [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+  command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq-base)
+  command -v iptables >/dev/null 2>&1 || missing+=(iptables)
   # the Compose end-to-end test: Debian's docker-compose 1.29, and mmdebstrap for the
   # Debian base of its locally built images (scripts/lab-images)
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)

@@ -4,6 +4,10 @@
 # run /docker-entrypoint-initdb.d/*.sh against a socket-only server, then exec postgres
 # as the postgres user.
 set -euo pipefail
+# as the official image: options only (`-c name=value`, as the K3s StatefulSet passes) run postgres
+case "${1:-}" in
+  -*) set -- postgres "$@" ;;
+esac
 if [ "${1:-}" = postgres ] && [ "$(id -u)" = 0 ]; then
   mkdir -p "$PGDATA" /var/run/postgresql
   chown postgres:postgres "$PGDATA" /var/run/postgresql

@@ -5,7 +5,10 @@ FROM ${BASE}
 ARG RECIPE
 ARG PG_MAJOR
 LABEL org.labcap.recipe=${RECIPE}
-RUN mkdir -p /etc/postgresql-common \
+# uid/gid 999 as in the official image (the K3s StatefulSet runs as runAsUser 999)
+RUN groupadd -r postgres --gid=999 \
+ && useradd -r -g postgres --uid=999 --home-dir=/var/lib/postgresql --shell=/bin/bash postgres \
+ && mkdir -p /etc/postgresql-common \
  && echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf \
  && apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \

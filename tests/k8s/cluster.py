@@ -4,13 +4,20 @@
 (cached in /var/cache/labcap-k8s) and runs etcd, the control plane and a kubelet on a
 private dockerd, all on 127.0.0.1. Exit status 3 means it cannot run on this machine
 (not root, no Debian archive): the tests skip and say why.
+
+``Cluster.up(net="netns")`` is the networked variant (LABCAP_K8S_NET=netns): the same cluster
+inside a network namespace with no route out, with pod networking (bridge CNI + host-local
+IPAM), kube-proxy and a cluster DNS; the machine reaches it only through forwarders on
+127.0.0.1 (``Cluster.forward``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "test-cluster"
+NSFORWARD = REPO / "scripts" / "test-cluster.d" / "nsforward.py"
 CANNOT_RUN = 3  # scripts/test-cluster's exit status when a prerequisite cannot be had
 UP_TIMEOUT_S = 3600  # a cold build on 2 busy cores takes several minutes; a warm `up` ~20 s
 
@@ -27,9 +35,12 @@ class ClusterUnavailable(Exception):
     """The cluster cannot run on this machine (the reason is the message)."""
 
 
-def script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def script(
+    *args: str, timeout: float = 120, net: str = "loopback"
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LABCAP_K8S_NET": net}
     return subprocess.run(
-        [str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False
+        [str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
 
 
@@ -53,11 +64,16 @@ class Cluster:
     test_image: str
     docker_host: str
     started_here: bool = False
+    net: str = "loopback"
+    netns: str = ""  # /run/netns/<name> (netns mode)
+    node_ip: str = ""
+    pod_cidr: str = ""
+    service_cidr: str = ""
 
     @classmethod
-    def up(cls) -> Cluster:
-        was_up = script("status").returncode == 0
-        r = script("up", timeout=UP_TIMEOUT_S)
+    def up(cls, net: str = "loopback") -> Cluster:
+        was_up = script("status", net=net).returncode == 0
+        r = script("up", timeout=UP_TIMEOUT_S, net=net)
         if r.returncode == CANNOT_RUN:
             raise ClusterUnavailable(_last_line(r.stderr))
         if r.returncode != 0:
@@ -70,22 +86,30 @@ class Cluster:
             test_image=env["LABCAP_K8S_TEST_IMAGE"],
             docker_host=env["LABCAP_K8S_DOCKER_HOST"],
             started_here=not was_up,
+            net=net,
+            netns=env.get("LABCAP_K8S_NETNS", ""),
+            node_ip=env.get("LABCAP_K8S_NODE_IP", ""),
+            pod_cidr=env.get("LABCAP_K8S_POD_CIDR", ""),
+            service_cidr=env.get("LABCAP_K8S_SERVICE_CIDR", ""),
         )
 
+    def script(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return script(*args, timeout=timeout, net=self.net)
+
     def down(self) -> None:
-        r = script("down", timeout=300)
+        r = script("down", timeout=300, net=self.net)
         if r.returncode != 0:
             raise RuntimeError(f"scripts/test-cluster down failed:\n{r.stderr[-4000:]}")
 
     # --- fault injection: the API server alone (etcd, controllers and kubelet keep running)
 
     def stop_apiserver(self) -> None:
-        r = script("apiserver", "stop")
+        r = script("apiserver", "stop", net=self.net)
         if r.returncode != 0:
             raise RuntimeError(f"apiserver stop failed: {r.stderr.strip()}")
 
     def start_apiserver(self) -> None:
-        r = script("apiserver", "start")
+        r = script("apiserver", "start", net=self.net)
         if r.returncode != 0:
             raise RuntimeError(f"apiserver start failed: {r.stderr.strip()}")
 
@@ -115,14 +139,55 @@ class Cluster:
         finally:
             delete_namespace(core, name)
 
-    def pod_manifest(self, name: str, command: list[str] | None = None, **spec) -> dict:
-        """A hostNetwork pod running the local busybox test image (never pulled)."""
+    # --- networked mode
+
+    @contextlib.contextmanager
+    def forward(self, host: str, port: int) -> Iterator[int]:
+        """The machine's 127.0.0.1:<returned port> -> host:port inside the cluster's namespace
+        (a Service IP, a pod IP, the node's address), for as long as the block runs."""
+        if self.net != "netns":
+            raise RuntimeError("forward() needs the networked cluster (net='netns')")
+        proc = subprocess.Popen(
+            [sys.executable, str(NSFORWARD), self.netns, "0", host, str(port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            line = proc.stdout.readline() if proc.stdout else ""
+            if not line.strip().isdigit():
+                raise RuntimeError(f"nsforward.py did not start (exit {proc.poll()})")
+            yield int(line)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    def in_netns(self, *cmd: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """Run a command in the cluster's namespace (networked mode)."""
+        return subprocess.run(
+            ["nsenter", f"--net={self.netns}", *cmd],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def inside(self, address: str) -> bool:
+        """Is address one the namespace holds: loopback, the node's, a pod's or a Service's?"""
+        ip = ipaddress.ip_address(address)
+        nets = [self.pod_cidr, self.service_cidr, f"{self.node_ip}/32"]
+        return ip.is_loopback or any(ip in ipaddress.ip_network(n) for n in nets if n)
+
+    def pod_manifest(
+        self, name: str, command: list[str] | None = None, host_network: bool = True, **spec
+    ) -> dict:
+        """A pod running the local busybox test image (never pulled); hostNetwork unless
+        host_network=False (networked mode: a pod address from the bridge CNI)."""
         return {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name, "labels": {"app": "labcap-test"}},
             "spec": {
-                "hostNetwork": True,
+                "hostNetwork": host_network,
                 "terminationGracePeriodSeconds": 0,
                 "containers": [
                     {

@@ -41,6 +41,21 @@ def k8s_cluster():
         cluster.down()
 
 
+@pytest.fixture(scope="package")
+def k8s_netns_cluster():
+    """The networked variant (scripts/test-cluster with LABCAP_K8S_NET=netns): pods have
+    addresses, Services work through kube-proxy, names resolve; all inside a namespace with
+    no route out. Its own state dir, so it runs beside the loopback cluster."""
+    try:
+        cluster = Cluster.up(net="netns")
+    except ClusterUnavailable as e:
+        pytest.skip(f"k8s tests (networked): {e}")
+    yield cluster
+    cluster.start_apiserver()
+    if cluster.started_here and not keep_cluster():
+        cluster.down()
+
+
 @pytest.fixture
 def k8s_apiserver_restored(k8s_cluster):
     """For fault tests that stop the API server: it is running again afterwards."""

@@ -62,6 +62,70 @@ def test_only_loopback_peers(k8s_cluster):
     assert r.returncode == 0, r.stderr
 
 
+def test_only_loopback_or_namespace_peers(k8s_netns_cluster):
+    """The networked cluster: while pods hold connections to each other (via a Service) and
+    the machine holds one through a forwarder, every socket of its processes on the machine
+    has a loopback peer, and every socket inside its namespace and inside each pod's has a
+    peer that is 127.0.0.0/8 or an address inside the namespace (checked here, independently
+    of the script's own check-net, which must agree)."""
+    cluster = k8s_netns_cluster
+    core = cluster.core()
+    with cluster.namespace("labcap-peers") as ns:
+        web = cluster.pod_manifest("web", ["sh", "-c", "exec nc -ll -p 9000 -e cat"],
+                                   host_network=False)  # fmt: skip
+        web["metadata"]["labels"] = {"app": "web"}
+        core.create_namespaced_pod(ns, web)
+        core.create_namespaced_service(ns, {"metadata": {"name": "web"}, "spec": {
+            "selector": {"app": "web"}, "ports": [{"port": 9000}]}})  # fmt: skip
+        core.create_namespaced_pod(
+            ns,
+            cluster.pod_manifest(
+                "client", ["sh", "-c", "sleep 3600 | nc web 9000"], host_network=False
+            ),
+        )
+        for name in ("web", "client"):
+            wait_for(lambda n=name: core.read_namespaced_pod(n, ns).status.phase == "Running",
+                     120, f"{name} Running")  # fmt: skip
+        svc = core.read_namespaced_service("web", ns).spec.cluster_ip
+        with cluster.forward(svc, 9000) as port:
+            import socket
+
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"ping\n")
+                assert s.recv(16) == b"ping\n"  # echoed by the pod: the path is real
+                peers = _netns_peers(cluster)
+                # the pods' long-lived connection through the Service is among them
+                assert any(p.startswith(svc) for p in peers), peers
+                outside = [p for p in peers if not cluster.inside(p)]
+                assert outside == [], f"peers outside the namespace: {outside}"
+                r = cluster.script("check-net")
+                assert r.returncode == 0, r.stderr
+
+
+def _netns_peers(cluster) -> list[str]:
+    """Peer addresses of every TCP/UDP socket in the namespace and in every pod's."""
+    lines = cluster.in_netns("ss", "-Htuna").stdout.splitlines()
+    pids = subprocess.run(
+        ["docker", "-H", cluster.docker_host, "ps", "-q"], capture_output=True, text=True,
+        check=True).stdout.split()  # fmt: skip
+    for cid in pids:
+        pid = subprocess.run(
+            ["docker", "-H", cluster.docker_host, "inspect", "-f", "{{.State.Pid}}", cid],
+            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        r = subprocess.run(["nsenter", "-t", pid, "-n", "ss", "-Htuna"], capture_output=True,
+                           text=True, check=True)  # fmt: skip
+        lines += r.stdout.splitlines()
+    peers = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 6:
+            continue
+        host = parts[5].rsplit(":", 1)[0].strip("[]").split("%")[0].removeprefix("::ffff:")
+        if host not in ("*", "0.0.0.0", "::", ""):
+            peers.append(host)
+    return peers
+
+
 def test_apiserver_stop_and_start(k8s_apiserver_restored):
     cluster = k8s_apiserver_restored
     core = cluster.core()

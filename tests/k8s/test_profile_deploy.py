@@ -1,0 +1,305 @@
+"""The generated K3s profile, deployed for real (server-side apply) on the networked test
+cluster and used as users do: the admin and a user sign up and log in through the proxy,
+KubeSpawner spawns their pods in the user namespace, and a GPU profile's pod is placed by the
+real scheduler on the node's (fake) GPU shares.
+
+Substitutes for what K3s has and this upstream Kubernetes 1.20 lacks are listed in
+tests/k8s/profile_deploy.SUBSTITUTES; everything else is the profile as generated. Images are
+the registry-free stand-ins of scripts/lab-images, built on the Compose test's engine (it has
+the package registries; the cluster's engine has no network) and copied into the cluster's.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+from importlib.machinery import SourceFileLoader
+from pathlib import Path
+
+import pytest
+import requests
+
+from labcap.deploy_profiles import ProfileSettings, build_profile
+from tests.conftest import record_run
+from tests.deploy_profiles.compose_lab import ComposeLab
+from tests.docker.engine import PrivateEngine
+from tests.k8s import profile_deploy as pd
+from tests.k8s.cluster import REPO, delete_namespace, wait_for
+
+ENGINE_DIR = os.environ.get("LABCAP_E2E_DOCKERD", "/tmp/labcap-compose-e2e")
+STEPS = {1: {"hub_login": [60.0] * 20}, 2: {"hub_login": [70.0] * 20}}
+ADMIN, USER = "admin", "alice"
+NS, USER_NS = "ailab", "ailab-users"
+SETTINGS = ProfileSettings(
+    "k3s", expected_users=4, gpus=1, gpu_sharing="time-slicing", gpu_users=2,
+    admin_users=(ADMIN,), idle_timeout_s=60,  # the shortest the tool allows: the culler's test
+)  # fmt: skip
+
+
+class Hub:
+    """The hub through the proxy-public Service, as a browser reaches it (NativeAuthenticator's
+    forms: the same steps as the Compose end-to-end test)."""
+
+    _form = ComposeLab._form
+    sign_up = ComposeLab.sign_up
+    login = ComposeLab.login
+    token = ComposeLab.token
+    authorize = ComposeLab.authorize
+    api = ComposeLab.api
+    server = ComposeLab.server
+
+    def __init__(self, hub_url: str) -> None:
+        self.hub_url = hub_url
+
+
+def _images(profile: Path) -> list[str]:
+    lab_images = SourceFileLoader("lab_images", str(REPO / "scripts" / "lab-images")).load_module()
+    upstream, built = lab_images.k3s_images(profile)
+    return [*upstream, *(image for _, image, _ in built)]
+
+
+def _ready(cluster, ns: str) -> bool:
+    pods = cluster.core().list_namespaced_pod(ns).items
+    return bool(pods) and all(
+        p.status.phase == "Running" and all(c.ready for c in p.status.container_statuses or [])
+        for p in pods
+    )
+
+
+@pytest.fixture(scope="module")
+def k3s_lab(k8s_netns_cluster, tmp_path_factory):
+    cluster = k8s_netns_cluster
+    timings = {}
+    base = tmp_path_factory.mktemp("k3s-deploy")
+    run = record_run(base / "run", STEPS, slos=["p95_ms=500"])
+    profile = base / "profile"
+    build_profile(run, SETTINGS, profile)
+    t0 = time.monotonic()
+    engine = PrivateEngine(ENGINE_DIR)
+    docker_host = engine.start()
+    env = {**os.environ, "DOCKER_HOST": docker_host, "LAB_IMAGES_GPU_NOTEBOOK": "cpu-stand-in"}
+    built = subprocess.run([str(REPO / "scripts" / "lab-images"), str(profile)], env=env,
+                           capture_output=True, text=True, timeout=1800)  # fmt: skip
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    loaded = cluster.script("load-images", docker_host, *_images(profile), timeout=1800)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    timings["images_s"] = time.monotonic() - t0
+    core = cluster.core()
+    for ns in (USER_NS, NS):
+        delete_namespace(core, ns, timeout_s=180)
+    pd.delete_static_pvs(cluster)
+    pv_root = Path(cluster.kubeconfig).parent / "pv" / secrets.token_hex(4)
+    objects = pd.profile_objects(profile)
+    pd.static_pvs(cluster, pv_root, pd.claims_of(objects), pool=4, pool_size="10Gi")
+    pd.advertise_gpus(cluster, {"nvidia.com/gpu": "2"})  # time-slicing: 2 shares of 1 GPU
+    t0 = time.monotonic()
+    applied = pd.apply(cluster, [pd.shrink_cpu_requests(o) for o in objects])
+    wait_for(lambda: _ready(cluster, NS), 420, f"every pod in {NS} Ready")
+    timings["deploy_s"] = time.monotonic() - t0
+    svc = core.read_namespaced_service("proxy-public", NS).spec.cluster_ip
+    with cluster.forward(svc, 8000) as port:
+        hub = Hub(f"http://127.0.0.1:{port}")
+        hub.profile, hub.applied, hub.timings = profile, applied, timings
+        hub.passwords = {u: secrets.token_urlsafe(18) for u in (ADMIN, USER)}
+        print(f"\nk3s profile deployed: {timings}")
+        yield hub
+    if os.environ.get("LABCAP_K8S_KEEP") != "1":
+        for ns in (USER_NS, NS):
+            delete_namespace(core, ns, timeout_s=180)
+        pd.delete_static_pvs(cluster)
+
+
+def test_profile_is_applied_server_side_and_serves(k3s_lab, k8s_netns_cluster):
+    objects = pd.profile_objects(k3s_lab.profile)
+    assert len(k3s_lab.applied) == len(objects)
+    from kubernetes import client
+
+    apps = client.AppsV1Api(k8s_netns_cluster.api_client())
+    hub = apps.read_namespaced_deployment("hub", NS)
+    managers = {m.manager: m.operation for m in hub.metadata.managed_fields}
+    assert managers.get(pd.FIELD_MANAGER) == "Apply"  # server-side apply, not create
+    # the device plugin's DaemonSet (upstream's GPU-node affinity) runs nothing here
+    ds = apps.read_namespaced_daemon_set("nvidia-device-plugin-daemonset", "kube-system")
+    assert ds.status.desired_number_scheduled == 0
+    r = requests.get(f"{k3s_lab.hub_url}/hub/health", timeout=30)
+    assert r.status_code == 200
+
+
+def _run_cell(hub: Hub, server_url: str, token: str, code: str, timeout_s: float = 120) -> str:
+    """Start a kernel through the server's REST API, execute ``code`` over its websocket
+    channels, return the stdout it printed; the kernel is shut down afterwards."""
+    import json
+    import uuid
+
+    import websocket
+
+    auth = {"Authorization": f"token {token}"}
+    r = requests.post(f"{hub.hub_url}{server_url}api/kernels", headers=auth, json={},
+                      timeout=60)  # fmt: skip
+    assert r.status_code == 201, r.text[:300]
+    kernel = r.json()["id"]
+    ws_url = hub.hub_url.replace("http://", "ws://") + f"{server_url}api/kernels/{kernel}/channels"
+    ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"],
+                                     timeout=timeout_s)  # fmt: skip
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test",
+                       "session": uuid.uuid4().hex, "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False},
+        }))  # fmt: skip
+        out = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["header"]["msg_type"]
+            if kind == "stream" and msg["content"]["name"] == "stdout":
+                out.append(msg["content"]["text"])
+            if kind == "execute_reply":
+                assert msg["content"]["status"] == "ok", msg["content"]
+                return "".join(out)
+        raise AssertionError(f"no execute_reply within {timeout_s:g} s")
+    finally:
+        ws.close()
+        requests.delete(f"{hub.hub_url}{server_url}api/kernels/{kernel}", headers=auth,
+                        timeout=60)  # fmt: skip
+
+
+def _wait_server(hub: Hub, token: str, user: str, timeout_s: float = 300) -> dict:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = hub.server(token, user)
+        if last and last.get("ready"):
+            return last
+        time.sleep(1)
+    raise AssertionError(f"{user}'s server not ready after {timeout_s:g} s: {last}")
+
+
+def test_users_log_in_and_kubespawner_spawns_their_pods(k3s_lab, k8s_netns_cluster):
+    hub = k3s_lab
+    pw = hub.passwords
+    hub.sign_up(ADMIN, pw[ADMIN])
+    admin = hub.login(ADMIN, pw[ADMIN])
+    assert admin is not None, "the admin cannot log in"
+    hub.sign_up(USER, pw[USER])
+    assert hub.login(USER, pw[USER]) is None  # not yet approved by the admin
+    hub.authorize(admin, USER)
+    session = hub.login(USER, pw[USER])
+    assert session is not None, f"{USER} cannot log in after approval"
+    token = hub.token(session, USER)
+    t0 = time.monotonic()
+    r = hub.api(token, "POST", f"/hub/api/users/{USER}/server", json={"profile": "cpu"})
+    assert r.status_code in (201, 202), r.text
+    server = _wait_server(hub, token, USER)
+    hub.timings["cpu_spawn_s"] = time.monotonic() - t0
+    core = k8s_netns_cluster.core()
+    pod = core.read_namespaced_pod(f"jupyter-{USER}", USER_NS)
+    assert pod.status.phase == "Running" and k8s_netns_cluster.inside(pod.status.pod_ip)
+    assert pod.spec.node_name == k8s_netns_cluster.node
+    # the user's server answers through the proxy with the user's token
+    r = requests.get(f"{hub.hub_url}{server['url']}api/status",
+                     headers={"Authorization": f"token {token}"}, timeout=30)  # fmt: skip
+    assert r.status_code == 200, r.text[:300]
+    # a kernel in the user's pod runs a cell (Jupyter's kernel protocol over the proxy)
+    assert _run_cell(hub, server["url"], token, "print(6 * 7)") == "42\n"
+    r = hub.api(token, "DELETE", f"/hub/api/users/{USER}/server")
+    assert r.status_code in (202, 204)
+    wait_for(lambda: hub.server(token, USER) is None, 120, f"{USER}'s server stopped")
+
+
+def test_gpu_profile_pod_is_placed_on_the_gpu_shares(k3s_lab, k8s_netns_cluster):
+    """The GPU profile's pod asks for nvidia.com/gpu and the real scheduler places it on the
+    node's advertised shares. It cannot start here: dockershim (the 1.20 kubelet's Docker
+    runtime) knows no RuntimeClass handler 'nvidia', and there is no GPU."""
+    hub = k3s_lab
+    session = hub.login(ADMIN, hub.passwords[ADMIN])
+    assert session is not None
+    token = hub.token(session, ADMIN)
+    r = hub.api(token, "POST", f"/hub/api/users/{ADMIN}/server", json={"profile": "gpu-1"})
+    assert r.status_code in (201, 202), r.text
+    core = k8s_netns_cluster.core()
+
+    def placed():
+        try:
+            p = core.read_namespaced_pod(f"jupyter-{ADMIN}", USER_NS)
+        except Exception:
+            return None
+        conds = {c.type: c.status for c in p.status.conditions or []}
+        return conds.get("PodScheduled") == "True" and p
+
+    pod = wait_for(placed, 120, "GPU pod scheduled")
+    limits = pod.spec.containers[0].resources.limits
+    assert limits.get("nvidia.com/gpu") == "1"
+    assert pod.spec.runtime_class_name == "nvidia"
+    assert pod.spec.node_name == k8s_netns_cluster.node
+    hub.api(token, "DELETE", f"/hub/api/users/{ADMIN}/server")
+
+
+def _spawn(hub: Hub, user: str, profile: str = "cpu") -> tuple[str, dict]:
+    """The user's running server (spawned now unless it runs already)."""
+    session = hub.login(user, hub.passwords[user])
+    assert session is not None, f"{user} cannot log in"
+    token = hub.token(session, user)
+    server = hub.server(token, user)
+    if server and server.get("ready"):
+        return token, server
+    r = hub.api(token, "POST", f"/hub/api/users/{user}/server", json={"profile": profile})
+    assert r.status_code in (201, 202), r.text
+    return token, _wait_server(hub, token, user)
+
+
+def test_a_hub_restart_leaves_user_pods_running(k3s_lab, k8s_netns_cluster):
+    """cleanup_servers = False (z2jh): a hub that shuts down leaves the user pods alone (with
+    True it stops every server on its way out). Checked once the old hub pod is gone: later
+    the new hub's idle culler (60 s here) may stop the idle server, by design."""
+    hub = k3s_lab
+    core = k8s_netns_cluster.core()
+    _spawn(hub, USER)
+    before = core.read_namespaced_pod(f"jupyter-{USER}", USER_NS).metadata.uid
+    old = [p.metadata.name for p in core.list_namespaced_pod(
+        NS, label_selector="app.kubernetes.io/name=hub").items]  # fmt: skip
+    assert old
+    for name in old:
+        core.delete_namespaced_pod(name, NS)
+
+    def old_hub_gone():
+        return not set(old) & {p.metadata.name for p in core.list_namespaced_pod(NS).items}
+
+    wait_for(old_hub_gone, 120, "the old hub pod gone")
+    pod = core.read_namespaced_pod(f"jupyter-{USER}", USER_NS)
+    assert pod.metadata.uid == before and pod.status.phase == "Running"
+    assert pod.metadata.deletion_timestamp is None
+    wait_for(lambda: _ready(k8s_netns_cluster, NS), 300, "a new hub Ready")
+
+    def through_proxy():  # the Service's endpoints and kube-proxy's rules follow the new pod
+        try:
+            return requests.get(f"{hub.hub_url}/hub/login", timeout=10).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(through_proxy, 120, "the new hub's login page through the proxy")
+
+
+def test_the_idle_culler_stops_an_idle_server(k3s_lab, k8s_netns_cluster):
+    """jupyterhub-idle-culler (a hub-managed service) stops a server idle for the profile's
+    --idle-timeout (60 s here; it checks every timeout/2) and KubeSpawner deletes its pod."""
+    hub = k3s_lab
+    token, _ = _spawn(hub, USER)
+    core = k8s_netns_cluster.core()
+    wait_for(lambda: hub.server(token, USER) is None, 300, f"{USER}'s idle server culled")
+
+    def pod_gone():
+        try:
+            core.read_namespaced_pod(f"jupyter-{USER}", USER_NS)
+            return False
+        except Exception:
+            return True
+
+    wait_for(pod_gone, 120, f"jupyter-{USER} deleted")
