@@ -296,13 +296,14 @@ CASES = [
     Case(
         "run-paired-odd-users",
         ("run", "--host", "{url}", "--candidate-host", "http://127.0.0.1:{port}")
-        + ("--users", "3", "--no-calibrate", "--out", "{dir}/out"),
+        + ("--scenario", "mlflow", "--users", "3", "--no-calibrate", "--out", "{dir}/out"),
         "even count",
         needs_option="--candidate-host",
     ),
     Case(
         "run-paired-mlflow-alone",
-        ("run", "--host", "{url}", "--candidate-mlflow-url", "{url}", "--users", "2"),
+        ("run", "--host", "{url}", "--candidate-mlflow-url", "{url}")
+        + ("--scenario", "mlflow", "--users", "2"),
         "--candidate-mlflow-url needs --candidate-host",
         needs_option="--candidate-mlflow-url",
     ),
