@@ -90,8 +90,13 @@ def test_run_stores_the_labs_metrics_per_step_and_the_planner_uses_them(tmp_path
     assert set(cont["container"]) == {"jupyter-alice"} and set(cont["service"]) == {"jupyter"}
     assert set(cont["container_id"]) == {"ab" * 32}
     assert {0, 1} <= set(cont["step_index"])
-    assert cont["cpu_throttled_pct"].between(55, 65).all(), cont["cpu_throttled_pct"].tolist()
-    assert cont["cpu_pct"].between(45, 55).all() and (cont["mem_limit_bytes"] == 2**30).all()
+    # per step (a rate's first points, within four scrapes of the exporter's start, only see
+    # part of its window: they read low, e.g. 20 % and 33 % for a 50 % CPU)
+    per_step = cont[cont["step_index"] >= 0].groupby("step_index")
+    throttled, cpu = per_step["cpu_throttled_pct"].median(), per_step["cpu_pct"].median()
+    assert throttled.between(55, 65).all(), throttled.tolist()
+    assert cpu.between(45, 55).all(), cpu.tolist()
+    assert (cont["mem_limit_bytes"] == 2**30).all()
 
     # dcgm-shaped (stand-in): the GPU table the NVML and dcgm collectors fill
     gpu = pd.read_parquet(out / "gpu_samples.parquet")
@@ -132,7 +137,11 @@ def test_without_prometheus_a_remote_run_has_no_contention_inputs(tmp_path, targ
     p = labcap("plan", str(out), "--expected-users", "2", "--json")
     rec = json.loads(p.stdout)["recommendation"]
     not_evaluated = {n["rule"] for n in rec["not_evaluated"]}
-    assert {"cpu-contention", "storage-io-limit"} <= not_evaluated
+    assert "cpu-contention" in not_evaluated  # no container figures without cAdvisor
+    # a loopback target runs on this machine, so its I/O wait may come from the host
+    # collector (issue 20), but never from a node-exporter
+    host = pd.read_parquet(out / "host_samples.parquet")
+    assert not (host["source"] == "prometheus").any()
 
 
 @pytest.mark.parametrize(
