@@ -363,7 +363,7 @@ def _run_engine(
 
 def serve(opts: WorkerOptions, progress: Progress) -> int:
     """``labcap worker``: its options checked (one line each), then one run as a worker."""
-    from labcap.model import parse_duration
+    from labcap.units import parse_duration
 
     host, port = hs.parse_address(opts.master, what="--master")
     if opts.locustfile is not None and not opts.locustfile.is_file():
