@@ -153,11 +153,12 @@ def broken_target():
 def test_a_clearly_broken_target_stops_the_run_after_its_first_step(tmp_path, broken_target):
     out = tmp_path / "run"
     r = labcap(*_run_args(broken_target, out, "--users", "1,2,3,4", "-v"))
-    assert r.returncode == 2
+    assert r.returncode == 3  # an invalid run (labcap.planner.exit_codes)
     early = [ln for ln in r.stderr.splitlines() if "stopping the run early" in ln]
     assert len(early) == 1 and "step 1/4 (1 users): 100 % of" in early[0]
     assert "503" in early[0] and "the target looks broken" in early[0]
-    assert r.stderr.strip().splitlines()[-1].startswith("labcap: error: stopped early: step 1/4")
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("labcap: run invalid: stopped early: step 1/4")
     assert "step 4/4" not in r.stderr  # the rest of the ladder never ran
     assert "window 0 (settling)" in r.stderr  # -v: a line per endpoint and window
     manifest = json.loads((out / "manifest.json").read_text())

@@ -39,9 +39,12 @@ def test_every_request_failing_is_an_invalid_run_and_exits_3(tmp_path, target):
     r = _run(target, tmp_path / "run", "/status?code=503")
     assert r.returncode == EXIT_INCONCLUSIVE, r.stderr
     plan = json.loads(r.stdout)  # the plan is still printed, and the run directory kept
-    assert plan["status"] == "invalid"
-    assert all(s["failures"] == s["requests"] > 0 for s in plan["steps"])
-    assert "labcap: run invalid:" in r.stderr and "first step" in r.stderr
+    # the run stops after its first step on a target failing every request (measure.live)
+    assert plan["status"] == "failed"
+    assert plan["status_reasons"][0].startswith("stopped early: step 1/2")
+    ran = [s for s in plan["steps"] if s["requests"]]
+    assert ran and all(s["failures"] == s["requests"] for s in ran)
+    assert "labcap: run invalid: stopped early: step 1/2" in r.stderr
 
 
 def test_missed_slos_exit_4_only_with_fail_on_slo(tmp_path, target):

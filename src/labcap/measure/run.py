@@ -489,7 +489,7 @@ def _finalise(
         progress(f"load done: {len(windows)} window records written to {run.path}")
     else:
         progress(f"run {status}: {len(windows)} window records written to {run.path}")
-    if status == "failed":
+    if status == "failed" and not stopped:  # an early stop keeps its plan (exit 3, invalid)
         raise LabcapError(reasons[0])
     return RunResult(run.path, status, tuple(reasons))
 

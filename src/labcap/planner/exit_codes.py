@@ -6,7 +6,8 @@ The codes mean what they mean for ``labcap gate``, plus one of their own:
 - 1: the run could not be carried out (the load engine failed);
 - 2: bad input or an unusable scenario (one line on stderr);
 - 3: inconclusive: the run is invalid (its figures do not describe the target, e.g. every
-  request of the first step failed), or, with ``--fail-on-slo``, no step missed an SLO but
+  request of the first step failed, or the run stopped early on a clearly broken target),
+  or, with ``--fail-on-slo``, no step missed an SLO but
   some could not be judged (a partial run, a step not run, too few requests for a
   percentile): missing data never passes, as with the gate;
 - 4: with ``--fail-on-slo``, a step missed its SLOs (a breach on enough requests, or a step
@@ -26,6 +27,8 @@ EXIT_USAGE = 2
 EXIT_INCONCLUSIVE = 3
 EXIT_SLO_MISSED = 4
 EXIT_INTERRUPTED = 130
+# the reason measure.run records when it stops a run on a clearly broken target
+EARLY_STOP = "stopped early: "
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,12 @@ class RunExit:
 
 def run_exit(plan: CapacityPlan, fail_on_slo: bool = False) -> RunExit:
     """The exit code of a finished (not interrupted) run and the line that explains it."""
+    stopped = [r for r in plan.status_reasons if r.startswith(EARLY_STOP)]
+    if plan.status == "failed" and stopped:  # measured, but the target was clearly broken
+        return RunExit(
+            EXIT_INCONCLUSIVE,
+            f"run invalid: {stopped[0]}; its figures do not describe the target (exit 3)",
+        )
     if plan.status == "failed":
         return RunExit(EXIT_RUN_FAILED, f"run failed: {_why(plan)}")
     if plan.status == "invalid":
