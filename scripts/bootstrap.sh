@@ -31,6 +31,8 @@ if [ "$(id -u)" -eq 0 ]; then
   # Debian base of its locally built images (scripts/lab-images)
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
   command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+  # the live-progress tests record a real terminal (a tmux pane)
+  command -v tmux >/dev/null 2>&1 || missing+=(tmux)
   # --prometheus-url's test: a real Prometheus scraping a real node-exporter on loopback
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   command -v prometheus-node-exporter >/dev/null 2>&1 || missing+=(prometheus-node-exporter)
