@@ -635,13 +635,29 @@ def _compare_errors(
         draws = 100 * (boot_c[:, 1] / boot_c[:, 0] - boot_b[:, 1] / boot_b[:, 0])
         intervals.append(_interval(draws, th.confidence))
     ci = _wider(*intervals)
+    test = f"p={p:.2g} over {base.windows[0]}+{base.windows[1]} windows"
+    return _error_verdict(base, th, (e_b, e_c), p, ci, "interval", test)
+
+
+def _error_verdict(
+    base: Comparison,
+    th: GateThresholds,
+    rates: tuple[float, float],
+    p: float,
+    ci: tuple[float, float],
+    interval: str,
+    test: str,
+) -> Comparison:
+    """An error-rate comparison judged: the change in points against its margin (two runs
+    or a paired run; ``interval`` and ``test`` name how ``ci`` and ``p`` were had)."""
+    e_b, e_c = rates
     delta = e_c - e_b
     margin = f"{base.limit:g}-point margin"
     evidence = _Evidence(p, delta, ci, base.limit, _z(th.confidence), margin)
     outcome, why = _judge(evidence, th.alpha, th.min_margin_se)
     numbers = (
-        f"{e_b:.3g}% → {e_c:.3g}% failed ({delta:+.2f} points, {th.confidence:.0%} interval "
-        f"{ci[0]:+.2f}..{ci[1]:+.2f}), p={p:.2g} over {base.windows[0]}+{base.windows[1]} windows"
+        f"{e_b:.3g}% → {e_c:.3g}% failed ({delta:+.2f} points, {th.confidence:.0%} {interval} "
+        f"{ci[0]:+.2f}..{ci[1]:+.2f}), {test}"
     )
     return replace(
         base,

@@ -42,6 +42,7 @@ from labcap.planner.gate import (
     GateResult,
     GateThresholds,
     _common_grid,
+    _error_verdict,
     _Evidence,
     _interval,
     _judge,
@@ -236,25 +237,8 @@ def _paired_errors(
     picks = rng.multinomial(n, np.full(n, 1 / n), size=th.bootstrap_samples).astype(float)
     sb, sc = picks @ eb, picks @ ec
     ci = _interval(100 * (sc[:, 1] / sc[:, 0] - sb[:, 1] / sb[:, 0]), th.confidence)
-    delta = e_c - e_b
-    margin = f"{base.limit:g}-point margin"
-    evidence = _Evidence(p, delta, ci, base.limit, _z(th.confidence), margin)
-    outcome, why = _judge(evidence, th.alpha, th.min_margin_se)
-    numbers = (
-        f"{e_b:.3g}% → {e_c:.3g}% failed ({delta:+.2f} points, {th.confidence:.0%} paired "
-        f"interval {ci[0]:+.2f}..{ci[1]:+.2f}), signed-rank p={p:.2g} over {n} paired windows"
-    )
-    return replace(
-        base,
-        outcome=outcome,
-        reason=f"{numbers}: {why}",
-        baseline=round(e_b, 4),
-        current=round(e_c, 4),
-        delta=round(delta, 4),
-        effect=round(delta, 4),
-        effect_ci=(round(ci[0], 4), round(ci[1], 4)),
-        p_value=p,
-    )
+    test = f"signed-rank p={p:.2g} over {n} paired windows"
+    return _error_verdict(base, th, (e_b, e_c), p, ci, "paired interval", test)
 
 
 def _indexed_errors(rows: Any) -> dict[int, tuple[float, float]]:
