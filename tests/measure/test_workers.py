@@ -141,7 +141,7 @@ def test_run_with_two_locust_workers(tmp_path, target):
     assert r.returncode == 0, r.stderr
     assert "2 Locust worker processes connected" in r.stderr
     plan = json.loads(r.stdout)
-    assert plan["status"] == "complete"
+    assert plan["status"] == "complete", plan.get("status_reasons")
     assert [s["verdict"] for s in plan["steps"]] == ["pass", "pass"]
     manifest = json.loads((out / "manifest.json").read_text())
     gen = manifest["generator"]

@@ -84,6 +84,9 @@ def queue_run(queue_target, tmp_path_factory):
         },
     )
     assert r.returncode == 0, r.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    # a partial run's recommendation is insufficient-data by policy: say why it is partial
+    assert manifest["status"] == "complete", manifest["status_reasons"]
     return out
 
 
