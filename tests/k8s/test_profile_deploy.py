@@ -78,13 +78,18 @@ def k3s_lab(k8s_netns_cluster, tmp_path_factory):
     build_profile(run, SETTINGS, profile)
     t0 = time.monotonic()
     engine = PrivateEngine(ENGINE_DIR)
+    was_running = engine.is_running()
     docker_host = engine.start()
-    env = {**os.environ, "DOCKER_HOST": docker_host, "LAB_IMAGES_GPU_NOTEBOOK": "cpu-stand-in"}
-    built = subprocess.run([str(REPO / "scripts" / "lab-images"), str(profile)], env=env,
-                           capture_output=True, text=True, timeout=1800)  # fmt: skip
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    loaded = cluster.script("load-images", docker_host, *_images(profile), timeout=1800)
-    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    try:  # the engine only builds and exports the images: stopped again once they are loaded
+        env = {**os.environ, "DOCKER_HOST": docker_host, "LAB_IMAGES_GPU_NOTEBOOK": "cpu-stand-in"}
+        built = subprocess.run([str(REPO / "scripts" / "lab-images"), str(profile)], env=env,
+                               capture_output=True, text=True, timeout=1800)  # fmt: skip
+        assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+        loaded = cluster.script("load-images", docker_host, *_images(profile), timeout=1800)
+        assert loaded.returncode == 0, loaded.stderr[-3000:]
+    finally:
+        if not was_running:
+            engine.stop()
     timings["images_s"] = time.monotonic() - t0
     core = cluster.core()
     for ns in (USER_NS, NS):
