@@ -52,8 +52,12 @@ def _start_cpu_limited_hub(client, port: int) -> str:
 
 # a worker in a 16 MiB memory cgroup (no swap) that keeps asking a subshell for 48 MiB: the
 # kernel OOM-kills the subshell, the container lives on and its cgroup counts the kills
+# Each round a subshell grows past the 16 MiB limit and is OOM-killed. It raises its own
+# oom_score_adj first, so the kernel picks it (and its pipe), never the looping shell: left
+# equal, the kernel sometimes picked the shell and the container was gone after 2 s.
 HUNGRY = (
-    "while :; do (x=$(busybox head -c 50000000 /dev/zero | busybox tr '\\0' a); echo ${#x}); "
+    "while :; do (echo 1000 > /proc/self/oom_score_adj; "
+    "x=$(busybox head -c 50000000 /dev/zero | busybox tr '\\0' a); echo ${#x}); "
     "sleep 0.5; done"
 )
 
