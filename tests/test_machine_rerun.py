@@ -1,4 +1,4 @@
-"""The tests' one rerun of a load run the machine spoilt (tests/support/machine.py)."""
+"""The tests' one rerun of a load run that came out partial (tests/support/machine.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,7 @@ from pathlib import Path
 import pytest
 
 from labcap import validity
-from tests.support.machine import (
-    MACHINE_CHECKS,
-    machine_findings,
-    run_once_more_if_the_machine_spoilt_it,
-)
+from tests.support.machine import MACHINE_CHECKS, partial_reasons, run_once_more_if_partial
 
 
 def _manifest(status: str, *checks: str, extra_reason: str | None = None) -> dict:
@@ -22,7 +18,7 @@ def _manifest(status: str, *checks: str, extra_reason: str | None = None) -> dic
 
 
 def test_the_machine_checks_are_validitys_own():
-    # the three names are the checks validity.py records: a rename here would retry nothing
+    # the three names are the checks validity.py records: a rename would mark nothing
     m = {
         "clock": {
             "start": {"wall_unix": 0.0, "monotonic_s": 0.0},
@@ -38,21 +34,21 @@ def test_the_machine_checks_are_validitys_own():
     "manifest,expected",
     [
         (_manifest("complete"), None),
-        (_manifest("partial", "lock-step"), ["lock-step seen"]),
-        (_manifest("partial", "clock-jump", "generator"), ["clock-jump seen", "generator seen"]),
-        (_manifest("partial", "lock-step", "timeouts"), None),  # the target's, too
-        (_manifest("partial", "lock-step", extra_reason="interrupted: SIGINT"), None),
-        (_manifest("partial"), None),
         (_manifest("invalid", "lock-step"), None),
+        (_manifest("partial", "lock-step"), ["lock-step seen [the machine's]"]),
+        (
+            _manifest("partial", "timeouts", extra_reason="interrupted: SIGINT"),
+            ["timeouts seen", "interrupted: SIGINT"],
+        ),
+        (_manifest("partial"), []),
     ],
 )
-def test_only_a_run_spoilt_by_the_machine_alone_is_rerun(manifest, expected):
-    assert machine_findings(manifest) == expected
+def test_a_partial_runs_reasons_with_the_machines_marked(manifest, expected):
+    assert partial_reasons(manifest) == expected
 
 
-def test_one_rerun_and_a_warning_that_names_the_reason(tmp_path: Path):
-    manifests = [_manifest("partial", "lock-step"), _manifest("partial", "lock-step")]
-    attempts = []
+def _runs(tmp_path: Path, *manifests: dict):
+    attempts: list[int] = []
 
     def run(attempt: int) -> Path:
         out = tmp_path / str(attempt)
@@ -61,16 +57,17 @@ def test_one_rerun_and_a_warning_that_names_the_reason(tmp_path: Path):
         attempts.append(attempt)
         return out
 
-    with pytest.warns(UserWarning, match="lock-step seen"):
-        out = run_once_more_if_the_machine_spoilt_it(run)
+    return run, attempts
+
+
+def test_one_rerun_and_a_warning_that_names_the_reason(tmp_path: Path):
+    run, attempts = _runs(tmp_path, _manifest("partial", "lock-step"), _manifest("partial"))
+    with pytest.warns(UserWarning, match=r"lock-step seen \[the machine's\]"):
+        out = run_once_more_if_partial(run)
     assert attempts == [1, 2] and out == tmp_path / "2"  # never a third: the test judges it
 
 
-def test_a_clean_or_otherwise_partial_run_is_not_rerun(tmp_path: Path):
-    for i, m in enumerate((_manifest("complete"), _manifest("partial", "timeouts"))):
-        out = tmp_path / str(i)
-        out.mkdir()
-        (out / "manifest.json").write_text(json.dumps(m))
-        calls: list[int] = []
-        rerun = run_once_more_if_the_machine_spoilt_it(lambda a, o=out, c=calls: c.append(a) or o)
-        assert rerun == out and calls == [1]
+@pytest.mark.parametrize("status", ["complete", "invalid", "failed"])
+def test_a_run_that_is_not_partial_is_not_rerun(tmp_path: Path, status):
+    run, attempts = _runs(tmp_path, _manifest(status))
+    assert run_once_more_if_partial(run) == tmp_path / "1" and attempts == [1]

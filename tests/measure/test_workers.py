@@ -16,7 +16,7 @@ from labcap.loadtests.merge import MessageJournal, WindowMerger
 from labcap.loadtests.recorder import WindowRecorder
 from labcap.model import build_plan
 from labcap.store import JOURNAL
-from tests.support.machine import run_once_more_if_the_machine_spoilt_it
+from tests.support.machine import run_once_more_if_partial
 from tests.support.servers import loopback_server
 
 LOCUSTFILE = Path(__file__).parent.parent / "support" / "locustfile_target.py"
@@ -147,7 +147,7 @@ def test_run_with_two_locust_workers(tmp_path, target):
         printed[out] = r.stdout
         return out
 
-    out = run_once_more_if_the_machine_spoilt_it(two_workers)
+    out = run_once_more_if_partial(two_workers)
     plan = json.loads(printed[out])
     assert plan["status"] == "complete", plan.get("status_reasons")
     assert [s["verdict"] for s in plan["steps"]] == ["pass", "pass"]

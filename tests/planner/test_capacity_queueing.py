@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import labcap
-from tests.support.machine import run_once_more_if_the_machine_spoilt_it
+from tests.support.machine import run_once_more_if_partial
 from tests.support.queue_server import saturated_response_s, saturation_users
 
 SUPPORT = Path(__file__).parents[1] / "support"
@@ -55,7 +55,7 @@ def queue_target():
 @pytest.fixture(scope="module")
 def queue_run(queue_target, tmp_path_factory):
     base = tmp_path_factory.mktemp("queueing")
-    out = run_once_more_if_the_machine_spoilt_it(
+    out = run_once_more_if_partial(
         lambda attempt: _queue_run(queue_target, base / f"run-{attempt}")
     )
     manifest = json.loads((out / "manifest.json").read_text())

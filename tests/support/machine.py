@@ -1,12 +1,13 @@
-"""Real load runs on a shared machine: one rerun when the machine, not the feature, spoilt one.
+"""Real load runs on a shared machine: one rerun of a run that came out ``partial``.
 
-A run's validity checks include three about the machine that ran the load rather than the
-target or labcap: a wall-clock jump, send bursts (a stalled generator releases its users
-together) and a saturated generator process. A CI virtual machine paused for a moment, or
-another tenant's burst, can trip one of them in a single window, and the run is then,
-rightly, ``partial``. A test that measures something else (a capacity, two workers'
-merge) reruns such a run once, and says so in a warning (shown in pytest's summary) so the
-machine's hiccup stays on record. Any other reason, or the same finding twice, fails.
+A run is ``partial`` when something kept it from being a complete measurement, and several
+of those causes belong to the machine that ran it rather than to labcap or the target: a
+wall-clock jump, send bursts (a stalled generator releases its users together), a saturated
+generator, a Locust worker's window arriving late. A CI virtual machine paused for a moment
+trips one of them in a single window. A test that measures something else (a capacity, two
+workers' merge) reruns such a run once and says why in a warning (pytest's summary shows
+it, so the hiccup stays on record). A second partial run fails the test: a cause that
+persists is the code's, and a rerun never hides it.
 """
 
 from __future__ import annotations
@@ -17,31 +18,32 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# validity's checks about the machine rather than the target (named in the warning)
 MACHINE_CHECKS = frozenset({"clock-jump", "lock-step", "generator"})
 
 
-def machine_findings(manifest: dict[str, Any]) -> list[str] | None:
-    """The messages of a partial run whose every finding is about the machine, else None."""
+def partial_reasons(manifest: dict[str, Any]) -> list[str] | None:
+    """A partial run's reasons, the machine's checks marked; None for any other status."""
     if manifest.get("status") != "partial":
         return None
     findings = (manifest.get("validity") or {}).get("findings") or []
-    reasons = manifest.get("status_reasons") or []
-    machine = [f for f in findings if f.get("check") in MACHINE_CHECKS]
-    if not machine or len(machine) != len(findings) or len(reasons) != len(machine):
-        return None
-    return [str(f.get("message")) for f in machine]
+    machine = {str(f.get("message")) for f in findings if f.get("check") in MACHINE_CHECKS}
+    return [
+        f"{r} [the machine's]" if r in machine else str(r)
+        for r in manifest.get("status_reasons") or []
+    ]
 
 
-def run_once_more_if_the_machine_spoilt_it(run: Callable[[int], Path]) -> Path:
+def run_once_more_if_partial(run: Callable[[int], Path]) -> Path:
     """``run(attempt)`` writes a run directory and returns it; a second attempt only when the
-    first one's only reasons to be partial are the machine's (see the module doc)."""
+    first one came out partial (see the module doc). The caller judges what it returns."""
     out = run(1)
-    manifest = json.loads((out / "manifest.json").read_text())
-    spoilt = machine_findings(manifest)
-    if spoilt is None:
+    reasons = partial_reasons(json.loads((out / "manifest.json").read_text()))
+    if reasons is None:
         return out
     warnings.warn(
-        f"the machine spoilt a load run ({'; '.join(spoilt)}): running it once more",
+        f"a load run came out partial ({'; '.join(reasons) or 'no reason given'}): "
+        "running it once more",
         stacklevel=2,
     )
     return run(2)
