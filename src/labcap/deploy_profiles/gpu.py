@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from labcap.errors import LabcapError
 
 GPU_SHARING = ("none", "time-slicing", "mig")
+COMPOSE_GPU_CHOICE = "GPU share"  # the Compose hub's DockerSpawner.allowed_images key for GPU
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,21 @@ class GpuPlan:
         if self.mig_strategy == "mixed":
             return tuple((f"nvidia.com/mig-{p}", n * self.gpus) for p, n in self.mig_devices)
         return (("nvidia.com/gpu", self.capacity),) if self.enabled else ()
+
+    def profile_slugs(self) -> tuple[str, ...]:
+        """The K3s hub's GPU profile_list slugs, one per resource: gpu-1, gpu-2, ..."""
+        return tuple(f"gpu-{i}" for i, _ in enumerate(self.resource_names, 1))
+
+    def spawn_options(self, platform: str) -> dict[str, str] | None:
+        """The user_options a GPU server is spawned with (``POST .../server`` body), as a
+        user picks the GPU entry on the spawn page: KubeSpawner's profile slug on K3s (the
+        first one with MIG mixed), DockerSpawner's image choice on Compose; None without
+        GPUs. Without them the hub starts the default, CPU-only server."""
+        if not self.enabled:
+            return None
+        if platform == "k3s":
+            return {"profile": self.profile_slugs()[0]}
+        return {"image": COMPOSE_GPU_CHOICE}
 
     def device_pool(self) -> tuple[str, ...]:
         """Docker device ids, one entry per concurrent GPU user (for the Compose spawner hook).

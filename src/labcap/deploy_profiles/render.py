@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from labcap.deploy_profiles import validate as v
+from labcap.deploy_profiles.gpu import COMPOSE_GPU_CHOICE
 from labcap.deploy_profiles.sizing import ProfileSettings, Sizing, size
 from labcap.errors import LabcapError
 from labcap.planner.bottleneck import Bottleneck, attribute_run
@@ -114,7 +115,7 @@ class Profile:
             "measurement": s.measurement.to_dict(),
             "inputs": inputs,
             "decisions": [d.to_dict() for d in s.decisions],
-            "gpu": s.gpu.to_dict(),
+            "gpu": {**s.gpu.to_dict(), "spawn_options": s.gpu.spawn_options(s.platform)},
             "warnings": list(s.warnings),
             "files": [
                 {"path": f.path, "mode": f"{f.mode:04o}", "secret": f.secret}
@@ -247,6 +248,7 @@ def _context(sizing: Sizing, secret_values: list[tuple[str, str]]) -> dict[str, 
         "gpu": gpu,
         "gpu_ids": [str(i) for i in range(gpu.gpus)],
         "gpu_pool": list(gpu.device_pool()),
+        "gpu_choice": COMPOSE_GPU_CHOICE,
         "gpu_label": "whole GPU" if gpu.sharing == "none" else f"GPU share ({gpu.sharing})",
         "gpu_text": _gpu_text(gpu),
         "images": images,
