@@ -74,6 +74,9 @@ def test_profiles_rendered_before_spawn_options_get_them_from_the_platform(tmp_p
         sizing = tmp_path / f"{platform}.json"
         sizing.write_text(json.dumps({"platform": platform, "gpu": {"gpus": 1, "sharing": "none"}}))
         assert read_gpu_plan(sizing)["spawn_options"] == options
+    # no platform named: nothing is guessed (verify spawns the default and says so)
+    sizing.write_text(json.dumps({"gpu": {"gpus": 1, "sharing": "none"}}))
+    assert "spawn_options" not in read_gpu_plan(sizing)
 
 
 def test_target_file_spawn_options_inline_and_bad(tmp_path):
@@ -86,3 +89,21 @@ def test_target_file_spawn_options_inline_and_bad(tmp_path):
     target.write_text("hub_url: http://127.0.0.1:1/\ngpu: {gpus: 1, spawn_options: gpu-1}\n")
     with pytest.raises(LabcapError, match="gpu.spawn_options must be a mapping of user_options"):
         resolve_deployment("new", str(target), env={})
+
+
+def test_gpu_check_says_which_server_it_probed():
+    # the probe handed in (no GPU here, NVML absent): what the check reports about the spawn
+    from labcap.verify.gpu import check_gpu
+    from labcap.verify.target import Deployment
+
+    seen = {"error": "NVML unavailable", "device_count": 0}
+    plan = {"gpus": 1, "sharing": "none"}
+    bare = Deployment("new", "t", hub_url="http://127.0.0.1:1", gpu_plan=plan)
+    result = check_gpu(bare, "alice", probe=lambda: seen)
+    assert "spawned the hub's default profile" in result.summary
+    assert result.details["spawn_options"] is None
+    named = Deployment("new", "t", hub_url="http://127.0.0.1:1",
+                       gpu_plan={**plan, "spawn_options": {"profile": "gpu-1"}})  # fmt: skip
+    result = check_gpu(named, "alice", probe=lambda: seen)
+    assert "default profile" not in result.summary
+    assert result.details["spawn_options"] == {"profile": "gpu-1"}

@@ -133,7 +133,7 @@ def check_gpu(
     if expected and not options:  # the hub's default profile: CPU-only in labcap's profiles
         result = replace(
             result,
-            message=f"{result.message} (spawned the hub's default profile: the GPU plan names "
+            summary=f"{result.summary} (spawned the hub's default profile: the GPU plan names "
             "no spawn_options)",
         )
     details = {**result.details, "spawn_options": options}

@@ -189,10 +189,12 @@ def read_gpu_plan(profile: str | Path) -> dict[str, Any]:
     if "gpu" not in data:
         raise LabcapError(f"profile {sizing} has no gpu section (not a labcap sizing.json?)")
     plan = _check_gpu_plan(data["gpu"], str(sizing))
-    if "spawn_options" not in plan and plan["gpus"]:  # a profile rendered before they were
+    platform = data.get("platform")
+    if "spawn_options" not in plan and plan["gpus"] and platform in ("k3s", "compose"):
+        # a profile rendered before sizing.json named them: what its hub config offers
         from labcap.deploy_profiles.gpu import COMPOSE_GPU_CHOICE
 
-        k3s = data.get("platform") == "k3s"
+        k3s = platform == "k3s"
         plan["spawn_options"] = {"profile": "gpu-1"} if k3s else {"image": COMPOSE_GPU_CHOICE}
     return plan
 
