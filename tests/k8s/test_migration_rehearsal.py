@@ -37,6 +37,8 @@ Substitutes (everything else is the generated profile and runbook as a user gets
   server-side apply of the same files.
 * ``$BACKUP``: the runbook's ``/opt/backups/...`` line is replaced by a directory of the
   test; ``/path/to/compose/deployment`` (rollback) by the Compose profile's directory.
+* ``kubectl``: the machine's kubectl with ``KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`` (the
+  test cluster is Kubernetes 1.20, whose exec streams are SPDY only).
 * ``docker compose``: Debian's docker-compose 1.29 with the e2e test's override (same
   project, loopback ports) through a shell function.
 * ``sudo systemctl stop k3s`` (rollback): the cluster is shared by the package's tests, so
@@ -84,6 +86,9 @@ PROJECT = "labcapmigration"
 NS, USER_NS = "ailab", "ailab-users"
 ADMIN, USERS = "labadmin", ("alice", "bob")
 DAMAGED_USER = "bob"
+# the test cluster is Kubernetes 1.20: kubectl >= 1.31 execs over WebSockets (v5) first;
+# this makes it use SPDY, which every server version has (a client setting, not a command)
+KUBECTL_ENV = {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}
 STEPS = {4: {"mlflow.log_batch": [50.0] * 100, "hub.spawn_ready": [4000.0] * 20}}
 
 
@@ -212,7 +217,7 @@ def test_compose_to_k3s_migration_rehearsal(k8s_netns_cluster, tmp_path):
         backup = tmp_path / "backup"
         step1 = mig.bash_blocks(runbook, "1. Back up the Compose deployment")
         assert len(step1) == 1
-        script = re.sub(r"^BACKUP=/opt/backups/\S+$", ": BACKUP set by the test", step1[0],
+        script = re.sub(r"^BACKUP=/opt/backups/.*$", ": BACKUP set by the test", step1[0],
                         count=1, flags=re.M)  # fmt: skip
         assert script != step1[0], "step 1 no longer sets BACKUP: update the substitution"
         mig.run_bash(mig.compose_prelude(lab) + script, compose_dir,
@@ -227,7 +232,7 @@ def test_compose_to_k3s_migration_rehearsal(k8s_netns_cluster, tmp_path):
         ph.done("k3s ready")
 
         # 5. the runbook's step 5: restore the databases, the artifacts and the homes
-        kenv = {**env, "KUBECONFIG": str(cluster.kubeconfig), "BACKUP": str(backup)}
+        kenv = {**env, **KUBECTL_ENV, "KUBECONFIG": str(cluster.kubeconfig), "BACKUP": str(backup)}
         step5 = mig.bash_blocks(runbook, "5. Migrate the data")
         assert len(step5) == 2, "step 5: the database/artifact block and the homes block"
         for i, block in enumerate(step5):
@@ -322,7 +327,8 @@ def test_compose_to_k3s_migration_rehearsal(k8s_netns_cluster, tmp_path):
             'else echo "unexpected sudo $*" >&2; return 1; fi; }\n'
         )
         mig.run_bash(stop_k3s + mig.compose_prelude(lab) + rollback, tmp_path,
-                     {**lab.env, "KUBECONFIG": str(cluster.kubeconfig)}, "Rollback")  # fmt: skip
+                     {**lab.env, **KUBECTL_ENV, "KUBECONFIG": str(cluster.kubeconfig)},
+                     "Rollback")  # fmt: skip
         lab.wait_healthy(240)
         after = MlflowReader(lab.mlflow_url, artifact_checksums=True).snapshot(
             lambda _m: None, "after"

@@ -107,7 +107,12 @@ class HubUser:
         if r.status_code != 302 or "/hub/login" in r.headers.get("Location", ""):
             reason = "refused (wrong credentials or blocked user)" if r.status_code == 403 else ""
             raise self._fail("login", f"HTTP {r.status_code} {reason}".strip())
-        xsrf = next((c.value for c in self._session.cookies if c.name == "_xsrf"), "")
+        # where the browser lands next: it hands out the logged-in session's _xsrf cookie
+        # (path /hub/); a token request with the pre-login one gets HTTP 403 ("XSRF cookie
+        # does not match") on JupyterHub 5.2 with NativeAuthenticator
+        self._request("login", "GET", f"{self.hub_url}/hub/home")
+        by_path = {c.path: c.value for c in self._session.cookies if c.name == "_xsrf" and c.value}
+        xsrf = by_path.get("/hub/") or next(iter(by_path.values()), "")
         r = self._request(
             "token",
             "POST",
