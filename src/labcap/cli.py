@@ -314,9 +314,10 @@ def verify(as_json: bool, **options: Any) -> None:
 
     \b
     Checks (data runs first: it only reads; the others log in, spawn and load):
-      data      MLflow experiments, runs, params, metrics, tags, artifact
-                listings, and file trees (counts, sizes, sha256): every
-                difference listed
+      data      MLflow experiments, runs, params, metrics with their
+                histories, tags, artifacts (sha256), the model registry,
+                and file trees (counts, sizes, sha256): every difference
+                listed
       logins    each sample user logs in and spawns a server on both;
                 success and median spawn time compared
       gpu       a user server on new sees its GPUs (NVML) as the plan says;

@@ -1,6 +1,11 @@
 import pytest
 
-from labcap.deploy_profiles.gpu import MIG_MODELS, parse_mig_profile, plan_gpus
+from labcap.deploy_profiles.gpu import (
+    DEFAULT_TIME_SLICING_REPLICAS,
+    MIG_MODELS,
+    parse_mig_profile,
+    plan_gpus,
+)
 from labcap.errors import LabcapError
 
 
@@ -35,8 +40,37 @@ def test_time_slicing_replicas_are_derived_when_not_given():
     plan = plan_gpus(3, "time-slicing", 10)
     assert plan.replicas == 4 and plan.capacity == 12
     assert plan_gpus(4, "time-slicing", 1).replicas == 2  # sharing means two or more
+    assert plan_gpus(2, "time-slicing", 6).replicas == 3  # no more shares than GPU users
     with pytest.raises(LabcapError, match="one replica per GPU is no sharing"):
         plan_gpus(2, "time-slicing", 2, replicas=1)
+
+
+def test_time_slicing_default_is_a_few_replicas_per_gpu_not_one_per_user():
+    # 120 users on 4 GPUs: not 30 shares per GPU but NVIDIA's example 4, with the shortfall said
+    plan = plan_gpus(4, "time-slicing", 120, gpu_model="H100-80GB")
+    assert plan.replicas == DEFAULT_TIME_SLICING_REPLICAS == 4
+    assert plan.capacity == 16 and plan.resource_counts() == (("nvidia.com/gpu", 16),)
+    memory, shortfall = plan.warnings
+    assert "no memory isolation" in memory and "all 80 GB of the H100-80GB, not 20 GB" in memory
+    assert "120 GPU users on 4 GPU(s) is 30 per GPU, more than the 4 time-slicing replicas" in (
+        shortfall
+    )
+    assert "at most 16 GPU servers run at once" in shortfall
+    assert "--time-slicing-replicas towards 30" in shortfall
+    assert set(plan.warnings) <= set(plan.notes) and plan.to_dict()["notes"] == list(plan.notes)
+
+
+def test_time_slicing_below_the_default_gpu_users_is_a_warning_not_an_error():
+    # the GPU users are labcap's default (every design user): an explicit R sizes, and warns
+    plan = plan_gpus(2, "time-slicing", 20, replicas=3, gpu_users_given=False)
+    assert plan.capacity == 6 and "at most 6 GPU servers run at once" in plan.warnings[-1]
+    # both given and contradicting: refused as before
+    with pytest.raises(LabcapError, match="fewer than the 20 planned concurrent GPU users"):
+        plan_gpus(2, "time-slicing", 20, replicas=3)
+    # enough shares: only the memory caveat, no model memory figure without a model
+    plan = plan_gpus(2, "time-slicing", 6)
+    assert len(plan.warnings) == 1 and "no memory isolation" in plan.warnings[0]
+    assert " GB" not in plan.warnings[0]
 
 
 def test_mig_single_strategy_fills_each_gpu_with_one_profile():

@@ -124,14 +124,19 @@ def test_time_slicing_device_plugin_config(lab_run, tmp_path):
         "sharing": {
             "timeSlicing": {
                 "failRequestsGreaterThanOne": True,
-                "resources": [{"name": "nvidia.com/gpu", "replicas": 5}],
+                # 10 GPU users on 2 GPUs: labcap's default 4 shares per GPU, not 5
+                "resources": [{"name": "nvidia.com/gpu", "replicas": 4}],
             }
         },
     }
     quota = yaml.safe_load(
         (tmp_path / "o/manifests/80-user-quota.yaml").read_text().split("---")[0]
     )
-    assert quota["spec"]["hard"]["requests.nvidia.com/gpu"] == "10"
+    assert quota["spec"]["hard"]["requests.nvidia.com/gpu"] == "8"
+    runbook = (tmp_path / "o/RUNBOOK.md").read_text()
+    read_first = runbook.split("**Read first:**")[1].split("## ")[0]
+    assert "no memory isolation" in read_first
+    assert "at most 8 GPU servers run at once" in read_first
 
 
 def test_mig_device_plugin_and_mig_parted_configs(lab_run, tmp_path):

@@ -127,3 +127,24 @@ def test_bad_settings_are_refused(lab_run):
         size(plan, ProfileSettings("compose", expected_users=0))
     with pytest.raises(LabcapError, match="above zero"):
         size(plan, ProfileSettings("compose", cpu_per_user=0))
+
+
+def test_time_slicing_for_every_design_user_sizes_to_a_few_shares_and_says_so(lab_run):
+    # 100 users planned -> 120 design users, all of them GPU users by default, on 4 GPUs:
+    # the old default gave 30 shares per GPU; now 4 per GPU, and the runbook says the rest wait
+    s = size(
+        plan_run(str(lab_run)),
+        ProfileSettings("k3s", expected_users=100, gpus=4, gpu_sharing="time-slicing"),
+    )
+    assert s.value("gpu.users") == 120 and s.gpu.replicas == 4 and s.value("gpu.capacity") == 16
+    assert any("no memory isolation" in w for w in s.warnings)
+    assert any("is 30 per GPU, more than the 4 time-slicing replicas" in w for w in s.warnings)
+    # an explicit --time-slicing-replicas against the default GPU users: sized, still warned
+    s = size(
+        plan_run(str(lab_run)),
+        ProfileSettings(
+            "k3s", expected_users=100, gpus=4, gpu_sharing="time-slicing", time_slicing_replicas=8
+        ),
+    )
+    assert s.value("gpu.capacity") == 32
+    assert any("at most 32 GPU servers run at once" in w for w in s.warnings)

@@ -30,7 +30,7 @@ from tests.k8s.cluster import REPO, delete_namespace, wait_for
 
 ENGINE_DIR = os.environ.get("LABCAP_E2E_DOCKERD", "/tmp/labcap-compose-e2e")
 STEPS = {1: {"hub_login": [60.0] * 20}, 2: {"hub_login": [70.0] * 20}}
-ADMIN, USER = "admin", "alice"
+ADMIN, USER, GPU_USER = "admin", "alice", "carol"
 NS, USER_NS = "ailab", "ailab-users"
 SETTINGS = ProfileSettings(
     "k3s", expected_users=4, gpus=1, gpu_sharing="time-slicing", gpu_users=2,
@@ -247,6 +247,56 @@ def test_gpu_profile_pod_is_placed_on_the_gpu_shares(k3s_lab, k8s_netns_cluster)
     hub.api(token, "DELETE", f"/hub/api/users/{ADMIN}/server")
 
 
+def test_verify_gpu_check_spawns_the_gpu_profile(k3s_lab, k8s_netns_cluster):
+    """`labcap verify --checks gpu`'s own path (check_gpu -> HubUser: the login form, a
+    token, the spawn with the profile's gpu.spawn_options) lands on a pod that asks for
+    nvidia.com/gpu, not on the CPU-only default. The pod cannot start here (no 'nvidia'
+    runtime handler, no GPU), so the check ends inconclusive on the spawn, saying which
+    user_options it sent; without them the CPU pod would start and the check would fail."""
+    import threading
+
+    from labcap.verify.gpu import check_gpu
+    from labcap.verify.hub import HubSettings
+    from labcap.verify.records import INCONCLUSIVE
+    from labcap.verify.target import Deployment, read_gpu_plan
+
+    hub, user = k3s_lab, GPU_USER
+    hub.passwords[user] = secrets.token_urlsafe(18)
+    hub.sign_up(user, hub.passwords[user])
+    admin = hub.login(ADMIN, hub.passwords[ADMIN])
+    assert admin is not None
+    hub.authorize(admin, user)
+    plan = read_gpu_plan(hub.profile)
+    assert plan["spawn_options"] == {"profile": "gpu-1"}
+    new = Deployment("new", hub.hub_url, hub_url=hub.hub_url, gpu_plan=plan,
+                     hub_password=hub.passwords[user])  # fmt: skip
+    results = []
+    settings = HubSettings(spawn_timeout_s=60, stop_timeout_s=30)
+    check = threading.Thread(target=lambda: results.append(check_gpu(new, user, settings)))
+    check.start()
+    core = k8s_netns_cluster.core()
+
+    def placed():
+        try:
+            p = core.read_namespaced_pod(f"jupyter-{user}", USER_NS)
+        except Exception:
+            return None
+        conds = {c.type: c.status for c in p.status.conditions or []}
+        return conds.get("PodScheduled") == "True" and p
+
+    try:
+        pod = wait_for(placed, 60, f"jupyter-{user} scheduled")
+    finally:
+        check.join(timeout=180)
+    assert pod.spec.containers[0].resources.limits.get("nvidia.com/gpu") == "1"
+    assert pod.spec.runtime_class_name == "nvidia" and pod.spec.node_name == k8s_netns_cluster.node
+    (result,) = results
+    assert result.status == INCONCLUSIVE, result
+    assert "user_options {'profile': 'gpu-1'}" in result.summary
+    assert "spawn: not ready after 60 s" in result.summary
+    assert result.details["spawn_options"] == {"profile": "gpu-1"}
+
+
 def _spawn(hub: Hub, user: str, profile: str = "cpu") -> tuple[str, dict]:
     """The user's running server (spawned now unless it runs already)."""
     session = hub.login(user, hub.passwords[user])
@@ -308,3 +358,128 @@ def test_the_idle_culler_stops_an_idle_server(k3s_lab, k8s_netns_cluster):
             return True
 
     wait_for(pod_gone, 120, f"jupyter-{USER} deleted")
+
+
+# what a user's cell does: MLflow's REST API through $MLFLOW_TRACKING_URI (the notebook
+# stand-in has no mlflow package), a run with a metric and an artifact; prints the run id
+MLFLOW_CELL = """
+import json, os, urllib.request
+base = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
+def call(method, path, body=None, raw=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(base + path, data=data, method=method)
+    kind = "application/octet-stream" if raw is not None else "application/json"
+    req.add_header("Content-Type", kind)
+    with urllib.request.urlopen(req, timeout=20) as r:
+        text = r.read().decode()
+        return json.loads(text) if text.strip() else {}
+exp = call("POST", "/api/2.0/mlflow/experiments/create", {"name": "EXPERIMENT"})["experiment_id"]
+run = call("POST", "/api/2.0/mlflow/runs/create", {"experiment_id": exp})["run"]["info"]
+call("POST", "/api/2.0/mlflow/runs/log-metric",
+     {"run_id": run["run_id"], "key": "accuracy", "value": 0.93, "timestamp": 0, "step": 0})
+path = run["artifact_uri"].removeprefix("mlflow-artifacts:/").lstrip("/")
+call("PUT", f"/api/2.0/mlflow-artifacts/artifacts/{path}/model.txt", raw=b"weights 42")
+call("POST", "/api/2.0/mlflow/runs/update", {"run_id": run["run_id"], "status": "FINISHED"})
+print(base, run["run_id"])
+"""
+
+
+def test_a_users_kernel_logs_an_mlflow_run_through_the_service(k3s_lab, k8s_netns_cluster):
+    """The profile's MLflow route for users: MLFLOW_TRACKING_URI in the user pod names the
+    in-cluster Service; a cell creates an experiment and a run, logs a metric, uploads an
+    artifact. Read back from outside through the same Service (forwarded to 127.0.0.1)."""
+    hub = k3s_lab
+    token, server = _spawn(hub, USER)
+    experiment = f"k3s-e2e-{secrets.token_hex(4)}"
+    out = _run_cell(hub, server["url"], token, MLFLOW_CELL.replace("EXPERIMENT", experiment))
+    base, run_id = out.split()
+    assert base == "http://mlflow.ailab.svc.cluster.local:5000"
+    core = k8s_netns_cluster.core()
+    svc = core.read_namespaced_service("mlflow", NS).spec.cluster_ip
+    with k8s_netns_cluster.forward(svc, 5000) as port:
+        api = f"http://127.0.0.1:{port}/api/2.0"
+        run = requests.get(f"{api}/mlflow/runs/get", params={"run_id": run_id}, timeout=30)
+        assert run.status_code == 200, run.text[:300]
+        data = run.json()["run"]
+        assert data["info"]["status"] == "FINISHED"
+        assert {m["key"]: m["value"] for m in data["data"]["metrics"]} == {"accuracy": 0.93}
+        listed = requests.get(f"{api}/mlflow/artifacts/list", params={"run_id": run_id},
+                              timeout=30).json()  # fmt: skip
+        assert [f["path"] for f in listed.get("files", [])] == ["model.txt"]
+    hub.api(token, "DELETE", f"/hub/api/users/{USER}/server")
+
+
+def test_labcap_run_target_k8s_records_a_real_user_pods_startup(k3s_lab, k8s_netns_cluster,
+                                                                  tmp_path):  # fmt: skip
+    """`labcap run --target k8s` against the deployed profile: the load goes to the hub
+    through the proxy (forwarded to 127.0.0.1), the API server is reached through the test
+    cluster's loopback forwarder (its kubeconfig), and the kubernetes collector records the
+    startup phases of the user pod KubeSpawner creates during the run (KubeSpawner's label
+    component=singleuser-server, labcap's default selector)."""
+    import json
+    import sys
+    import threading
+
+    import pandas as pd
+
+    hub = k3s_lab
+    core = k8s_netns_cluster.core()
+    session = hub.login(USER, hub.passwords[USER])
+    assert session is not None
+    token = hub.token(session, USER)
+    if hub.server(token, USER):
+        hub.api(token, "DELETE", f"/hub/api/users/{USER}/server")
+        wait_for(lambda: hub.server(token, USER) is None, 120, f"{USER}'s server stopped")
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "labcap.cli", "run", "--target", "k8s",
+        "--kubeconfig", str(k8s_netns_cluster.kubeconfig), "--namespace", USER_NS,
+        "--host", hub.hub_url, "--no-calibrate",
+        "--scenario", str(REPO / "tests/support/locustfile_target.py"), "--users", "1,2",
+        "--step-duration", "40s", "--settle", "1s", "--window", "2s", "--out", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "LABCAP_TEST_PATH": "/hub/health", "LABCAP_TEST_NAME": "hub.health",
+           "PYTHONPATH": str(REPO / "src")}  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=REPO)  # fmt: skip
+    uids: list[str] = []
+    errors: list[BaseException] = []
+
+    def spawn_during_the_run() -> None:
+        try:
+            journal = out / "journal.jsonl"
+            wait_for(lambda: journal.exists() and '"kind":"start"' in journal.read_text(),
+                     90, "load start", 0.2)  # fmt: skip
+            r = hub.api(token, "POST", f"/hub/api/users/{USER}/server", json={"profile": "cpu"})
+            assert r.status_code in (201, 202), r.text
+            _wait_server(hub, token, USER, timeout_s=60)
+            uids.append(core.read_namespaced_pod(f"jupyter-{USER}", USER_NS).metadata.uid)
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    spawner = threading.Thread(target=spawn_during_the_run)
+    spawner.start()
+    try:
+        _, err = proc.communicate(timeout=300)
+    finally:
+        spawner.join(timeout=120)
+    assert not errors, errors
+    assert proc.returncode == 0, err[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["target"] == "k8s" and manifest["status"] == "complete", manifest
+    recs = pd.read_parquet(out / "startup_records.parquet")
+    print("\nstartup records:\n" + recs.to_string())
+    mine = recs[recs["container_id"] == uids[0]]
+    assert len(mine) == 1, recs.to_string()
+    row = mine.iloc[0]
+    assert row["outcome"] == "ready" and row["container"] == f"jupyter-{USER}"
+    assert row["ready_s"] >= row["scheduled_s"] >= 0
+    windows = pd.read_parquet(out / "windows.parquet")
+    assert windows["requests"].sum() > 0
+    kubeconfig_text = k8s_netns_cluster.kubeconfig.read_text()
+    tok = next(line.split("token:", 1)[1].strip().strip('"')
+               for line in kubeconfig_text.splitlines() if "token:" in line)  # fmt: skip
+    for f in out.iterdir():
+        if f.is_file():
+            assert tok not in f.read_bytes().decode("latin-1"), f
+    hub.api(token, "DELETE", f"/hub/api/users/{USER}/server")

@@ -65,7 +65,10 @@ def test_damaged_copy_names_every_damage(labs: Labs) -> None:
     print("\n".join(result.lines()))
     found = {(d.kind, d.subject) for c in result.checks for d in c.differences}
     kinds = sorted(k for k, _ in found)
-    assert kinds == ["changed-metric", "login-failed", "missing-file", "missing-run"], found
+    # the changed value is also a changed point of the metric's history
+    assert kinds == [
+        "changed-metric", "changed-metric-history", "login-failed", "missing-file", "missing-run",
+    ], found  # fmt: skip
     subjects = " | ".join(s for _, s in found)
     assert "exp-1/run-2" in subjects  # the missing run
     assert "exp-0/run-1" in subjects and "metric acc" in subjects  # the changed metric

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from labcap.errors import LabcapError
 
 GPU_SHARING = ("none", "time-slicing", "mig")
+COMPOSE_GPU_CHOICE = "GPU share"  # the Compose hub's DockerSpawner.allowed_images key for GPU
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class GpuPlan:
     mig_strategy: str | None = None
     mig_devices: tuple[tuple[str, int], ...] = field(default=())
     notes: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())  # the notes a profile's reader must see
 
     @property
     def enabled(self) -> bool:
@@ -121,6 +123,21 @@ class GpuPlan:
         if self.mig_strategy == "mixed":
             return tuple((f"nvidia.com/mig-{p}", n * self.gpus) for p, n in self.mig_devices)
         return (("nvidia.com/gpu", self.capacity),) if self.enabled else ()
+
+    def profile_slugs(self) -> tuple[str, ...]:
+        """The K3s hub's GPU profile_list slugs, one per resource: gpu-1, gpu-2, ..."""
+        return tuple(f"gpu-{i}" for i, _ in enumerate(self.resource_names, 1))
+
+    def spawn_options(self, platform: str) -> dict[str, str] | None:
+        """The user_options a GPU server is spawned with (``POST .../server`` body), as a
+        user picks the GPU entry on the spawn page: KubeSpawner's profile slug on K3s (the
+        first one with MIG mixed), DockerSpawner's image choice on Compose; None without
+        GPUs. Without them the hub starts the default, CPU-only server."""
+        if not self.enabled:
+            return None
+        if platform == "k3s":
+            return {"profile": self.profile_slugs()[0]}
+        return {"image": COMPOSE_GPU_CHOICE}
 
     def device_pool(self) -> tuple[str, ...]:
         """Docker device ids, one entry per concurrent GPU user (for the Compose spawner hook).
@@ -172,8 +189,13 @@ def plan_gpus(
     replicas: int | None = None,
     gpu_model: str | None = None,
     mig_profiles: tuple[str, ...] = (),
+    gpu_users_given: bool = True,
 ) -> GpuPlan:
-    """Check a GPU sharing request and return its plan; refuse an inconsistent one."""
+    """Check a GPU sharing request and return its plan; refuse an inconsistent one.
+
+    ``gpu_users_given``: False when ``gpu_users`` is labcap's default (every design user),
+    not the user's figure; time-slicing then sizes to its default replicas and notes the
+    shortfall instead of refusing (an explicit --time-slicing-replicas too)."""
     if sharing not in GPU_SHARING:
         raise LabcapError(f"--gpu-sharing {sharing!r} is unknown; valid: {', '.join(GPU_SHARING)}")
     if gpus < 0 or gpu_users < 0:
@@ -197,33 +219,74 @@ def plan_gpus(
             )
         return GpuPlan(gpus, "none", gpu_users, gpus, gpu_model=gpu_model)
     if sharing == "time-slicing":
-        return _time_slicing(gpus, gpu_users, replicas, gpu_model)
+        return _time_slicing(gpus, gpu_users, replicas, gpu_model, gpu_users_given)
     return _mig(gpus, gpu_users, gpu_model, mig_profiles)
 
 
-def _time_slicing(gpus: int, gpu_users: int, replicas: int | None, model: str | None) -> GpuPlan:
+DEFAULT_TIME_SLICING_REPLICAS = 4
+"""Shares per GPU when --time-slicing-replicas is not given (fewer when fewer GPU users).
+
+NVIDIA's device plugin takes any ``replicas`` of 2 or more (api/config/v1/replicas.go) and
+hands the shares out "indiscriminately": every share sees the whole GPU memory and runs in
+the same fault domain (k8s-device-plugin README, "With CUDA Time-Slicing"). The GPU
+Operator's time-slicing guide configures 4 replicas per GPU. labcap takes that as the
+default ceiling instead of one share per expected user (36 per GPU for 120 users on four
+GPUs would give each user a 36th of the compute and no memory of their own)."""
+
+
+def _gb(model: str | None) -> int | None:
+    """The memory of a GPU model named like 'H100-80GB' (None when the name does not say)."""
+    found = re.search(r"([0-9]+)\s*GB$", model or "", re.IGNORECASE)
+    return int(found.group(1)) if found else None
+
+
+def _time_slicing(
+    gpus: int, gpu_users: int, replicas: int | None, model: str | None, users_given: bool
+) -> GpuPlan:
     derived = replicas is None
-    if derived:
-        replicas = max(2, math.ceil(gpu_users / gpus))
-    assert replicas is not None
+    per_gpu = math.ceil(gpu_users / gpus)
+    if replicas is None:
+        replicas = min(DEFAULT_TIME_SLICING_REPLICAS, max(2, per_gpu))
     if replicas < 2:
         raise LabcapError(
             f"--time-slicing-replicas {replicas}: one replica per GPU is no sharing; "
             "use --gpu-sharing none, or 2 or more replicas"
         )
-    if replicas * gpus < gpu_users:
+    if replicas * gpus < gpu_users and not derived and users_given:
         raise LabcapError(
             f"GPU sharing is inconsistent: time-slicing replicas {replicas} × {gpus} GPU(s) = "
             f"{replicas * gpus} GPU shares, fewer than the {gpu_users} planned concurrent GPU "
-            f"users; raise --time-slicing-replicas to {math.ceil(gpu_users / gpus)} or more, "
+            f"users; raise --time-slicing-replicas to {per_gpu} or more, "
             "add --gpus, or lower --gpu-users"
         )
-    notes = [
-        "time-slicing shares a GPU's compute in turns and gives no memory isolation: one "
-        "user's process can exhaust the GPU memory of every user on that GPU"
+    size = _gb(model)
+    memory = (
+        f" (each share sees all {size} GB of the {model}, not {size / replicas:g} GB)"
+        if size
+        else ""
+    )
+    warnings = [
+        f"time-slicing gives {replicas} shares per GPU that take the GPU's compute in turns, "
+        f"with no memory isolation{memory}: one user's process can take the memory of every "
+        "user on that GPU, and a crash on it is a crash for all of them"
     ]
+    notes = []
     if derived:
-        notes.append(f"replicas derived as ceil({gpu_users} GPU users / {gpus} GPUs), at least 2")
+        notes.append(
+            f"replicas: {replicas} per GPU (labcap's default: ceil({gpu_users} GPU users / "
+            f"{gpus} GPUs), at least 2 and at most {DEFAULT_TIME_SLICING_REPLICAS}; set "
+            "--time-slicing-replicas)"
+        )
+    if replicas * gpus < gpu_users:
+        warnings.append(
+            f"{gpu_users} GPU users on {gpus} GPU(s) is {per_gpu} per GPU, more than the "
+            f"{replicas} time-slicing replicas: at most {replicas * gpus} GPU servers run at "
+            "once and the next GPU spawn waits (pod Pending on nvidia.com/gpu, then the spawn "
+            "times out) until the idle culler or a user frees a share; add GPUs, use MIG, "
+            f"pass a smaller --gpu-users, or raise --time-slicing-replicas towards {per_gpu} "
+            f"(each share then gets about 1/{per_gpu} of the GPU's compute and still no memory "
+            "of its own)"
+        )
     return GpuPlan(
         gpus,
         "time-slicing",
@@ -231,7 +294,8 @@ def _time_slicing(gpus: int, gpu_users: int, replicas: int | None, model: str | 
         replicas * gpus,
         gpu_model=model,
         replicas=replicas,
-        notes=tuple(notes),
+        notes=tuple(warnings + notes),
+        warnings=tuple(warnings),
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from labcap.deploy_profiles import validate as v
+from labcap.deploy_profiles.gpu import COMPOSE_GPU_CHOICE
 from labcap.deploy_profiles.sizing import ProfileSettings, Sizing, size
 from labcap.errors import LabcapError
 from labcap.planner.bottleneck import Bottleneck, attribute_run
@@ -114,7 +115,7 @@ class Profile:
             "measurement": s.measurement.to_dict(),
             "inputs": inputs,
             "decisions": [d.to_dict() for d in s.decisions],
-            "gpu": s.gpu.to_dict(),
+            "gpu": {**s.gpu.to_dict(), "spawn_options": s.gpu.spawn_options(s.platform)},
             "warnings": list(s.warnings),
             "files": [
                 {"path": f.path, "mode": f"{f.mode:04o}", "secret": f.secret}
@@ -247,6 +248,9 @@ def _context(sizing: Sizing, secret_values: list[tuple[str, str]]) -> dict[str, 
         "gpu": gpu,
         "gpu_ids": [str(i) for i in range(gpu.gpus)],
         "gpu_pool": list(gpu.device_pool()),
+        "gpu_choice": COMPOSE_GPU_CHOICE,
+        "mlflow_in_cluster_url": MLFLOW_IN_CLUSTER_URL.format(ns=NAMESPACE),
+        "mlflow_allowed_hosts": ",".join(mlflow_allowed_hosts(NAMESPACE)),
         "gpu_label": "whole GPU" if gpu.sharing == "none" else f"GPU share ({gpu.sharing})",
         "gpu_text": _gpu_text(gpu),
         "images": images,
@@ -266,6 +270,20 @@ def _context(sizing: Sizing, secret_values: list[tuple[str, str]]) -> dict[str, 
         ),
         "verify_steps": _verify_steps(values["users"]["planned"]),
     }
+
+
+MLFLOW_IN_CLUSTER_URL = "http://mlflow.{ns}.svc.cluster.local:5000"
+
+
+def mlflow_allowed_hosts(ns: str) -> tuple[str, ...]:
+    """Host headers the K3s MLflow server answers: its Service names (with and without the
+    port) and MLflow's own defaults (loopback, private addresses: the kubelet's probes)."""
+    names = ("mlflow", f"mlflow.{ns}", f"mlflow.{ns}.svc", f"mlflow.{ns}.svc.cluster.local")
+    loopback = ("localhost", "127.0.0.1")
+    private = ("10.*", "172.1[6-9].*", "172.2[0-9].*", "172.3[01].*", "192.168.*")
+    # "[::1]" matched exactly, "[[]::1]:*" as fnmatch reads it ("[" opens a set), as MLflow does
+    ipv6 = ("[::1]", "[[]::1]:*", "fc00:*", "fd00:*")
+    return (*(h for n in (*names, *loopback) for h in (n, f"{n}:*")), *private, *ipv6)
 
 
 def _gpu_text(gpu: Any) -> str:

@@ -80,7 +80,8 @@ class ProfileOptions:
             "--time-slicing-replicas",
             type=int,
             metavar="R",
-            help="Shares per GPU with time-slicing [default: enough for --gpu-users].",
+            help="Shares per GPU with time-slicing; every share sees all of the GPU's memory "
+            "[default: GPU users per GPU, at least 2, at most 4 (NVIDIA's example)].",
         ),
     )
     mig_profiles: tuple[str, ...] = field(

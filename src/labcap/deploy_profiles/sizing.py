@@ -234,6 +234,7 @@ def size(
         replicas=settings.time_slicing_replicas,
         gpu_model=settings.gpu_model,
         mig_profiles=settings.mig_profiles,
+        gpu_users_given=settings.gpu_users is not None,
     )
     if gpu.enabled:
         d.append(
@@ -246,16 +247,17 @@ def size(
                 "users",
                 f"{gpu.gpus} GPU(s), sharing {gpu.sharing}",
                 "whole GPUs, GPUs × time-slicing replicas, or GPUs × MIG devices per GPU; "
-                "checked ≥ gpu.users",
+                "checked ≥ gpu.users (time-slicing with labcap's default replicas or the "
+                "default gpu.users: below it only with a warning)",
             )
         )
     if m.incomplete_note:
         warnings.insert(0, m.incomplete_note)
+    warnings.extend(gpu.warnings)
     if settings.platform == "compose" and gpu.sharing == "time-slicing":
         warnings.append(
             "Docker has no time-slicing scheduler: the Compose profile shares each GPU among "
-            f"at most {gpu.replicas} user containers via the spawner's device pool, without "
-            "memory isolation"
+            f"at most {gpu.replicas} user containers via the spawner's device pool"
         )
     return Sizing(settings.platform, settings, m, gpu, tuple(d), tuple(warnings))
 

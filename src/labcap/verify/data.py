@@ -1,4 +1,5 @@
-"""The data check: MLflow (experiments, runs, params, metrics, tags, artifact listings) and
+"""The data check: MLflow (experiments, runs, params, metrics and their histories, tags,
+artifact listings and checksums, the model registry) and
 the home/project file trees, old against new. Read-only on both sides.
 """
 
@@ -111,6 +112,9 @@ def _mlflow(
             d.mlflow_token,
             workers=settings.workers,
             artifact_source=settings.artifact_source,
+            # the sha256 of every artifact file unless --checksums none (a sample of N
+            # applies to the file trees only)
+            artifact_checksums=settings.checksums.mode != "none",
         )
         for d in (old, new)
     }

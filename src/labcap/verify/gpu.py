@@ -80,13 +80,20 @@ def run_probe_locally() -> dict[str, Any]:
     return json.loads(scope["__labcap_gpu_probe"]())
 
 
+def spawn_options(plan: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The user_options that start a GPU server on the new deployment (the profile's
+    ``gpu.spawn_options``); None spawns the hub's default profile, CPU-only in labcap's."""
+    options = plan.get("spawn_options")
+    return dict(options) if isinstance(options, Mapping) and options else None
+
+
 def probe_server(dep: Deployment, user: str, settings: HubSettings) -> dict[str, Any]:
-    """Log ``user`` in on ``dep``, spawn its server, run the probe on a kernel there."""
+    """Log ``user`` in on ``dep``, spawn its GPU server, run the probe on a kernel there."""
     from labcap.verify.hub import HubStepError, HubUser
 
     with HubUser(dep.hub_url, user, dep.hub_password, settings) as hub_user:
         hub_user.login()
-        hub_user.spawn()
+        hub_user.spawn(spawn_options(dep.gpu_plan or {}))
         text = hub_user.evaluate(PROBE_CODE, PROBE_EXPRESSION)
     try:
         return json.loads(ast.literal_eval(text))
@@ -109,16 +116,28 @@ def check_gpu(
     expected = int(plan.get("gpus") or 0)
     if not new.hub_url and probe is None:
         return CheckResult("gpu", SKIPPED, "no hub URL for the new deployment: nothing to probe")
-    progress(f"verify gpu: probing NVML in {user}'s server on new")
+    options = spawn_options(plan)
+    server = f"{user}'s server (user_options {options})" if options else f"{user}'s server"
+    progress(f"verify gpu: probing NVML in {server} on new")
     try:
         seen = probe() if probe else probe_server(new, user, settings or HubSettings())
     except HubStepError as e:
         status = INCONCLUSIVE if expected else SKIPPED
         return CheckResult(
-            "gpu", status, f"could not run the probe in a server ({e})", details={"plan": plan}
+            "gpu",
+            status,
+            f"could not run the probe in {server} ({e})",
+            details={"plan": plan, "spawn_options": options},
         )
     result = judge_gpu(plan, seen)
-    return replace(result, elapsed_s=round(time.monotonic() - started, 2))
+    if expected and not options:  # the hub's default profile: CPU-only in labcap's profiles
+        result = replace(
+            result,
+            summary=f"{result.summary} (spawned the hub's default profile: the GPU plan names "
+            "no spawn_options)",
+        )
+    details = {**result.details, "spawn_options": options}
+    return replace(result, details=details, elapsed_s=round(time.monotonic() - started, 2))
 
 
 def judge_gpu(plan: Mapping[str, Any], seen: Mapping[str, Any]) -> CheckResult:

@@ -1,5 +1,6 @@
 """A JupyterHub user as `labcap verify` drives it: log in through the form, get a token,
-spawn the default server, run one expression on a kernel, and clean up after itself.
+spawn the default server (or the one its user_options name), run one expression on a
+kernel, and clean up after itself.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import contextlib
 import html
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -105,7 +107,12 @@ class HubUser:
         if r.status_code != 302 or "/hub/login" in r.headers.get("Location", ""):
             reason = "refused (wrong credentials or blocked user)" if r.status_code == 403 else ""
             raise self._fail("login", f"HTTP {r.status_code} {reason}".strip())
-        xsrf = next((c.value for c in self._session.cookies if c.name == "_xsrf"), "")
+        # where the browser lands next: it hands out the logged-in session's _xsrf cookie
+        # (path /hub/); a token request with the pre-login one gets HTTP 403 ("XSRF cookie
+        # does not match") on JupyterHub 5.2 with NativeAuthenticator
+        self._request("login", "GET", f"{self.hub_url}/hub/home")
+        by_path = {c.path: c.value for c in self._session.cookies if c.name == "_xsrf" and c.value}
+        xsrf = by_path.get("/hub/") or next(iter(by_path.values()), "")
         r = self._request(
             "token",
             "POST",
@@ -125,15 +132,28 @@ class HubUser:
             raise self._fail("spawn", f"reading the user: HTTP {r.status_code}")
         return (r.json().get("servers") or {}).get("")
 
-    def spawn(self) -> float | None:
+    def spawn(self, options: Mapping[str, Any] | None = None) -> float | None:
         """Start the default server and wait until ready: seconds it took, or None when it
-        was already running (then it is not ours to stop)."""
+        was already running (then it is not ours to stop).
+
+        ``options`` are the server's user_options (the spawn form's choice: KubeSpawner's
+        ``{"profile": SLUG}``, DockerSpawner's ``{"image": CHOICE}``), sent as the POST body;
+        without them the hub starts its default profile. A server already running with other
+        user_options is refused rather than used: it is not the server that was asked for."""
         state = self.server_state()
         if state and state.get("ready"):
+            running = state.get("user_options") or {}
+            if options and any(running.get(k) != v for k, v in options.items()):
+                raise self._fail(
+                    "spawn",
+                    f"a server is already running with user_options {dict(running)}, not "
+                    f"{dict(options)}: stop it, or verify with another user",
+                )
             self.already_running = True
             return None
         started = time.monotonic()
-        r = self._request("spawn", "POST", f"{self._user_api}/server")
+        body = {"json": dict(options)} if options else {}
+        r = self._request("spawn", "POST", f"{self._user_api}/server", **body)
         if r.status_code not in (201, 202):
             raise self._fail("spawn", f"HTTP {r.status_code}: {r.text[:200]}")
         self._started_server = True

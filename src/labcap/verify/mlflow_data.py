@@ -1,11 +1,17 @@
-"""MLflow data integrity: experiments, runs, params, latest metrics, tags and artifact
-listings of both tracking servers, read through the REST API (read-only: searches and
-listings, never a write), compared item by item.
+"""MLflow data integrity: experiments, runs, params, metrics (latest values and every
+metric's full history), tags, artifact listings (with each artifact file's sha256 when asked)
+and the model registry (registered models, their versions, tags and aliases) of both
+tracking servers, read through the REST API (read-only: searches, listings and downloads,
+never a write), compared item by item.
 
 Artifact listings come through the server's ``artifacts/list`` (one call per run and
 directory), or, with ``artifact_source="auto"``, straight from the artifact store when a run's
 ``artifact_uri`` is a local path that exists here (a local or mounted store: the same listing,
 without two HTTP calls per run); ``"api"`` and ``"store"`` force one or the other.
+
+Artifact checksums read each file from the store when it is here, else download it through
+the server's ``get-artifact`` endpoint (the UI's download; it serves proxied
+``mlflow-artifacts:/`` stores too).
 
 Runs are matched by run id when the two servers share ids (a database copy keeps them);
 otherwise by experiment name, run name and start time (a copy through the API makes new ids).
@@ -13,6 +19,7 @@ otherwise by experiment name, run name and start time (a copy through the API ma
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import threading
@@ -52,6 +59,9 @@ class RunRecord:
     artifacts: dict[str, tuple[bool, int | None]] = field(default_factory=dict)
     artifact_uri: str = ""
     artifact_source: str = ""  # where the listing came from: api or store
+    # every point of each metric: key -> ((value, step, timestamp), ...) sorted
+    histories: dict[str, tuple[tuple[Any, Any, Any], ...]] = field(default_factory=dict)
+    artifact_sha256: dict[str, str] = field(default_factory=dict)  # file path -> sha256
 
     @property
     def label(self) -> str:
@@ -64,6 +74,8 @@ class MlflowSnapshot:
     runs: list[RunRecord]
     errors: list[str]
     artifact_sources: dict[str, int] = field(default_factory=dict)
+    # registered model name -> {"model": fields, "versions": {version: fields}}
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class MlflowReader:
@@ -77,9 +89,11 @@ class MlflowReader:
         timeout_s: float = 30.0,
         workers: int = 8,
         artifact_source: str = "auto",
+        artifact_checksums: bool = False,
     ) -> None:
         self.url = url.rstrip("/")
         self.artifact_source = artifact_source
+        self.artifact_checksums = artifact_checksums
         self._token = token
         self.timeout_s = timeout_s
         self.workers = workers
@@ -158,6 +172,71 @@ class MlflowReader:
                     raise MlflowReadError(f"run {run_id}: over {_MAX_ARTIFACTS_PER_RUN} artifacts")
         return out
 
+    def history(self, run_id: str, key: str) -> tuple[tuple[Any, Any, Any], ...]:
+        """Every logged point of one metric, sorted (step, timestamp, value)."""
+        points = self._pages(
+            "GET",
+            "metrics/get-history",
+            "metrics",
+            {"run_id": run_id, "metric_key": key, "max_results": 25_000},
+        )
+        return tuple(
+            sorted(
+                ((m.get("value"), m.get("step"), m.get("timestamp")) for m in points),
+                key=lambda p: (p[1] or 0, p[2] or 0, str(p[0])),
+            )
+        )
+
+    def artifact_sha256(self, rec: RunRecord, path: str, local: Path | None) -> str:
+        """sha256 of one artifact file: from the store when it is here, else downloaded."""
+        digest = hashlib.sha256()
+        if local is not None and rec.artifact_source == "store":
+            try:
+                with open(local / path, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        digest.update(chunk)
+            except OSError as e:
+                raise MlflowReadError(f"{local / path}: {e.strerror or e}") from None
+            return digest.hexdigest()
+        url = f"{self.url}/get-artifact"
+        try:
+            with self._session().get(
+                url,
+                params={"path": path, "run_uuid": rec.run_id},
+                timeout=self.timeout_s,
+                stream=True,
+            ) as r:
+                if r.status_code != 200:
+                    raise MlflowReadError(f"get-artifact {path}: HTTP {r.status_code}")
+                for chunk in r.iter_content(1 << 20):
+                    digest.update(chunk)
+        except requests.RequestException as e:
+            raise MlflowReadError(f"get-artifact {path}: {describe(e, (self._token,))}") from None
+        return digest.hexdigest()
+
+    def models(self) -> dict[str, dict[str, Any]]:
+        """The model registry: every registered model and every version of it."""
+        out: dict[str, dict[str, Any]] = {}
+        for m in self._pages(
+            "GET", "registered-models/search", "registered_models", {"max_results": 1000}
+        ):
+            name = m["name"]
+            versions = self._pages(
+                "GET",
+                "model-versions/search",
+                "model_versions",
+                {"filter": f"name='{_quote(name)}'", "max_results": 10_000},
+            )
+            out[name] = {
+                "model": {
+                    "description": m.get("description", ""),
+                    "tags": {t["key"]: t.get("value") for t in m.get("tags", [])},
+                    "aliases": {a["alias"]: a.get("version") for a in m.get("aliases", [])},
+                },
+                "versions": {str(v["version"]): _version_fields(v) for v in versions},
+            }
+        return out
+
     def snapshot(self, progress: Progress, label: str) -> MlflowSnapshot:
         exps = self.experiments()
         by_id = {e["experiment_id"]: e for e in exps}
@@ -178,19 +257,36 @@ class MlflowReader:
                     rec.artifacts, rec.artifact_source = list_store(local), "store"
                 else:
                     rec.artifacts, rec.artifact_source = self.artifacts(rec.run_id), "api"
+                if self.artifact_checksums:
+                    rec.artifact_sha256 = {
+                        path: self.artifact_sha256(rec, path, local)
+                        for path, (is_dir, _size) in sorted(rec.artifacts.items())
+                        if not is_dir
+                    }
             except MlflowReadError as e:
                 errors.append(f"artifacts of run {rec.label}: {e}")
+            try:
+                rec.histories = {key: self.history(rec.run_id, key) for key in sorted(rec.metrics)}
+            except MlflowReadError as e:
+                errors.append(f"metric histories of run {rec.label}: {e}")
 
         started = time.monotonic()
         with ThreadPoolExecutor(self.workers) as pool:
             list(pool.map(list_one, runs))
         sources = {k: sum(r.artifact_source == k for r in runs) for k in ("api", "store")}
+        hashed = sum(len(r.artifact_sha256) for r in runs)
         progress(
             f"verify data: {label} MLflow: artifacts of {len(runs)} runs listed in "
             f"{time.monotonic() - started:.1f} s ({sources['api']} through the API, "
-            f"{sources['store']} from the store)"
+            f"{sources['store']} from the store; {hashed} files hashed), metric histories read"
         )
-        return MlflowSnapshot({e["name"]: e for e in exps}, runs, errors, sources)
+        try:
+            models = self.models()
+        except MlflowReadError as e:
+            models = {}
+            errors.append(f"model registry: {e}")
+        progress(f"verify data: {label} MLflow: {len(models)} registered models")
+        return MlflowSnapshot({e["name"]: e for e in exps}, runs, errors, sources, models)
 
 
 def _run_record(raw: dict[str, Any], experiments: dict[str, dict[str, Any]]) -> RunRecord:
@@ -209,6 +305,19 @@ def _run_record(raw: dict[str, Any], experiments: dict[str, dict[str, Any]]) -> 
         tags={t["key"]: t.get("value") for t in data.get("tags", [])},
         artifact_uri=str(info.get("artifact_uri") or ""),
     )
+
+
+def _quote(name: str) -> str:
+    return name.replace("\\", "\\\\").replace("'", "\\'")
+
+
+VERSION_FIELDS = ("source", "run_id", "status", "description", "current_stage")
+
+
+def _version_fields(v: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v.get(k) or "" for k in VERSION_FIELDS}
+    out["tags"] = {t["key"]: t.get("value") for t in v.get("tags", [])}
+    return out
 
 
 def _local_dir(uri: str) -> Path | None:
@@ -265,6 +374,7 @@ def compare_mlflow(old: MlflowSnapshot, new: MlflowSnapshot) -> tuple[list[Diffe
         diffs.append(Difference("extra-run", f"run {runs_new[key].label}"))
     for key in sorted(runs_old.keys() & runs_new.keys(), key=str):
         diffs += _compare_run(runs_old[key], runs_new[key])
+    diffs += compare_models(old.models, new.models)
     details = {
         "matched_runs_by": "run id" if by_id else "experiment, run name and start time",
         "artifact_listings": {"old": old.artifact_sources, "new": new.artifact_sources},
@@ -274,8 +384,64 @@ def compare_mlflow(old: MlflowSnapshot, new: MlflowSnapshot) -> tuple[list[Diffe
             "old": sum(len(r.artifacts) for r in old.runs),
             "new": sum(len(r.artifacts) for r in new.runs),
         },
+        "artifacts_hashed": {
+            "old": sum(len(r.artifact_sha256) for r in old.runs),
+            "new": sum(len(r.artifact_sha256) for r in new.runs),
+        },
+        "metric_points": {
+            "old": sum(len(h) for r in old.runs for h in r.histories.values()),
+            "new": sum(len(h) for r in new.runs for h in r.histories.values()),
+        },
+        "registered_models": {"old": len(old.models), "new": len(new.models)},
+        "model_versions": {
+            "old": sum(len(m["versions"]) for m in old.models.values()),
+            "new": sum(len(m["versions"]) for m in new.models.values()),
+        },
     }
     return diffs, details
+
+
+def compare_models(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> list:
+    """The model registry, model by model and version by version."""
+    diffs = [
+        Difference("missing-model", f"registered model {n}")
+        for n in sorted(old.keys() - new.keys())
+    ]
+    diffs += [
+        Difference("extra-model", f"registered model {n}") for n in sorted(new.keys() - old.keys())
+    ]
+    for name in sorted(old.keys() & new.keys()):
+        mo, mn = old[name], new[name]
+        subject = f"registered model {name}"
+        if mo["model"]["description"] != mn["model"]["description"]:
+            diffs.append(
+                Difference(
+                    "changed-model",
+                    f"{subject} description",
+                    mo["model"]["description"],
+                    mn["model"]["description"],
+                )
+            )
+        diffs += _compare_maps("model-tag", subject, mo["model"]["tags"], mn["model"]["tags"])
+        diffs += _compare_maps(
+            "model-alias", subject, mo["model"]["aliases"], mn["model"]["aliases"]
+        )
+        vo, vn = mo["versions"], mn["versions"]
+        diffs += [
+            Difference("missing-model-version", f"{subject} version {v}")
+            for v in sorted(vo.keys() - vn.keys(), key=_version_key)
+        ]
+        diffs += [
+            Difference("extra-model-version", f"{subject} version {v}")
+            for v in sorted(vn.keys() - vo.keys(), key=_version_key)
+        ]
+        for v in sorted(vo.keys() & vn.keys(), key=_version_key):
+            diffs += _compare_maps("model-version", f"{subject} version {v}", vo[v], vn[v])
+    return diffs
+
+
+def _version_key(v: str) -> tuple[int, str]:
+    return (int(v), v) if v.isdigit() else (1 << 62, v)
 
 
 def _tags(experiment: dict[str, Any]) -> dict[str, Any]:
@@ -307,9 +473,22 @@ def _compare_run(o: RunRecord, n: RunRecord) -> list[Difference]:
     ]
     diffs += _compare_maps("param", subject, o.params, n.params)
     diffs += _compare_maps("metric", subject, o.metrics, n.metrics, same=_same_metric)
+    diffs += _compare_maps("metric-history", subject, o.histories, n.histories, same=_same_history)
     diffs += _compare_maps("tag", subject, o.tags, n.tags)
-    diffs += _compare_maps("artifact", subject, o.artifacts, n.artifacts)
+    diffs += _compare_maps("artifact", subject, _artifacts(o), _artifacts(n))
     return diffs
+
+
+def _artifacts(rec: RunRecord) -> dict[str, tuple[Any, ...]]:
+    """path -> (is_dir, size), plus the sha256 where it was taken."""
+    return {
+        p: (*entry, rec.artifact_sha256[p]) if p in rec.artifact_sha256 else entry
+        for p, entry in rec.artifacts.items()
+    }
+
+
+def _same_history(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(_same_metric(x, y) for x, y in zip(a, b, strict=True))
 
 
 def _compare_maps(

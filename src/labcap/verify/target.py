@@ -32,7 +32,8 @@ TARGET_KEYS = {
     "files": "local directories holding the users' home/project trees (list)",
     "profile": "`labcap profile` output directory (or its sizing.json): the expected GPU plan",
     "gpu": "the expected GPU plan inline: gpus, sharing, time_slicing_replicas, "
-    "mig_devices_per_gpu",
+    "mig_devices_per_gpu, spawn_options (the user_options of a GPU server, e.g. "
+    "{profile: gpu-1} on K3s, {image: GPU share} on Compose)",
 }
 SECRET_KEYS = ("hub_password", "hub_token", "mlflow_token")
 _FORMS = (
@@ -187,7 +188,15 @@ def read_gpu_plan(profile: str | Path) -> dict[str, Any]:
     data = _load_mapping(sizing, "profile")
     if "gpu" not in data:
         raise LabcapError(f"profile {sizing} has no gpu section (not a labcap sizing.json?)")
-    return _check_gpu_plan(data["gpu"], str(sizing))
+    plan = _check_gpu_plan(data["gpu"], str(sizing))
+    platform = data.get("platform")
+    if "spawn_options" not in plan and plan["gpus"] and platform in ("k3s", "compose"):
+        # a profile rendered before sizing.json named them: what its hub config offers
+        from labcap.deploy_profiles.gpu import COMPOSE_GPU_CHOICE
+
+        k3s = platform == "k3s"
+        plan["spawn_options"] = {"profile": "gpu-1"} if k3s else {"image": COMPOSE_GPU_CHOICE}
+    return plan
 
 
 def _check_gpu_plan(plan: Any, where: str) -> dict[str, Any]:
@@ -201,6 +210,13 @@ def _check_gpu_plan(plan: Any, where: str) -> dict[str, Any]:
     if sharing not in ("none", "time-slicing", "mig"):
         raise LabcapError(
             f"{where}: gpu.sharing {sharing!r} is unknown; valid: none, time-slicing, mig"
+        )
+    options = plan.get("spawn_options")
+    if options is not None and not (
+        isinstance(options, dict) and all(isinstance(k, str) for k in options)
+    ):
+        raise LabcapError(
+            f"{where}: gpu.spawn_options must be a mapping of user_options, e.g. {{profile: gpu-1}}"
         )
     return {**plan, "gpus": gpus, "sharing": sharing}
 
