@@ -286,6 +286,10 @@ def test_verify_gpu_check_spawns_the_gpu_profile(k3s_lab, k8s_netns_cluster):
 
     try:
         pod = wait_for(placed, 60, f"jupyter-{user} scheduled")
+    except TimeoutError:
+        check.join(timeout=180)
+        said = f"verify's GPU check said: {results}"
+        raise AssertionError(f"no GPU pod was scheduled; {said}") from None
     finally:
         check.join(timeout=180)
     assert pod.spec.containers[0].resources.limits.get("nvidia.com/gpu") == "1"
