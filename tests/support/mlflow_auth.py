@@ -59,31 +59,55 @@ def running_auth_mlflow(
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
     port = _port()
-    mlflow = Path(sys.executable).parent / "mlflow"
-    argv = [
-        str(mlflow) if mlflow.is_file() else sys.executable,
-        *([] if mlflow.is_file() else ["-m", "mlflow"]),
-        "server", "--app-name", "basic-auth",
-        "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
-        "--default-artifact-root", str(workdir / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        *(["--static-prefix", static_prefix] if static_prefix else []),
-    ]  # fmt: skip
     env = dict(
         os.environ,
         MLFLOW_AUTH_CONFIG_PATH=str(ini),
         MLFLOW_AUTH_ADMIN_PASSWORD=password,
         MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
+    )
+    args = [
+        "--app-name", "basic-auth",
+        "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+        "--default-artifact-root", str(workdir / "artifacts"),
+        *(["--static-prefix", static_prefix] if static_prefix else []),
+    ]  # fmt: skip
+    with mlflow_server_process(
+        args, port, env, workdir / "mlflow.log", static_prefix, "the basic-auth MLflow", timeout_s
+    ) as url:
+        yield AuthMLflow(url, "admin", password)
+
+
+@contextlib.contextmanager
+def mlflow_server_process(
+    args: list[str],
+    port: int,
+    env: dict[str, str],
+    log_path: Path,
+    health_prefix: str = "",
+    what: str = "mlflow",
+    timeout_s: float = 120,
+) -> Iterator[str]:
+    """``mlflow server ARGS`` on 127.0.0.1:PORT (one worker, no telemetry, no proxy), its
+    output in ``log_path``: the URL once ``/health`` answers, the process group stopped
+    afterwards (SIGTERM, then SIGKILL after 20 s). Fails with the log's tail if it exits."""
+    mlflow = Path(sys.executable).parent / "mlflow"
+    argv = [
+        str(mlflow) if mlflow.is_file() else sys.executable,
+        *([] if mlflow.is_file() else ["-m", "mlflow"]),
+        "server", *args, "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    env = dict(
+        env,
         MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
         MLFLOW_DISABLE_TELEMETRY="true",
         DO_NOT_TRACK="true",
         NO_PROXY="127.0.0.1,localhost",
         no_proxy="127.0.0.1,localhost",
     )
-    log = open(workdir / "mlflow.log", "wb")  # noqa: SIM115 (closed below)
+    log = open(log_path, "wb")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         argv,
-        cwd=workdir,
+        cwd=log_path.parent,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -96,17 +120,17 @@ def running_auth_mlflow(
         deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None:
-                tail = (workdir / "mlflow.log").read_text(errors="replace")[-2000:]
+                tail = log_path.read_text(errors="replace")[-2000:]
                 raise AssertionError(f"mlflow exited ({proc.returncode}): {tail}")
             with contextlib.suppress(requests.RequestException):
                 s = requests.Session()
                 s.trust_env = False
-                if s.get(f"{url}{static_prefix}/health", timeout=3).status_code == 200:
+                if s.get(f"{url}{health_prefix}/health", timeout=3).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise AssertionError("the basic-auth MLflow did not come up")
+                raise AssertionError(f"{what} did not come up within {timeout_s:g} s")
             time.sleep(0.5)
-        yield AuthMLflow(url, "admin", password)
+        yield url
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
