@@ -365,3 +365,16 @@ def missing_tools() -> list[str]:
         for t in ("docker", "dockerd", "docker-compose", "mmdebstrap", "npm")
         if not shutil.which(t)
     ]
+
+
+def require_compose_stack() -> None:
+    """Skip where a Compose lab cannot run here (not root, no Docker); fail where the
+    bootstrap's tools are missing (the lab then could run but the set-up was not done)."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the Compose lab runs on a private Docker engine (dockerd.sh)")
+    if not shutil.which("dockerd") or not shutil.which("docker"):
+        pytest.skip("no Docker engine installed (apt-get install docker.io)")
+    missing = missing_tools()
+    assert not missing, f"missing {missing}: run scripts/bootstrap.sh"

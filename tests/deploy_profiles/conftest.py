@@ -1,8 +1,38 @@
-"""A synthetic lab run with a known spawn curve and MLflow load, and a fixed secret generator."""
+"""A synthetic lab run with a known spawn curve and MLflow load, a fixed secret generator, and
+the golden profiles' settings."""
 
 from __future__ import annotations
 
 import pytest
+
+from labcap.deploy_profiles import ProfileSettings
+
+# the golden profiles (test_render.py); other tests take a case from here by name
+CASES = {
+    "compose-cpu": ProfileSettings("compose", expected_users=20),
+    # the rollback direction: a K3s-sized plan (80 users, shared GPUs) back on one server
+    "compose-gpu-time-slicing": ProfileSettings(
+        "compose", expected_users=80, gpus=2, gpu_sharing="time-slicing", gpu_users=8
+    ),
+    "k3s-time-slicing": ProfileSettings(
+        "k3s",
+        expected_users=80,
+        gpus=2,
+        gpu_sharing="time-slicing",
+        gpu_users=10,
+        domain="ailab.uni.example",
+    ),
+    "k3s-mig-mixed": ProfileSettings(
+        "k3s",
+        expected_users=40,
+        gpus=2,
+        gpu_sharing="mig",
+        gpu_model="A100-40GB",
+        mig_profiles=("1g.5gb=4", "3g.20gb=1"),
+        gpu_users=10,
+    ),
+}
+
 
 # 10 and 25 users meet every SLO; at 50 users MLflow's p95 (900 ms) and the spawn p95
 # (40 s) miss theirs: capacity 25, band (25, 50). Each step is 10 s with 2 s settling;

@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import shlex
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -29,35 +28,14 @@ from labcap.deploy_profiles import ProfileSettings, build_profile
 from ..conftest import record_run
 from ..docker.engine import PrivateEngine
 from ..support.cli import labcap
-from .compose_lab import ROOT, ComposeLab, missing_tools
+from ..support.user_cells import MLFLOW_CELL
+from .compose_lab import ROOT, ComposeLab, require_compose_stack
 
 ENGINE_DIR = os.environ.get("LABCAP_E2E_DOCKERD", "/tmp/labcap-compose-e2e")
 PROJECT = "labcape2e"
 ADMIN = "labadmin"
 USER = "alice"
 STEPS = {4: {"mlflow.log_batch": [50.0] * 100, "hub.spawn_ready": [4000.0] * 20}}
-# what the user's cell does: MLflow's REST API through $MLFLOW_TRACKING_URI (no mlflow package
-# in the notebook image), a run with a metric and an artifact uploaded through the server
-MLFLOW_CELL = """
-import json, os, urllib.request
-base = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
-def call(method, path, body=None, raw=None):
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(base + path, data=data, method=method)
-    kind = "application/octet-stream" if raw is not None else "application/json"
-    req.add_header("Content-Type", kind)
-    with urllib.request.urlopen(req, timeout=20) as r:
-        text = r.read().decode()
-        return json.loads(text) if text.strip() else {}
-exp = call("POST", "/api/2.0/mlflow/experiments/create", {"name": "EXPERIMENT"})["experiment_id"]
-run = call("POST", "/api/2.0/mlflow/runs/create", {"experiment_id": exp})["run"]["info"]
-call("POST", "/api/2.0/mlflow/runs/log-metric",
-     {"run_id": run["run_id"], "key": "accuracy", "value": 0.93, "timestamp": 0, "step": 0})
-assert run["artifact_uri"].startswith("mlflow-artifacts:/"), run["artifact_uri"]
-path = run["artifact_uri"].removeprefix("mlflow-artifacts:/").lstrip("/")
-call("PUT", f"/api/2.0/mlflow-artifacts/artifacts/{path}/model.txt", raw=b"weights 42")
-call("POST", "/api/2.0/mlflow/runs/update", {"run_id": run["run_id"], "status": "FINISHED"})
-"""
 
 
 def _cell(lab: ComposeLab, token: str, user: str, code: str) -> None:
@@ -90,12 +68,7 @@ def _listeners_of(pids: set[int]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the stack runs on a private Docker engine (scripts/dockerd.sh)")
-    if not shutil.which("dockerd") or not shutil.which("docker"):
-        pytest.skip("no Docker engine installed (apt-get install docker.io)")
-    missing = missing_tools()
-    assert not missing, f"missing {missing}: run scripts/bootstrap.sh"
+    require_compose_stack()
     started = time.monotonic()
     engine = PrivateEngine(ENGINE_DIR)
     was_running = engine.is_running()

@@ -18,15 +18,9 @@ from labcap.deploy_profiles import ProfileSettings, build_profile
 from labcap.errors import LabcapError
 from labcap.verify.target import read_gpu_plan, resolve_deployment
 
-K3S_MIG = ProfileSettings(
-    "k3s",
-    expected_users=40,
-    gpus=2,
-    gpu_sharing="mig",
-    gpu_model="A100-40GB",
-    mig_profiles=("1g.5gb=4", "3g.20gb=1"),
-    gpu_users=10,
-)
+from .conftest import CASES
+
+K3S_MIG = CASES["k3s-mig-mixed"]
 K3S_TS = ProfileSettings("k3s", expected_users=40, gpus=1, gpu_sharing="time-slicing", gpu_users=2)
 COMPOSE = ProfileSettings("compose", expected_users=20, gpus=1, gpu_users=1)
 

@@ -22,35 +22,10 @@ from labcap.deploy_profiles.render import DEFAULT_PASSWORDS, SECRET_SPECS
 from labcap.errors import LabcapError
 from labcap.planner.capacity import plan_run
 
-from .conftest import placeholder_secret
+from .conftest import CASES, placeholder_secret
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("LABCAP_UPDATE_GOLDEN") == "1"
-
-CASES = {
-    "compose-cpu": ProfileSettings("compose", expected_users=20),
-    # the rollback direction: a K3s-sized plan (80 users, shared GPUs) back on one server
-    "compose-gpu-time-slicing": ProfileSettings(
-        "compose", expected_users=80, gpus=2, gpu_sharing="time-slicing", gpu_users=8
-    ),
-    "k3s-time-slicing": ProfileSettings(
-        "k3s",
-        expected_users=80,
-        gpus=2,
-        gpu_sharing="time-slicing",
-        gpu_users=10,
-        domain="ailab.uni.example",
-    ),
-    "k3s-mig-mixed": ProfileSettings(
-        "k3s",
-        expected_users=40,
-        gpus=2,
-        gpu_sharing="mig",
-        gpu_model="A100-40GB",
-        mig_profiles=("1g.5gb=4", "3g.20gb=1"),
-        gpu_users=10,
-    ),
-}
 
 
 def _normalise(text: str, run: Path) -> str:

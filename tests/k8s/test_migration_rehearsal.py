@@ -65,7 +65,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import requests
 import yaml
 
@@ -73,7 +72,7 @@ from labcap.deploy_profiles import ProfileSettings, build_profile
 from labcap.verify.files import compare_trees
 from labcap.verify.mlflow_data import MlflowReader, compare_mlflow
 from tests.conftest import record_run
-from tests.deploy_profiles.compose_lab import ComposeLab, missing_tools
+from tests.deploy_profiles.compose_lab import ComposeLab, require_compose_stack
 from tests.docker.engine import PrivateEngine
 from tests.k8s import migration as mig
 from tests.k8s import profile_deploy as pd
@@ -105,12 +104,7 @@ class Phases:
 
 
 def _require_root_and_docker() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the old lab runs on a private Docker engine (scripts/dockerd.sh)")
-    if not shutil.which("dockerd") or not shutil.which("docker"):
-        pytest.skip("no Docker engine installed (apt-get install docker.io)")
-    missing = missing_tools()
-    assert not missing, f"missing {missing}: run scripts/bootstrap.sh"
+    require_compose_stack()
     assert shutil.which("kubectl"), "no kubectl: the runbook's K3s steps use it"
 
 

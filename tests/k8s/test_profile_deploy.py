@@ -27,6 +27,7 @@ from tests.deploy_profiles.compose_lab import ComposeLab
 from tests.docker.engine import PrivateEngine
 from tests.k8s import profile_deploy as pd
 from tests.k8s.cluster import REPO, delete_namespace, wait_for
+from tests.support.user_cells import MLFLOW_CELL
 
 ENGINE_DIR = os.environ.get("LABCAP_E2E_DOCKERD", "/tmp/labcap-compose-e2e")
 STEPS = {1: {"hub_login": [60.0] * 20}, 2: {"hub_login": [70.0] * 20}}
@@ -219,6 +220,20 @@ def test_users_log_in_and_kubespawner_spawns_their_pods(k3s_lab, k8s_netns_clust
     wait_for(lambda: hub.server(token, USER) is None, 120, f"{USER}'s server stopped")
 
 
+def _scheduled(core, name: str):
+    """A poll for ``wait_for``: the user pod once the scheduler has placed it, else None."""
+
+    def placed():
+        try:
+            p = core.read_namespaced_pod(name, USER_NS)
+        except Exception:
+            return None
+        conds = {c.type: c.status for c in p.status.conditions or []}
+        return conds.get("PodScheduled") == "True" and p
+
+    return placed
+
+
 def test_gpu_profile_pod_is_placed_on_the_gpu_shares(k3s_lab, k8s_netns_cluster):
     """The GPU profile's pod asks for nvidia.com/gpu and the real scheduler places it on the
     node's advertised shares. It cannot start here: dockershim (the 1.20 kubelet's Docker
@@ -229,16 +244,7 @@ def test_gpu_profile_pod_is_placed_on_the_gpu_shares(k3s_lab, k8s_netns_cluster)
     token = hub.token(session, ADMIN)
     r = hub.api(token, "POST", f"/hub/api/users/{ADMIN}/server", json={"profile": "gpu-1"})
     assert r.status_code in (201, 202), r.text
-    core = k8s_netns_cluster.core()
-
-    def placed():
-        try:
-            p = core.read_namespaced_pod(f"jupyter-{ADMIN}", USER_NS)
-        except Exception:
-            return None
-        conds = {c.type: c.status for c in p.status.conditions or []}
-        return conds.get("PodScheduled") == "True" and p
-
+    placed = _scheduled(k8s_netns_cluster.core(), f"jupyter-{ADMIN}")
     pod = wait_for(placed, 120, "GPU pod scheduled")
     limits = pod.spec.containers[0].resources.limits
     assert limits.get("nvidia.com/gpu") == "1"
@@ -274,16 +280,7 @@ def test_verify_gpu_check_spawns_the_gpu_profile(k3s_lab, k8s_netns_cluster):
     settings = HubSettings(spawn_timeout_s=60, stop_timeout_s=30)
     check = threading.Thread(target=lambda: results.append(check_gpu(new, user, settings)))
     check.start()
-    core = k8s_netns_cluster.core()
-
-    def placed():
-        try:
-            p = core.read_namespaced_pod(f"jupyter-{user}", USER_NS)
-        except Exception:
-            return None
-        conds = {c.type: c.status for c in p.status.conditions or []}
-        return conds.get("PodScheduled") == "True" and p
-
+    placed = _scheduled(k8s_netns_cluster.core(), f"jupyter-{user}")
     try:
         pod = wait_for(placed, 60, f"jupyter-{user} scheduled")
     except TimeoutError:
@@ -362,30 +359,6 @@ def test_the_idle_culler_stops_an_idle_server(k3s_lab, k8s_netns_cluster):
             return True
 
     wait_for(pod_gone, 120, f"jupyter-{USER} deleted")
-
-
-# what a user's cell does: MLflow's REST API through $MLFLOW_TRACKING_URI (the notebook
-# stand-in has no mlflow package), a run with a metric and an artifact; prints the run id
-MLFLOW_CELL = """
-import json, os, urllib.request
-base = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
-def call(method, path, body=None, raw=None):
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(base + path, data=data, method=method)
-    kind = "application/octet-stream" if raw is not None else "application/json"
-    req.add_header("Content-Type", kind)
-    with urllib.request.urlopen(req, timeout=20) as r:
-        text = r.read().decode()
-        return json.loads(text) if text.strip() else {}
-exp = call("POST", "/api/2.0/mlflow/experiments/create", {"name": "EXPERIMENT"})["experiment_id"]
-run = call("POST", "/api/2.0/mlflow/runs/create", {"experiment_id": exp})["run"]["info"]
-call("POST", "/api/2.0/mlflow/runs/log-metric",
-     {"run_id": run["run_id"], "key": "accuracy", "value": 0.93, "timestamp": 0, "step": 0})
-path = run["artifact_uri"].removeprefix("mlflow-artifacts:/").lstrip("/")
-call("PUT", f"/api/2.0/mlflow-artifacts/artifacts/{path}/model.txt", raw=b"weights 42")
-call("POST", "/api/2.0/mlflow/runs/update", {"run_id": run["run_id"], "status": "FINISHED"})
-print(base, run["run_id"])
-"""
 
 
 def test_a_users_kernel_logs_an_mlflow_run_through_the_service(k3s_lab, k8s_netns_cluster):
