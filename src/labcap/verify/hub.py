@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import requests
 
-from labcap.loadtests.scenarios.common import describe
+from labcap.loadtests.scenarios.common import describe, hub_xsrf
 from labcap.redact import redact
 
 _XSRF_FIELD = re.compile(r'name="_xsrf"\s+value="([^"]*)"')
@@ -111,8 +111,7 @@ class HubUser:
         # (path /hub/); a token request with the pre-login one gets HTTP 403 ("XSRF cookie
         # does not match") on JupyterHub 5.2 with NativeAuthenticator
         self._request("login", "GET", f"{self.hub_url}/hub/home")
-        by_path = {c.path: c.value for c in self._session.cookies if c.name == "_xsrf" and c.value}
-        xsrf = by_path.get("/hub/") or next(iter(by_path.values()), "")
+        xsrf = hub_xsrf(self._session.cookies)
         r = self._request(
             "token",
             "POST",

@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 
 from labcap.loadtests.scenarios.common import describe
+from labcap.verify.files import sha256_file
 from labcap.verify.hub import direct_session
 from labcap.verify.records import Difference
 
@@ -189,15 +190,12 @@ class MlflowReader:
 
     def artifact_sha256(self, rec: RunRecord, path: str, local: Path | None) -> str:
         """sha256 of one artifact file: from the store when it is here, else downloaded."""
-        digest = hashlib.sha256()
         if local is not None and rec.artifact_source == "store":
             try:
-                with open(local / path, "rb") as f:
-                    while chunk := f.read(1 << 20):
-                        digest.update(chunk)
+                return sha256_file(local / path)
             except OSError as e:
                 raise MlflowReadError(f"{local / path}: {e.strerror or e}") from None
-            return digest.hexdigest()
+        digest = hashlib.sha256()
         url = f"{self.url}/get-artifact"
         try:
             with self._session().get(

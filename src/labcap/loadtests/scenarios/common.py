@@ -74,6 +74,13 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}-{_PROCESS_TAG}-{n}".lower()
 
 
+def hub_xsrf(cookies: Iterable[Any]) -> str:
+    """The hub's own ``_xsrf`` cookie value (path /hub/) from a cookie jar that may hold
+    several (a single-user server sets its own under /user/...); else any one; else ""."""
+    by_path = {c.path: c.value for c in cookies if c.name == "_xsrf" and c.value}
+    return by_path.get("/hub/") or next(iter(by_path.values()), "")
+
+
 def describe(exc: BaseException, hidden: Iterable[str]) -> str:
     """``TypeName: message`` with secrets removed."""
     return redact(f"{type(exc).__name__}: {exc}", hidden)

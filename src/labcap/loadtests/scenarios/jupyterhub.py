@@ -51,6 +51,7 @@ from labcap.loadtests.scenarios.common import (
     StepFailed,
     describe,
     fire,
+    hub_xsrf,
     unique_name,
 )
 from labcap.loadtests.scenarios.kernel_ws import kernel_channels_url, run_cell
@@ -287,9 +288,7 @@ class JupyterHubUser(HttpUser):
                 raise StepFailed("no token") from None
 
     def _xsrf_cookie(self) -> str:
-        jar = self.client.cookies
-        values = {c.path: c.value for c in jar if c.name == "_xsrf" and c.value}
-        return values.get("/hub/") or next(iter(values.values()), "")
+        return hub_xsrf(self.client.cookies)
 
     def _spawn(self) -> None:
         started = time.perf_counter()
