@@ -322,7 +322,8 @@ def verify(as_json: bool, **options: Any) -> None:
                 success and median spawn time compared
       gpu       a user server on new sees its GPUs (NVML) as the plan says;
                 skipped, with the reason, when no GPU is planned or present
-      capacity  the same short step load on both at once, then the gate
+      capacity  the same short step load on both at once, then the gate;
+                --capacity-runs OLD,NEW: the gate on two runs measured before
 
     \b
     Verdict and exit code (the gate's conventions):

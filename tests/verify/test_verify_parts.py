@@ -257,6 +257,53 @@ def test_capacity_partial_new_run_is_inconclusive(tmp_path):
     assert result.status == INCONCLUSIVE and "partial" in result.summary
 
 
+def _capacity_runs_cli(old: Path, new: Path) -> tuple[int, dict]:
+    """`labcap verify --checks capacity --capacity-runs OLD,NEW --json` (nothing listens on
+    the deployments' ports: judging measured runs reaches neither)."""
+    import json
+
+    r = invoke("verify", "--old", "http://127.0.0.1:9", "--new", "http://127.0.0.1:10",
+               "--checks", "capacity", "--capacity-runs", f"{old},{new}", "--json")  # fmt: skip
+    return r.exit_code, json.loads(r.stdout)
+
+
+def test_capacity_runs_measured_one_after_the_other_are_judged(tmp_path):
+    """--capacity-runs: the gate on two runs measured before (one per deployment, not at
+    once); no load is run and nothing is written unless --out says so."""
+    old = synthetic_run(tmp_path / "old", seed=1)
+    code, same = _capacity_runs_cli(old, synthetic_run(tmp_path / "same", seed=2))
+    (check,) = same["checks"]
+    assert (code, check["status"], same["verdict"]) == (0, PASS, READY), same
+    assert check["details"]["runs"] == {"old": str(old), "new": str(tmp_path / "same")}
+    code, slower = _capacity_runs_cli(old, synthetic_run(tmp_path / "slow", seed=3, scale=1.3))
+    (check,) = slower["checks"]
+    assert (code, check["status"]) == (1, FAIL), slower
+    assert {d["kind"] for d in check["differences"]} == {"capacity-regression"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old", "same", "slow"]
+
+
+def test_capacity_runs_not_measured_alike_are_inconclusive(tmp_path):
+    old = synthetic_run(tmp_path / "old", seed=1)
+    other = synthetic_run(tmp_path / "other", seed=2, users=(1, 3), scenario="mlflow")
+    code, result = _capacity_runs_cli(old, other)
+    (check,) = result["checks"]
+    assert check["status"] == INCONCLUSIVE and code != 0, result
+    assert check["summary"].startswith("the two runs were not measured alike"), check
+    assert "ran scenario 'mlflow'" in check["summary"] and "stepped through" in check["summary"]
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [("only-one", "give two run directories"), ("a,b", "a: no such run directory")],
+)
+def test_capacity_runs_bad_value_is_one_line(tmp_path, value, said):
+    r = invoke("verify", "--old", "http://127.0.0.1:9", "--new", "http://127.0.0.1:10",
+               "--checks", "capacity", "--capacity-runs", value)  # fmt: skip
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and said in lines[0], r.stderr
+
+
 # ------------------------------------------------------------------ verdicts and JUnit
 
 

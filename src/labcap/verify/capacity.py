@@ -41,6 +41,8 @@ class CapacitySettings:
     window_s: float = 2.0
     spawn_rate: float = 2.0
     thresholds: GateThresholds = field(default_factory=GateThresholds)
+    # (old run, new run) measured before, one deployment after the other: judged, not run
+    runs: tuple[Path, Path] | None = None
 
 
 def pick_scenario(dep: Deployment, wanted: str) -> str:
@@ -55,10 +57,15 @@ def check_capacity(
     old: Deployment,
     new: Deployment,
     settings: CapacitySettings,
-    out: Path,
+    out: Path | None,
     progress: Progress = lambda _m: None,
 ) -> CheckResult:
     started = time.monotonic()
+    if settings.runs is not None:
+        progress(f"verify capacity: judging the runs {settings.runs[0]} and {settings.runs[1]}")
+        result = capacity_of_measured_runs(old, new, settings)
+        return replace(result, elapsed_s=round(time.monotonic() - started, 2))
+    assert out is not None
     scenario = pick_scenario(old, settings.scenario)
     if not (old.hub_url or old.mlflow_url) or not (new.hub_url or new.mlflow_url):
         return CheckResult("capacity", SKIPPED, "a deployment has neither hub nor MLflow URL")
@@ -137,6 +144,49 @@ def _run(
         notes=(f"labcap verify: {dep.label} deployment",),
     )
     return execute_run(req, progress).path
+
+
+def capacity_of_measured_runs(
+    old: Deployment, new: Deployment, settings: CapacitySettings
+) -> CheckResult:
+    """``--capacity-runs``: the gate between two runs measured one after the other. Runs
+    that were not measured alike (scenario, steps, SLOs) cannot be compared: inconclusive;
+    a run whose target is not the deployment's URL is said in the summary."""
+    from labcap.reports.compare import comparability_warnings
+    from labcap.store import RunDir
+
+    assert settings.runs is not None
+    manifests = [RunDir.open(p).read_manifest() for p in settings.runs]
+    unlike = [w for w in comparability_warnings(manifests) if "complete" not in w]
+    if unlike:
+        return CheckResult(
+            "capacity",
+            INCONCLUSIVE,
+            "the two runs were not measured alike (run 1: old, run 2: new): " + "; ".join(unlike),
+            details={"runs": {"old": str(settings.runs[0]), "new": str(settings.runs[1])}},
+        )
+    result = capacity_from_runs(*settings.runs, settings.thresholds)
+    elsewhere = [
+        f"the {dep.label} run loaded {host}, not {dep.label}'s {url}"
+        for dep, m in zip((old, new), manifests, strict=True)
+        for host, url in _targets(dep, m.scenario_name, m.hosts)
+    ]
+    if elsewhere:
+        result = replace(result, summary=f"{result.summary}; note: {'; '.join(elsewhere)}")
+    return result
+
+
+def _targets(dep: Deployment, scenario: str, hosts: dict[str, str]) -> list[tuple[str, str]]:
+    """(run's host, deployment's URL) pairs that differ, for the services the scenario
+    loads (a run of one of them records the other's host as its own)."""
+    urls = {"jupyterhub": dep.hub_url, "mlflow": dep.mlflow_url}
+    if scenario in urls:
+        urls = {scenario: urls[scenario]}
+    return [
+        (hosts[k], url)
+        for k, url in urls.items()
+        if url and hosts.get(k) and hosts[k].rstrip("/") != url.rstrip("/")
+    ]
 
 
 def capacity_from_runs(

@@ -68,7 +68,7 @@ def run_verify(
         elif name == "gpu":
             result = check_gpu(new, settings.users[0], settings.logins.hub, progress)
         else:
-            if settings.out is None:
+            if settings.out is None and settings.capacity.runs is None:
                 raise LabcapError("the capacity check needs --out DIR for its two run directories")
             result = check_capacity(old, new, settings.capacity, settings.out, progress)
         progress(f"verify: {name} {result.status} ({result.elapsed_s:.1f} s)")

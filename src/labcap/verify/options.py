@@ -29,7 +29,8 @@ def verify_deployments(opts: VerifyOptions, progress: Progress) -> VerifyResult:
     and the JUnit XML (with --junit), each told on ``progress``."""
     checks = parse_checks(opts.checks)
     old, new = deployments(opts)
-    out = opts.out or (default_out("verify") if "capacity" in checks else None)
+    measures = "capacity" in checks and not opts.capacity_runs
+    out = opts.out or (default_out("verify") if measures else None)
     result = run_verify(old, new, verify_settings(opts, checks, out), progress)
     if out is not None:
         progress(f"result: {write_result(result, out, (*old.secrets, *new.secrets))}")
@@ -86,7 +87,22 @@ def capacity_settings(opts: VerifyOptions) -> CapacitySettings:
         users=parse_user_steps(opts.capacity_users),
         step_duration_s=parse_duration(opts.capacity_step, what="--capacity-step-duration"),
         thresholds=thresholds,
+        runs=parse_run_pair(opts.capacity_runs),
     )
+
+
+def parse_run_pair(text: str) -> tuple[Path, Path] | None:
+    """'OLD_RUN,NEW_RUN' -> the two run directories (each must exist); '' -> None."""
+    if not str(text or "").strip():
+        return None
+    parts = [t.strip() for t in str(text).split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise LabcapError(f"--capacity-runs {text!r}: give two run directories, OLD_RUN,NEW_RUN")
+    paths = (Path(parts[0]), Path(parts[1]))
+    for path in paths:
+        if not path.is_dir():
+            raise LabcapError(f"--capacity-runs: {path}: no such run directory")
+    return paths
 
 
 def percent(text: str, what: str) -> float:

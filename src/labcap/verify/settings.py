@@ -154,6 +154,16 @@ class VerifyOptions:
             "--capacity-scenario", help="Scenario [default: lab, or the one the URLs allow]."
         ),
     )
+    capacity_runs: str = field(
+        default="",
+        metadata=option(
+            "--capacity-runs",
+            metavar="OLD_RUN,NEW_RUN",
+            help="Judge capacity from two run directories already measured, one on each "
+            "deployment with the same steps (`labcap run`, one after the other), instead of "
+            "loading both at once: on one machine the two loads compete for its CPUs.",
+        ),
+    )
     max_regressions: tuple[str, ...] = field(
         default=(),
         metadata=option(
