@@ -29,6 +29,7 @@ DRIVER = Path(__file__).with_name("_drive_scenario.py")
 HUB_NAMES = (
     "hub.login_page",
     "hub.login",
+    "hub.home",
     "hub.token",
     "hub.spawn",
     "hub.spawn_ready",

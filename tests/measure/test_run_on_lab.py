@@ -15,6 +15,7 @@ pytestmark = pytest.mark.lab
 HUB_STEPS = {
     "hub.login_page",
     "hub.login",
+    "hub.home",
     "hub.token",
     "hub.spawn",
     "hub.spawn_ready",

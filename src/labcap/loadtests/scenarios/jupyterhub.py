@@ -12,7 +12,8 @@ with any authenticator, also one that refuses every login. The API journey delet
 user (server and tokens with it) when the simulated user stops; the run sweeps what is
 left by the name prefix. Request names (stable; SLOs and reports key on them):
 
-``hub.login_page``, ``hub.login`` (form), ``hub.user_create`` (api), ``hub.token``,
+``hub.login_page``, ``hub.login``, ``hub.home`` (form), ``hub.user_create`` (api),
+``hub.token``,
 ``hub.spawn``,
 ``hub.spawn_ready`` (SPAWN event: spawn POST until the hub says ready),
 ``kernel.start``, ``kernel.execute`` (WS event: connect, execute, reply),
@@ -245,6 +246,9 @@ class JupyterHubUser(HttpUser):
             fire(self.environment.events, "POST", "hub.login", time.perf_counter(), reason)
             raise StepFailed(reason)
         timeout = self.settings.request_timeout_s
+        # a retry starts from a fresh session: a logged-in one is redirected away from
+        # /hub/login (to /hub/spawn, which would start a server unasked)
+        self.client.cookies.clear()
         with self.client.get(
             "/hub/login", name="hub.login_page", catch_response=True, timeout=timeout
         ) as r:
@@ -270,6 +274,19 @@ class JupyterHubUser(HttpUser):
         ) as r:
             if r.status_code != 302:
                 raise self._fail(r, "login")
+        # the page a browser lands on hands out the logged-in session's _xsrf cookie (path
+        # /hub/): JupyterHub 5 ties it to the session, so a token request with the pre-login
+        # one gets HTTP 403 ("XSRF cookie does not match"). /hub/home, not the 302's /hub/:
+        # that one goes on to /hub/spawn and would start a server
+        with self.client.get(
+            "/hub/home",
+            name="hub.home",
+            catch_response=True,
+            allow_redirects=False,
+            timeout=timeout,
+        ) as r:
+            if r.status_code != 200:
+                raise self._fail(r, "home page")
         with self.client.post(
             f"/hub/api/users/{self.username}/tokens",
             json={"note": "labcap load test"},
