@@ -264,29 +264,12 @@ class JupyterHubUser(HttpUser):
             "_xsrf": html.unescape(match[1]),
         }
         # no redirects: following /hub/ → /hub/spawn would start a server implicitly
-        with self.client.post(
-            "/hub/login",
-            data=form,
-            name="hub.login",
-            catch_response=True,
-            allow_redirects=False,
-            timeout=timeout,
-        ) as r:
-            if r.status_code != 302:
-                raise self._fail(r, "login")
+        self._page("POST", "/hub/login", "hub.login", 302, "login", data=form)
         # the page a browser lands on hands out the logged-in session's _xsrf cookie (path
         # /hub/): JupyterHub 5 ties it to the session, so a token request with the pre-login
         # one gets HTTP 403 ("XSRF cookie does not match"). /hub/home, not the 302's /hub/:
         # that one goes on to /hub/spawn and would start a server
-        with self.client.get(
-            "/hub/home",
-            name="hub.home",
-            catch_response=True,
-            allow_redirects=False,
-            timeout=timeout,
-        ) as r:
-            if r.status_code != 200:
-                raise self._fail(r, "home page")
+        self._page("GET", "/hub/home", "hub.home", 200, "home page")
         with self.client.post(
             f"/hub/api/users/{self.username}/tokens",
             json={"note": "labcap load test"},
@@ -303,6 +286,21 @@ class JupyterHubUser(HttpUser):
             except (ValueError, KeyError, TypeError, AttributeError):
                 r.failure("token response has no token")
                 raise StepFailed("no token") from None
+
+    def _page(self, method: str, path: str, name: str, status: int, step: str, **kw: Any) -> None:
+        """One reported request of the login, not followed past a redirect; any other status
+        than ``status`` fails it (and the login) as ``step``."""
+        with self.client.request(
+            method,
+            path,
+            name=name,
+            catch_response=True,
+            allow_redirects=False,
+            timeout=self.settings.request_timeout_s,
+            **kw,
+        ) as r:
+            if r.status_code != status:
+                raise self._fail(r, step)
 
     def _xsrf_cookie(self) -> str:
         return hub_xsrf(self.client.cookies)
