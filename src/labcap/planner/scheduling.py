@@ -1,6 +1,10 @@
 """Scheduling evidence from the Kubernetes collector: user servers that waited for a GPU,
 and pods the scheduler could not place.
 
+Only FailedScheduling events that name a resource the nodes lack ("Insufficient cpu",
+"Insufficient nvidia.com/gpu") count as conflicts: "1 pod has unbound immediate
+PersistentVolumeClaims" (a user's claim not bound yet when KubeSpawner creates its pod, a
+moment on a cluster with static volumes), taints or affinities are not a lack of capacity.
 A pod waited for a GPU when the scheduler reported it ``FailedScheduling`` for want of
 ``nvidia.com/gpu`` (the collector's ``scheduling_conflicts``). Its spawn time splits in two:
 waiting for a GPU (creation to scheduled) and starting (scheduled to ready). A pod never
@@ -69,6 +73,10 @@ def scheduling_evidence(run: Any) -> SchedulingEvidence | None:
     if conflicts is None:
         return None
     failed = conflicts[conflicts["kind"] == "failed-scheduling"] if len(conflicts) else conflicts
+    # only pods the scheduler found short of a resource ("Insufficient cpu"): a pod that
+    # waited for its volume claim to bind, a taint or an affinity is not a capacity problem
+    if len(failed):
+        failed = failed[failed["resources"].fillna("").astype(str).str.strip() != ""]
     resources = sorted(
         {r.strip() for text in failed.get("resources", []) for r in str(text).split(",") if r}
     )
