@@ -259,27 +259,13 @@ def test_verify_gpu_check_spawns_the_gpu_profile(k3s_lab, k8s_netns_cluster):
     nvidia.com/gpu, not on the CPU-only default. The pod cannot start here (no 'nvidia'
     runtime handler, no GPU), so the check ends inconclusive on the spawn, saying which
     user_options it sent; without them the CPU pod would start and the check would fail."""
-    import threading
 
-    from labcap.verify.gpu import check_gpu
-    from labcap.verify.hub import HubSettings
     from labcap.verify.records import INCONCLUSIVE
-    from labcap.verify.target import Deployment, read_gpu_plan
+    from labcap.verify.target import read_gpu_plan
 
     hub, user = k3s_lab, GPU_USER
-    hub.passwords[user] = secrets.token_urlsafe(18)
-    hub.sign_up(user, hub.passwords[user])
-    admin = hub.login(ADMIN, hub.passwords[ADMIN])
-    assert admin is not None
-    hub.authorize(admin, user)
-    plan = read_gpu_plan(hub.profile)
-    assert plan["spawn_options"] == {"profile": "gpu-1"}
-    new = Deployment("new", hub.hub_url, hub_url=hub.hub_url, gpu_plan=plan,
-                     hub_password=hub.passwords[user])  # fmt: skip
-    results = []
-    settings = HubSettings(spawn_timeout_s=60, stop_timeout_s=30)
-    check = threading.Thread(target=lambda: results.append(check_gpu(new, user, settings)))
-    check.start()
+    assert read_gpu_plan(hub.profile)["spawn_options"] == {"profile": "gpu-1"}
+    check, results = _gpu_check_started(hub, user, spawn_timeout_s=60)
     placed = _scheduled(k8s_netns_cluster.core(), f"jupyter-{user}")
     try:
         pod = wait_for(placed, 60, f"jupyter-{user} scheduled")
@@ -296,6 +282,70 @@ def test_verify_gpu_check_spawns_the_gpu_profile(k3s_lab, k8s_netns_cluster):
     assert "user_options {'profile': 'gpu-1'}" in result.summary
     assert "spawn: not ready after 60 s" in result.summary
     assert result.details["spawn_options"] == {"profile": "gpu-1"}
+
+
+def _gpu_check_started(hub: Hub, user: str, spawn_timeout_s: float):
+    """verify's GPU check (check_gpu with the profile's GPU plan) for ``user`` (signed up and
+    approved here the first time), in a thread; returns (thread, its results list)."""
+    import threading
+
+    from labcap.verify.gpu import check_gpu
+    from labcap.verify.hub import HubSettings
+    from labcap.verify.target import Deployment, read_gpu_plan
+
+    if user not in hub.passwords:
+        hub.passwords[user] = secrets.token_urlsafe(18)
+        hub.sign_up(user, hub.passwords[user])
+        admin = hub.login(ADMIN, hub.passwords[ADMIN])
+        assert admin is not None
+        hub.authorize(admin, user)
+    plan = read_gpu_plan(hub.profile)
+    new = Deployment("new", hub.hub_url, hub_url=hub.hub_url, gpu_plan=plan,
+                     hub_password=hub.passwords[user])  # fmt: skip
+    results: list = []
+    settings = HubSettings(spawn_timeout_s=spawn_timeout_s, stop_timeout_s=60)
+    check = threading.Thread(target=lambda: results.append(check_gpu(new, user, settings)))
+    check.start()
+    return check, results
+
+
+def test_verify_gpu_check_fails_on_a_gpu_profile_that_gives_no_gpu(k3s_lab, k8s_netns_cluster):
+    """A GPU profile broken as a hand edit breaks it: the gpu-1 option of the hub's config
+    without its nvidia.com/gpu limit and the nvidia RuntimeClass. The same `labcap verify
+    --checks gpu` path then spawns a CPU-only pod that starts, and the check fails, naming the
+    GPU the plan expects and the server does not see. The hub's config is restored after."""
+    import re
+
+    from labcap.verify.records import FAIL
+
+    hub, cluster, user = k3s_lab, k8s_netns_cluster, GPU_USER
+    config = "jupyterhub_config.py"
+    (cm,) = [o for o in pd.profile_objects(hub.profile)
+             if o["kind"] == "ConfigMap" and config in o.get("data", {})]  # fmt: skip
+    text = cm["data"][config]
+    gpu_lines = (
+        r'"(extra_resource_limits|extra_pod_config)": \{"(nvidia\.com/gpu|runtimeClassName)"'
+    )
+    broken, n = re.subn(rf"^ *{gpu_lines}.*\n", "", text, flags=re.M)
+    assert n == 2, "the gpu-1 option's GPU limit and RuntimeClass lines were not found"
+    pd.apply(cluster, [{**cm, "data": {**cm["data"], config: broken}}])
+    try:
+        _restarted(hub, cluster)
+        check, results = _gpu_check_started(hub, user, spawn_timeout_s=180)
+        pod = wait_for(_scheduled(cluster.core(), f"jupyter-{user}"), 120, "the pod scheduled")
+        check.join(timeout=400)
+        assert "nvidia.com/gpu" not in (pod.spec.containers[0].resources.limits or {})
+        assert pod.spec.runtime_class_name is None
+        (result,) = results
+        print(f"\nverify gpu on the broken profile: {result.status}: {result.summary}")
+        assert result.status == FAIL, result
+        assert [(d.kind, d.subject) for d in result.differences] == [
+            ("gpu-not-visible", "user server")
+        ], result.differences
+        assert "the plan expects 1 GPU(s) (time-slicing); the server sees none" in result.summary
+    finally:
+        pd.apply(cluster, [cm])
+        _restarted(hub, cluster)
 
 
 def _spawn(hub: Hub, user: str, profile: str = "cpu") -> tuple[str, dict]:
@@ -319,6 +369,18 @@ def test_a_hub_restart_leaves_user_pods_running(k3s_lab, k8s_netns_cluster):
     core = k8s_netns_cluster.core()
     _spawn(hub, USER)
     before = core.read_namespaced_pod(f"jupyter-{USER}", USER_NS).metadata.uid
+    restart = _restart_hub(hub, k8s_netns_cluster)
+    next(restart)  # the old hub pod is gone
+    pod = core.read_namespaced_pod(f"jupyter-{USER}", USER_NS)
+    assert pod.metadata.uid == before and pod.status.phase == "Running"
+    assert pod.metadata.deletion_timestamp is None
+    next(restart, None)  # the new hub serves through the proxy
+
+
+def _restart_hub(hub: Hub, cluster):
+    """Deletes the hub pod; yields once the old pod is gone, returns once its Deployment's
+    new pod serves the login page through the proxy (drive it with next())."""
+    core = cluster.core()
     old = [p.metadata.name for p in core.list_namespaced_pod(
         NS, label_selector="app.kubernetes.io/name=hub").items]  # fmt: skip
     assert old
@@ -329,10 +391,8 @@ def test_a_hub_restart_leaves_user_pods_running(k3s_lab, k8s_netns_cluster):
         return not set(old) & {p.metadata.name for p in core.list_namespaced_pod(NS).items}
 
     wait_for(old_hub_gone, 120, "the old hub pod gone")
-    pod = core.read_namespaced_pod(f"jupyter-{USER}", USER_NS)
-    assert pod.metadata.uid == before and pod.status.phase == "Running"
-    assert pod.metadata.deletion_timestamp is None
-    wait_for(lambda: _ready(k8s_netns_cluster, NS), 300, "a new hub Ready")
+    yield
+    wait_for(lambda: _ready(cluster, NS), 300, "a new hub Ready")
 
     def through_proxy():  # the Service's endpoints and kube-proxy's rules follow the new pod
         try:
@@ -341,6 +401,11 @@ def test_a_hub_restart_leaves_user_pods_running(k3s_lab, k8s_netns_cluster):
             return False
 
     wait_for(through_proxy, 120, "the new hub's login page through the proxy")
+
+
+def _restarted(hub: Hub, cluster) -> None:
+    for _ in _restart_hub(hub, cluster):
+        pass
 
 
 def test_the_idle_culler_stops_an_idle_server(k3s_lab, k8s_netns_cluster):
