@@ -259,6 +259,12 @@ def test_labcap_measures_the_lab_with_container_startups(lab, tmp_path):
     assert r.returncode in (0, 1), r.stderr[-3000:]  # 1: an SLO missed, the run still whole
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest.get("status") != "aborted", manifest.get("status")
+    windows = pd.read_parquet(out / "windows.parquet").groupby("endpoint")
+    done = (windows["requests"].sum() - windows["failures"].sum()).to_dict()
+    failed = windows["failures"].sum().to_dict()
+    # every login of the JupyterHub 5.2 stack got its token (the session's XSRF cookie)
+    assert failed.get("hub.token", 0) == 0 and done.get("hub.token", 0) > 0, failed
+    assert done.get("hub.spawn_ready", 0) > 0, done
     startups = pd.read_parquet(out / "startup_records.parquet")
     users = startups[startups["container"].str.startswith("jupyter-load-")]
     assert len(users) >= 1, startups[["container", "outcome"]].to_dict("records")

@@ -24,9 +24,23 @@
 7. **Verify**: ``labcap verify --old <compose> --new <k3s> --checks data,logins`` passes:
    the users log in and spawn on both; every home file's sha256, every MLflow object (runs,
    params, tags, metric histories, artifacts with their sha256, the model registry).
-8. **Roll back** (the runbook's "Rollback" block as written): the Compose lab serves again
-   with its data as before (MLflow snapshot and home checksums equal to the ones taken
-   before the backup; a user logs in, spawns, reads a file).
+8. **A broken login**: bob's approval revoked on the K3s hub (NativeAuthenticator's toggle):
+   ``labcap verify --checks logins`` fails naming exactly ``login-failed user bob``; then
+   approved again.
+9. **Measure both, compare**: the same ``labcap run`` (scenario lab, 2 and 3 users, 60 s
+   steps) on the Compose lab (``--target docker``) and then on the K3s lab (``--target k8s``),
+   as the load accounts that migrated with the hub's database; every login gets its token
+   and the load's servers' startups are recorded on both. The network rule is watched while
+   they run (every peer of labcap, its load engine, the private Docker engine and its
+   containers is loopback; ``check-net`` for the cluster's namespace and pods). ``labcap
+   report compose-run k3s-run``: each latency cell at the reference step is the runs' own
+   p95. ``labcap verify --checks capacity --capacity-runs``: its status and exit code
+   follow the gate's outcome on the two runs (not asserted to pass: one-minute steps hold a
+   handful of spawns).
+10. **Roll back** (the runbook's "Rollback" block as written): the Compose lab serves again
+   with its data as before (MLflow snapshot, less labcap's own ``labcap-*`` load data, and
+   home checksums equal to the ones taken before the backup; a user logs in, spawns, reads
+   a file).
 
 Substitutes (everything else is the generated profile and runbook as a user gets them):
 
@@ -69,6 +83,7 @@ import requests
 import yaml
 
 from labcap.deploy_profiles import ProfileSettings, build_profile
+from labcap.verify.data import DEFAULT_IGNORE, drop_ignored
 from labcap.verify.files import compare_trees
 from labcap.verify.mlflow_data import MlflowReader, compare_mlflow
 from tests.conftest import record_run
@@ -77,13 +92,20 @@ from tests.docker.engine import PrivateEngine
 from tests.k8s import migration as mig
 from tests.k8s import profile_deploy as pd
 from tests.k8s.cluster import REPO, delete_namespace, wait_for
-from tests.k8s.test_profile_deploy import _images, _ready
+from tests.k8s.test_profile_deploy import Hub, _images, _ready
 from tests.support.cli import labcap
+from tests.support.netpeers import PeerWatch
 
 ENGINE_DIR = os.environ.get("LABCAP_E2E_DOCKERD", "/tmp/labcap-compose-e2e")
 PROJECT = "labcapmigration"
 NS, USER_NS = "ailab", "ailab-users"
 ADMIN, USERS = "labadmin", ("alice", "bob")
+# the load's accounts (the runbook's load-test accounts): signed up and approved on Compose
+# before the backup, so they migrate with the hub's database and load both labs
+LOAD_USERS = ("load-1", "load-2")
+# the same measurement on each lab, one after the other (not at once: one 2-core machine)
+MEASURE = ["--scenario", "lab", "--users", "2,3", "--step-duration", "60s", "--settle", "5s",
+           "--window", "3s", "--spawn-rate", "2", "--gpu", "none", "--no-calibrate"]  # fmt: skip
 DAMAGED_USER = "bob"
 # the test cluster is Kubernetes 1.20: kubectl >= 1.31 execs over WebSockets (v5) first;
 # this makes it use SPDY, which every server version has (a client setting, not a command)
@@ -151,7 +173,7 @@ def test_compose_to_k3s_migration_rehearsal(k8s_netns_cluster, tmp_path):
         lab.sign_up(ADMIN, password)
         admin = lab.login(ADMIN, password)
         assert admin is not None, "the admin cannot log in to the Compose lab"
-        for user in USERS:
+        for user in (*USERS, *LOAD_USERS):
             lab.sign_up(user, password)
             lab.authorize(admin, user)
             assert lab.login(user, password) is not None, f"{user} cannot log in (Compose)"
@@ -202,8 +224,8 @@ def test_compose_to_k3s_migration_rehearsal(k8s_netns_cluster, tmp_path):
         secrets_yaml.write_text(yaml.safe_dump(doc, sort_keys=False))
         objects = pd.profile_objects(k3s_dir)
         pv_root = Path(cluster.kubeconfig).parent / "pv" / secrets.token_hex(4)
-        pd.static_pvs(cluster, pv_root, pd.claims_of(objects), pool=len(USERS) + 2,
-                      pool_size="10Gi")  # fmt: skip
+        pd.static_pvs(cluster, pv_root, pd.claims_of(objects),
+                      pool=len(USERS) + len(LOAD_USERS) + 1, pool_size="10Gi")  # fmt: skip
         pd.apply(cluster, [pd.shrink_cpu_requests(o) for o in objects])
         ph.done("k3s images and apply")
 
@@ -308,10 +330,36 @@ def test_compose_to_k3s_migration_rehearsal(k8s_netns_cluster, tmp_path):
             assert secret not in good.stdout + good.stderr
         ph.done("verify (clean)")
 
+        # 9. a broken login on the new lab (bob's approval lost): verify fails, naming bob
+        new_admin = Hub(new_hub)
+        admin_new = new_admin.login(ADMIN, password)
+        assert admin_new is not None, "the admin cannot log in to the K3s lab"
+        new_admin.authorize(admin_new, DAMAGED_USER)  # NativeAuthenticator's toggle: revoked
+        assert new_admin.login(DAMAGED_USER, password) is None, "bob's approval still holds"
+        broken = _verify(["--old", lab.hub_url, "--new", new_hub, "--checks", "logins",
+                          "--sample-users", DAMAGED_USER], venv)  # fmt: skip
+        result = mig.verify_json(broken.stdout)
+        assert broken.returncode == 1, broken.stderr[-3000:]
+        assert _diffs(result) == [("login-failed", f"user {DAMAGED_USER}")], result["checks"]
+        new_admin.authorize(admin_new, DAMAGED_USER)  # approved again
+        assert new_admin.login(DAMAGED_USER, password) is not None
+        ph.done("verify (broken login)")
+
+        # 10. the same measurement on both labs, and the comparison report
+        compose_run, k3s_run = _measure_both(
+            lab, cluster, env, password, tmp_path, new_hub, new_mlflow
+        )
+        ph.done("measure both labs")
+        _compare(compose_run, k3s_run, tmp_path / "compare.html")
+        urls = ["--old", lab.hub_url, "--old-mlflow", lab.mlflow_url,
+                "--new", new_hub, "--new-mlflow", new_mlflow]  # fmt: skip
+        _verify_capacity(compose_run, k3s_run, urls, venv)
+        ph.done("comparison report, verify capacity")
+
         # cut-over for the rollback: the old lab stopped again, users on K3s
         lab.compose("stop", "hub", "proxy", "mlflow")
 
-        # 9. the runbook's rollback, as written
+        # 11. the runbook's rollback, as written
         (rollback,) = mig.bash_blocks(runbook, "Rollback")
         assert "/path/to/compose/deployment" in rollback
         rollback = rollback.replace("/path/to/compose/deployment", str(compose_dir))
@@ -327,7 +375,9 @@ def test_compose_to_k3s_migration_rehearsal(k8s_netns_cluster, tmp_path):
         after = MlflowReader(lab.mlflow_url, artifact_checksums=True).snapshot(
             lambda _m: None, "after"
         )
-        lost, _ = compare_mlflow(baseline, after)
+        # labcap's own load data (experiments labcap-*, written by the runs) left out, as
+        # verify leaves it out
+        lost, _ = compare_mlflow(*(drop_ignored(x, DEFAULT_IGNORE) for x in (baseline, after)))
         assert lost == [], lost
         for user in USERS:
             changed, _ = compare_trees(baseline_homes / user, homes_old[user])
@@ -355,6 +405,130 @@ def test_compose_to_k3s_migration_rehearsal(k8s_netns_cluster, tmp_path):
             for ns in (USER_NS, NS):
                 delete_namespace(core, ns, timeout_s=180)
             pd.delete_static_pvs(cluster)
+
+
+def _measure_both(lab, cluster, env, password, tmp_path, new_hub, new_mlflow):
+    """`labcap run` with the same steps on the Compose lab (--target docker: DockerSpawner's
+    containers) and then on the K3s lab (--target k8s: KubeSpawner's pods), as the load
+    accounts; each run's platform collector must have seen the load's servers start."""
+    import pandas as pd_
+
+    users_file = tmp_path / "load-users.txt"
+    users_file.write_text("\n".join(LOAD_USERS) + "\n")
+    renv = {**env, "LABCAP_HUB_PASSWORD": password, "LABCAP_HUB_USERS_FILE": str(users_file)}
+    runs = {}
+    for name, argv in (
+        ("compose", ["--host", lab.hub_url, "--mlflow-url", lab.mlflow_url, "--target",
+                     "docker", "--compose-project", PROJECT]),
+        ("k3s", ["--host", new_hub, "--mlflow-url", new_mlflow, "--target", "k8s",
+                 "--kubeconfig", str(cluster.kubeconfig), "--namespace", USER_NS]),
+    ):  # fmt: skip
+        out = tmp_path / f"{name}-run"
+        # the network rule, watched while the load runs: every peer of labcap, its load
+        # engine, the private Docker engine and its (host-network) containers is loopback
+        with PeerWatch(lambda: _local_roots(env["DOCKER_HOST"])) as watch:
+            r = labcap("run", *argv, *MEASURE, "--out", out, env=renv, timeout=600)
+            if name == "k3s":  # and every socket in the cluster's namespace and its pods
+                net = cluster.script("check-net")
+                assert net.returncode == 0, net.stderr[-3000:]
+        print(f"{name} run, network: {watch.summary()}")
+        assert watch.samples >= 10 and not watch.errors, watch.errors
+        assert watch.offenders == [], watch.offenders
+        assert password not in r.stdout + r.stderr
+        assert r.returncode == 0, (name, r.returncode, r.stderr[-3000:])
+        manifest = mig.verify_json((out / "manifest.json").read_text())
+        # partial (a machine check, e.g. a stalled generator) still measured: reasons shown
+        assert manifest["status"] in ("complete", "partial"), (name, manifest)
+        print(f"{name} run: {manifest['status']} {manifest.get('status_reasons') or ''}")
+        windows = pd_.read_parquet(out / "windows.parquet").groupby("endpoint")
+        failed = windows["failures"].sum().to_dict()
+        assert failed.get("hub.token", 0) == 0, (name, failed)  # the load's logins all work
+        starts = pd_.read_parquet(out / "startup_records.parquet")
+        # DockerSpawner escapes the name (jupyter-load-2d1), KubeSpawner keeps it (jupyter-load-1)
+        load = starts[starts["container"].str.startswith("jupyter-load-")]
+        assert len(load) >= 2 and (load["outcome"] == "ready").all(), (name, starts.to_dict())
+        print(
+            f"\n{name}: startup phases of the load's servers (s)\n"
+            + load.drop(columns=["container_id"], errors="ignore").round(2).to_string()
+        )
+        runs[name] = out
+    return runs["compose"], runs["k3s"]
+
+
+def _local_roots(docker_host: str) -> list[int]:
+    """This test's process (labcap runs below it), the private engine's dockerd (containerd
+    below it) and each running container's first process (the shims are not below dockerd)."""
+    sock = docker_host.removeprefix("unix://")
+    roots = [os.getpid(), int((Path(sock).parent / "dockerd.pid").read_text())]
+    env = {**os.environ, "DOCKER_HOST": docker_host}
+
+    def docker(*args: str) -> list[str]:
+        r = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=30)
+        return r.stdout.split()
+
+    ids = docker("ps", "-q")
+    pids = docker("inspect", "-f", "{{.State.Pid}}", *ids) if ids else []
+    return roots + [int(p) for p in pids if p.isdigit() and p != "0"]
+
+
+def _compare(compose_run: Path, k3s_run: Path, out: Path) -> None:
+    """`labcap report compose-run k3s-run`: the guide's table with both labs' figures, each
+    at the same user count, as the runs measured them."""
+    from labcap.planner.capacity import plan_capacity
+    from labcap.reports.compare import METRICS, chart_id, measured_values, reference_users
+    from labcap.store import RunDir
+
+    r = labcap("report", compose_run, k3s_run, "-o", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    page = out.read_text()
+    runs = [RunDir.open(p) for p in (compose_run, k3s_run)]
+    plans = [plan_capacity(run) for run in runs]
+    ref = reference_users(plans)
+    values = [measured_values(p, run, ref) for p, run in zip(plans, runs, strict=True)]
+    at_ref = [{e.endpoint: e for e in p.endpoints if e.users == ref} for p in plans]
+    both = sorted(
+        ep for ep in set(at_ref[0]) & set(at_ref[1])
+        if ep != "*" and at_ref[0][ep].p95_ms is not None and at_ref[1][ep].p95_ms is not None
+    )  # fmt: skip
+    assert "hub.spawn_ready" in both, f"no spawn measured on both labs at {ref} users: {both}"
+    for ep in both:  # each row: K3s's figure against Compose's, at the same step, as measured
+        cell = re.search(
+            rf'data-base="([^"]+)"\s+data-value="([^"]+)"[^>]*data-chart="{chart_id(ep)}"'
+            rf'\s+data-x="{ref}"',
+            page,
+        )
+        assert cell, f"no {ep} cell at {ref} users in the comparison"
+        wanted = (f"{at_ref[0][ep].p95_ms:.6g}", f"{at_ref[1][ep].p95_ms:.6g}")
+        assert (cell[1], cell[2]) == wanted, (ep, cell.groups(), wanted)
+    lines = [f"comparison at {ref} users (compose -> k3s; n = requests), the guide's claims:"]
+    for m in METRICS:
+        claim = f"(guide: {m.guide_docker} -> {m.guide_k3s})"
+        if m.key in ("startup_p95_s", "api_p95_ms"):
+            for ep in both:
+                if (ep == "hub.spawn_ready") == (m.key == "startup_p95_s"):
+                    a, b = at_ref[0][ep], at_ref[1][ep]
+                    lines.append(f"  {m.label} {ep}: {a.p95_ms:.1f} ms (n={a.requests}) -> "
+                                 f"{b.p95_ms:.1f} ms (n={b.requests}) {claim}")  # fmt: skip
+        else:
+            got = [v[m.key] for v in values]
+            lines.append(f"  {m.label}: {got[0]} -> {got[1]} {m.unit} {claim}")
+    print("\n".join(lines))
+
+
+def _verify_capacity(compose_run: Path, k3s_run: Path, urls: list[str], env) -> None:
+    """`labcap verify --checks capacity --capacity-runs`: the gate on the two measured runs.
+    Its outcome is what the runs carry (a step of 60 s holds a handful of spawns, fewer than
+    the 20 a p95 needs, so on this machine it is usually inconclusive): the test checks that
+    the check judged these runs and that its status and exit code follow the gate."""
+    r = _verify([*urls, "--checks", "capacity", "--capacity-runs", f"{compose_run},{k3s_run}"],
+                env)  # fmt: skip
+    (check,) = mig.verify_json(r.stdout)["checks"]
+    assert check["details"]["runs"] == {"old": str(compose_run), "new": str(k3s_run)}, check
+    outcome = check["details"]["gate"]["outcome"]
+    status, code = {"pass": ("pass", 0), "regression": ("fail", 1),
+                    "inconclusive": ("inconclusive", 3)}[outcome]  # fmt: skip
+    assert (check["status"], r.returncode) == (status, code), (check, r.stderr[-2000:])
+    print(f"verify capacity from the two runs: {check['status']}: {check['summary'][:900]}")
 
 
 def _answers(url: str) -> bool:

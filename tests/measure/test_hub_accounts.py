@@ -202,7 +202,7 @@ def test_form_journey_logs_in_as_the_users_file_and_revokes_its_tokens(tmp_path)
     windows = pd.read_parquet(out / "windows.parquet")
     ok = windows.assign(ok=windows["requests"] - windows["failures"]).groupby("endpoint")["ok"]
     ok = ok.sum()
-    for endpoint in ("hub.login", "hub.token", "hub.spawn_ready", "kernel.execute"):
+    for endpoint in ("hub.login", "hub.home", "hub.token", "hub.spawn_ready", "kernel.execute"):
         assert ok.get(endpoint, 0) > 0, (endpoint, ok.to_dict(), r.stderr[-2000:])
     assert "hub.user_create" not in ok.index
     assert users == {"alice", *names}  # only the named accounts were used

@@ -131,15 +131,13 @@ def _mlflow(
     if failed:
         details = {f"unreachable_{k}": True for k in failed}
         return [], details, [f"MLflow on {k}: {v}" for k, v in sorted(failed.items())]
-    snaps: dict[str, MlflowSnapshot] = {
-        k: _drop_ignored(v, settings.ignore) for k, v in got.items()
-    }  # type: ignore[arg-type]
+    snaps: dict[str, MlflowSnapshot] = {k: drop_ignored(v, settings.ignore) for k, v in got.items()}  # type: ignore[arg-type]
     diffs, details = compare_mlflow(snaps["old"], snaps["new"])
     errors = snaps["old"].errors + snaps["new"].errors
     return diffs, details, errors
 
 
-def _drop_ignored(snap: MlflowSnapshot, patterns: Sequence[str]) -> MlflowSnapshot:
+def drop_ignored(snap: MlflowSnapshot, patterns: Sequence[str]) -> MlflowSnapshot:
     keep = {n: e for n, e in snap.experiments.items() if not _ignored(n, patterns)}
     runs = [r for r in snap.runs if r.experiment in keep]
     return MlflowSnapshot(keep, runs, snap.errors, snap.artifact_sources)
