@@ -278,6 +278,7 @@ def test_capacity_runs_measured_one_after_the_other_are_judged(tmp_path):
     code, slower = _capacity_runs_cli(old, synthetic_run(tmp_path / "slow", seed=3, scale=1.3))
     (check,) = slower["checks"]
     assert (code, check["status"]) == (1, FAIL), slower
+    assert check["summary"].endswith("max users at SLO: old ≥ 10 users, new ≥ 10 users"), check
     assert {d["kind"] for d in check["differences"]} == {"capacity-regression"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old", "same", "slow"]
 

@@ -197,18 +197,22 @@ def capacity_from_runs(
     from labcap.store import RunDir
 
     gate = compare_runs(RunDir.open(old_run), RunDir.open(new_run), thresholds)
-    caps = {}
+    from labcap.reports.wording import capacity_text
+
+    caps, said = {}, {}
     for side, path in (("old", old_run), ("new", new_run)):
         try:
-            caps[side] = plan_run(str(path)).max_users_at_slo
+            plan = plan_run(str(path))
         except LabcapError:
-            caps[side] = None
+            caps[side], said[side] = None, "no capacity figure"
+        else:  # "≥ 40 users", "< 2 users", "no capacity figure": never "None" or "0"
+            caps[side], said[side] = plan.max_users_at_slo, capacity_text(plan, "")
     details = {
         "gate": gate.to_dict(),
         "max_users_at_slo": caps,
         "runs": {"old": str(old_run), "new": str(new_run)},
     }
-    cap_text = f"max users at SLO: old {caps['old']}, new {caps['new']}"
+    cap_text = f"max users at SLO: old {said['old']}, new {said['new']}"
     if gate.outcome == REGRESSION:
         diffs = tuple(
             Difference(
