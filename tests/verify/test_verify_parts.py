@@ -293,6 +293,17 @@ def test_capacity_runs_not_measured_alike_are_inconclusive(tmp_path):
     assert "ran scenario 'mlflow'" in check["summary"] and "stepped through" in check["summary"]
 
 
+def test_capacity_runs_a_partial_run_is_the_gates_to_judge(tmp_path):
+    """A partial run is measured alike (same scenario, steps, SLOs): not 'not measured
+    alike', but the gate's inconclusive, saying it is partial."""
+    old = synthetic_run(tmp_path / "old", seed=1)
+    partial = synthetic_run(tmp_path / "partial", seed=2, status="partial", stop_at_s=9)
+    code, result = _capacity_runs_cli(old, partial)
+    (check,) = result["checks"]
+    assert check["status"] == INCONCLUSIVE and code == 3, result
+    assert "partial" in check["summary"] and "not measured alike" not in check["summary"]
+
+
 @pytest.mark.parametrize(
     ("value", "said"),
     [("only-one", "give two run directories"), ("a,b", "a: no such run directory")],

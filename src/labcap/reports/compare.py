@@ -126,8 +126,10 @@ def measured_values(plan: CapacityPlan, run: RunDir, users: int | None = None) -
     }
 
 
-def comparability_warnings(manifests: list[Manifest]) -> list[str]:
-    """Why the runs may not be comparable; empty when they are."""
+def comparability_warnings(manifests: list[Manifest], statuses: bool = True) -> list[str]:
+    """Why the runs may not be comparable; empty when they are. ``statuses=False`` leaves
+    out the runs' status (for a caller that judges partial runs itself, as the gate does)
+    and keeps only how they were measured: scenario, steps, SLOs."""
     base = manifests[0]
     base_slos = sorted(s.expression for s in base.slos)
     warnings = []
@@ -143,9 +145,9 @@ def comparability_warnings(manifests: list[Manifest]) -> list[str]:
         slos = [s.expression for s in m.slos]
         if sorted(slos) != base_slos:
             warnings.append(f"run {i} was judged on other SLOs ({', '.join(slos)})")
-        if m.status != "complete":
+        if statuses and m.status != "complete":
             warnings.append(f"run {i} is {m.status}, not complete")
-    if base.status != "complete":
+    if statuses and base.status != "complete":
         warnings.append(f"run 1 is {base.status}, not complete")
     return warnings
 

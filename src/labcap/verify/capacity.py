@@ -157,7 +157,7 @@ def capacity_of_measured_runs(
 
     assert settings.runs is not None
     manifests = [RunDir.open(p).read_manifest() for p in settings.runs]
-    unlike = [w for w in comparability_warnings(manifests) if "complete" not in w]
+    unlike = comparability_warnings(manifests, statuses=False)  # a partial run: the gate's
     if unlike:
         return CheckResult(
             "capacity",
@@ -194,11 +194,10 @@ def capacity_from_runs(
 ) -> CheckResult:
     """The gate between two finished runs, as a check result."""
     from labcap.planner.capacity import plan_run
+    from labcap.reports.wording import capacity_text
     from labcap.store import RunDir
 
     gate = compare_runs(RunDir.open(old_run), RunDir.open(new_run), thresholds)
-    from labcap.reports.wording import capacity_text
-
     caps, said = {}, {}
     for side, path in (("old", old_run), ("new", new_run)):
         try:
