@@ -75,7 +75,7 @@ def scheduling_evidence(run: Any) -> SchedulingEvidence | None:
     failed = conflicts[conflicts["kind"] == "failed-scheduling"] if len(conflicts) else conflicts
     # only pods the scheduler found short of a resource ("Insufficient cpu"): a pod that
     # waited for its volume claim to bind, a taint or an affinity is not a capacity problem
-    if len(failed):
+    if len(failed) and "resources" in failed.columns:
         failed = failed[failed["resources"].fillna("").astype(str).str.strip() != ""]
     resources = sorted(
         {r.strip() for text in failed.get("resources", []) for r in str(text).split(",") if r}
