@@ -259,7 +259,6 @@ def test_verify_gpu_check_spawns_the_gpu_profile(k3s_lab, k8s_netns_cluster):
     nvidia.com/gpu, not on the CPU-only default. The pod cannot start here (no 'nvidia'
     runtime handler, no GPU), so the check ends inconclusive on the spawn, saying which
     user_options it sent; without them the CPU pod would start and the check would fail."""
-
     from labcap.verify.records import INCONCLUSIVE
     from labcap.verify.target import read_gpu_plan
 
@@ -369,17 +368,15 @@ def test_a_hub_restart_leaves_user_pods_running(k3s_lab, k8s_netns_cluster):
     core = k8s_netns_cluster.core()
     _spawn(hub, USER)
     before = core.read_namespaced_pod(f"jupyter-{USER}", USER_NS).metadata.uid
-    restart = _restart_hub(hub, k8s_netns_cluster)
-    next(restart)  # the old hub pod is gone
+    _delete_hub_pod(k8s_netns_cluster)
     pod = core.read_namespaced_pod(f"jupyter-{USER}", USER_NS)
     assert pod.metadata.uid == before and pod.status.phase == "Running"
     assert pod.metadata.deletion_timestamp is None
-    next(restart, None)  # the new hub serves through the proxy
+    _wait_hub_serves(hub, k8s_netns_cluster)
 
 
-def _restart_hub(hub: Hub, cluster):
-    """Deletes the hub pod; yields once the old pod is gone, returns once its Deployment's
-    new pod serves the login page through the proxy (drive it with next())."""
+def _delete_hub_pod(cluster) -> None:
+    """Deletes the hub pod; returns once it is gone (its Deployment makes a new one)."""
     core = cluster.core()
     old = [p.metadata.name for p in core.list_namespaced_pod(
         NS, label_selector="app.kubernetes.io/name=hub").items]  # fmt: skip
@@ -391,7 +388,11 @@ def _restart_hub(hub: Hub, cluster):
         return not set(old) & {p.metadata.name for p in core.list_namespaced_pod(NS).items}
 
     wait_for(old_hub_gone, 120, "the old hub pod gone")
-    yield
+
+
+def _wait_hub_serves(hub: Hub, cluster) -> None:
+    """Returns once every pod of the lab is Ready and the hub's login page answers through
+    the proxy."""
     wait_for(lambda: _ready(cluster, NS), 300, "a new hub Ready")
 
     def through_proxy():  # the Service's endpoints and kube-proxy's rules follow the new pod
@@ -404,8 +405,8 @@ def _restart_hub(hub: Hub, cluster):
 
 
 def _restarted(hub: Hub, cluster) -> None:
-    for _ in _restart_hub(hub, cluster):
-        pass
+    _delete_hub_pod(cluster)
+    _wait_hub_serves(hub, cluster)
 
 
 def test_the_idle_culler_stops_an_idle_server(k3s_lab, k8s_netns_cluster):
