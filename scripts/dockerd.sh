@@ -36,7 +36,10 @@ running_pid() {
   [ -f "$pidfile" ] || return 1
   local pid
   pid=$(cat "$pidfile")
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+  # the PID file may be older than the machine's processes (a state dir kept from an earlier
+  # session): only a dockerd counts, and nothing else is ever signalled
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ] && echo "$pid"
 }
 
 case "$cmd" in
@@ -49,6 +52,8 @@ case "$cmd" in
       exit 0
     fi
     rm -f "$sock"
+    # a stale PID file naming some other live process would make dockerd refuse to start
+    running_pid >/dev/null || rm -f "$pidfile"
     setsid nohup dockerd \
       --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
       --data-root "$dir/data" --exec-root "$dir/x" --pidfile "$pidfile" \
