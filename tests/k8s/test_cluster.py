@@ -157,26 +157,21 @@ def _pids() -> dict[str, str]:
     return {ln.split(":")[0]: ln for ln in r.stdout.splitlines() if "pid" in ln}
 
 
-def _state_with_pid_file(tmp_path, pid: int, age_s: float) -> tuple[dict[str, str], object]:
-    """A loopback state dir (nothing of it running) whose etcd PID file names ``pid`` and was
-    written ``age_s`` seconds ago, as a state dir kept from an earlier session looks."""
+def _state_with_pid_file(tmp_path, monkeypatch, pid: int, age_s: float):
+    """A loopback state dir (nothing of it running), made the one ``script`` acts on, whose etcd
+    PID file names ``pid`` and was written ``age_s`` seconds ago, as a state dir kept from an
+    earlier session looks."""
     state = tmp_path / "st"
     (state / "pids").mkdir(parents=True)
     pid_file = state / "pids" / "etcd.pid"
     pid_file.write_text(f"{pid}\n")
     t = time.time() - age_s
     os.utime(pid_file, (t, t))
-    env = {**os.environ, "LABCAP_K8S_NET": "loopback", "LABCAP_K8S_STATE": str(state)}
-    return env, state
+    monkeypatch.setenv("LABCAP_K8S_STATE", str(state))
+    return state
 
 
-def _run_script(env, *args):
-    return subprocess.run(
-        [str(SCRIPT), *args], capture_output=True, text=True, timeout=120, check=False, env=env
-    )
-
-
-def test_a_pid_file_from_an_earlier_session_names_no_one(tmp_path):
+def test_a_pid_file_from_an_earlier_session_names_no_one(tmp_path, monkeypatch):
     """A state dir outlives its processes (/tmp kept, its daemons gone): a PID file from then
     may name an unrelated process started since. It must not count as the cluster's daemon
     (CI failed: a stale netns state dir counted as "partly running", kept its recorded API
@@ -185,9 +180,9 @@ def test_a_pid_file_from_an_earlier_session_names_no_one(tmp_path):
         pytest.skip("scripts/test-cluster needs root")
     other = subprocess.Popen(["sleep", "300"])
     try:
-        env, state = _state_with_pid_file(tmp_path, other.pid, age_s=3600)
-        assert "etcd: stopped" in _run_script(env, "status").stdout
-        r = _run_script(env, "down")
+        state = _state_with_pid_file(tmp_path, monkeypatch, other.pid, age_s=3600)
+        assert "etcd: stopped" in script("status").stdout
+        r = script("down")
         assert r.returncode == 0, r.stderr
         assert other.poll() is None, "down signalled a process that was not the cluster's"
         assert not state.exists()
@@ -196,7 +191,7 @@ def test_a_pid_file_from_an_earlier_session_names_no_one(tmp_path):
         other.wait()
 
 
-def test_a_pid_file_written_after_its_process_started_is_that_daemon(tmp_path):
+def test_a_pid_file_written_after_its_process_started_is_that_daemon(tmp_path, monkeypatch):
     """The other side: the process the PID file was written for counts as running, and
     `down` stops it."""
     if os.geteuid() != 0:
@@ -204,9 +199,9 @@ def test_a_pid_file_written_after_its_process_started_is_that_daemon(tmp_path):
     daemon = subprocess.Popen(["sleep", "300"])
     try:
         time.sleep(0.1)
-        env, state = _state_with_pid_file(tmp_path, daemon.pid, age_s=0)
-        assert f"etcd: running (pid {daemon.pid})" in _run_script(env, "status").stdout
-        r = _run_script(env, "down")
+        state = _state_with_pid_file(tmp_path, monkeypatch, daemon.pid, age_s=0)
+        assert f"etcd: running (pid {daemon.pid})" in script("status").stdout
+        r = script("down")
         assert r.returncode == 0, r.stderr
         assert daemon.wait(timeout=30) is not None
         assert not state.exists()
